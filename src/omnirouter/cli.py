@@ -1,0 +1,44 @@
+"""Command line: `omnirouter COMMAND ...`.
+
+Each area of the package keeps its sub-commands in its own `cli.py`, which defines
+`register(subparsers)`: it adds its parsers, each with `set_defaults(run=...)`, where `run`
+parses nothing more, builds a config and calls one library function. Heavy imports happen
+inside `run`, so `omnirouter --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# The areas whose sub-commands the CLI offers, in the order `--help` lists them.
+AREA_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omnirouter",
+        description="Dense, Switch and Omni-router CTC Transformers for speech recognition.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in AREA_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Typed configuration: frozen dataclasses, YAML in and out, dotted command-line overrides.
+
+OmegaConf structured configs do the checking: an unknown key or a value of the wrong type is
+an error that names the key. Every sub-config lives next to the code that uses it (for example
+`omnirouter.model.config.ModelConfig`); this module only loads, merges and saves them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+ConfigT = TypeVar("ConfigT")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+def load_config(
+    schema: type[ConfigT],
+    yaml_paths: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+) -> ConfigT:
+    """Build a `schema` instance from its defaults, then YAML files, then `key.sub=value` overrides.
+
+    Later sources win. Raises `ConfigError` naming the offending key or file.
+    """
+    merged = OmegaConf.structured(schema)
+    for path in yaml_paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"{path}: {_describe(error)}") from None
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} is not of the form key.sub=value")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"override {override!r}: {_describe(error)}") from None
+    try:
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def config_from_dict(schema: type[ConfigT], values: dict[str, Any]) -> ConfigT:
+    """A `schema` instance from a plain (possibly partial) dict, checked like a YAML file."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(values))
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict (enums as their names) of a config dataclass."""
+    return OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)  # type: ignore[return-value]
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the fully resolved config as YAML, so a run can be repeated from it alone."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a config dataclass, got {type(config).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+
+
+def _describe(error: OmegaConfBaseException) -> str:
+    key = getattr(error, "full_key", None)
+    message = str(error).splitlines()[0]
+    return f"key '{key}': {message}" if key else message

@@ -1,0 +1,92 @@
+"""The model's configuration: one frozen dataclass, one comment per field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Family(str, Enum):
+    dense = "dense"  # one FFN per block
+    switch = "switch"  # E expert FFNs per MoE block, one router per MoE layer
+    omni = "omni"  # E expert FFNs per MoE block, ONE router shared by every MoE layer
+
+
+class PositionEncoding(str, Enum):
+    sinusoidal = "sinusoidal"  # absolute sin/cos positions (Vaswani et al. 2017)
+    cape = "cape"  # continuous augmented positions (Likhomanenko et al. 2021)
+
+
+class Activation(str, Enum):
+    relu = "relu"
+    gelu = "gelu"
+
+
+class BalanceLoss(str, Enum):
+    paper = "paper"  # paper eq. (4): ρ_j sums P_ij over the frames routed to j, divided by T
+    switch = "switch"  # Fedus et al. 2022: ρ_j is the mean of P_ij over all frames
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: Family = Family.omni
+    input_dim: int = 80  # log-mel bins per frame
+    stack_frames: int = 4  # consecutive 10 ms frames stacked into one 40 ms step (paper §V-C)
+    model_dim: int = 512  # D
+    num_layers: int = 16  # Transformer blocks
+    num_heads: int = 8
+    ffn_dim: int = 4096  # F, of the dense FFN and of every expert
+    activation: Activation = Activation.relu
+    dropout: float = 0.1  # residual and FFN dropout
+    attention_dropout: float = 0.1
+    position: PositionEncoding = PositionEncoding.sinusoidal
+    cape_max_global_shift: float = 5.0  # CAPE, training only, in 40 ms steps
+    cape_max_local_shift: float = 0.5  # CAPE, training only, in 40 ms steps
+    cape_max_global_scale: float = 1.03  # CAPE, training only: positions scaled in [1/s, s]
+    num_experts: int = 4  # E; ignored by the dense family
+    top_k: int = 1  # experts per frame (1 in the paper)
+    renormalize_top_k: bool = False  # k > 1 only: gates divided by their sum (never at k = 1)
+    moe_layers: list[int] | None = None  # 0-based blocks with an MoE FFN; None = every block
+    router_group_size: int = 0  # MoE layers per shared router; 0 = family default (switch 1, omni all)
+    router_jitter: float = 0.0  # training only: router input × U(1-ε, 1+ε) (Switch Transformer)
+    dispatch: str = "auto"  # "auto" | "loop" | "grouped_mm": how tokens reach their experts
+
+    def __post_init__(self) -> None:
+        if self.model_dim % self.num_heads:
+            raise ValueError(
+                f"model.model_dim={self.model_dim} is not divisible by model.num_heads={self.num_heads}"
+            )
+        if self.family is not Family.dense:
+            if self.num_experts < 1:
+                raise ValueError(f"model.num_experts must be >= 1 for {self.family.value}")
+            if not 1 <= self.top_k <= self.num_experts:
+                raise ValueError(
+                    f"model.top_k={self.top_k} must lie in [1, num_experts={self.num_experts}]"
+                )
+        if self.moe_layers is not None:
+            bad = [layer for layer in self.moe_layers if not 0 <= layer < self.num_layers]
+            if bad:
+                raise ValueError(f"model.moe_layers {bad} outside [0, {self.num_layers})")
+        if self.router_group_size < 0:
+            raise ValueError("model.router_group_size must be >= 0")
+        if self.dispatch not in ("auto", "loop", "grouped_mm"):
+            raise ValueError(f"model.dispatch={self.dispatch!r}: use auto, loop or grouped_mm")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.family is not Family.dense
+
+    def moe_layer_indices(self) -> list[int]:
+        if not self.is_moe:
+            return []
+        return sorted(set(self.moe_layers)) if self.moe_layers is not None else list(
+            range(self.num_layers)
+        )
+
+    def router_groups(self) -> list[list[int]]:
+        """The MoE layers grouped by the router they share, in depth order."""
+        layers = self.moe_layer_indices()
+        if not layers:
+            return []
+        size = self.router_group_size or (1 if self.family is Family.switch else len(layers))
+        return [layers[start : start + size] for start in range(0, len(layers), size)]

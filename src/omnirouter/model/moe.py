@@ -1,0 +1,194 @@
+"""The mixture-of-experts feed-forward layer: router, stacked experts, dropless dispatch.
+
+A router is built outside the layer and handed in, so that an Omni-router model passes the
+SAME `Router` module to every MoE layer (paper eq. 6) and a Switch model one per layer (eq. 1).
+
+Shape legend: B batch, T frames, D model dim, F FFN dim, E experts, K experts per frame,
+N valid frames, S = N·K (frame, expert) slots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnirouter.model.config import Activation
+from omnirouter.model.routing import RoutingInfo, RoutingOverride
+
+
+class Router(nn.Module):
+    """`P = softmax(x W)`, W of shape D×E with no bias (paper eq. 1), always computed in fp32."""
+
+    def __init__(self, model_dim: int, num_experts: int, router_id: int = 0) -> None:
+        super().__init__()
+        self.router_id = router_id
+        self.proj = nn.Linear(model_dim, num_experts, bias=False)
+
+    @property
+    def num_experts(self) -> int:
+        return self.proj.out_features
+
+    def forward(self, x_ND: torch.Tensor) -> torch.Tensor:
+        """Router logits, fp32 even under autocast: small logit errors flip top-1 choices."""
+        with torch.autocast(device_type=x_ND.device.type, enabled=False):
+            return F.linear(x_ND.float(), self.proj.weight.float())
+
+
+class Experts(nn.Module):
+    """E independent two-layer FFNs stored as stacked tensors W1[E,D,F], b1[E,F], W2[E,F,D], b2[E,D]."""
+
+    def __init__(
+        self, num_experts: int, model_dim: int, ffn_dim: int, activation: Activation, dropout: float
+    ) -> None:
+        super().__init__()
+        self.w1_EDF = nn.Parameter(torch.empty(num_experts, model_dim, ffn_dim))
+        self.b1_EF = nn.Parameter(torch.empty(num_experts, ffn_dim))
+        self.w2_EFD = nn.Parameter(torch.empty(num_experts, ffn_dim, model_dim))
+        self.b2_ED = nn.Parameter(torch.empty(num_experts, model_dim))
+        self.activation = F.gelu if activation is Activation.gelu else F.relu
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # The same init as nn.Linear gives each expert: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        for weight, bias in ((self.w1_EDF, self.b1_EF), (self.w2_EFD, self.b2_ED)):
+            bound = 1.0 / math.sqrt(weight.shape[1])
+            nn.init.uniform_(weight, -bound, bound)
+            nn.init.uniform_(bias, -bound, bound)
+
+    @property
+    def num_experts(self) -> int:
+        return self.w1_EDF.shape[0]
+
+    def expert(self, index: int, x_SD: torch.Tensor) -> torch.Tensor:
+        """Expert `index` applied to the rows of x_SD."""
+        hidden_SF = self.activation(torch.addmm(self.b1_EF[index], x_SD, self.w1_EDF[index]))
+        return torch.addmm(self.b2_ED[index], self.dropout(hidden_SF), self.w2_EFD[index])
+
+    def forward_sorted(self, x_SD: torch.Tensor, counts_E: list[int]) -> torch.Tensor:
+        """Rows of x_SD grouped by expert (counts_E rows each, in expert order), one matmul pair
+        per expert over a contiguous slice. An expert with no rows still runs on an empty slice,
+        so every expert's weights are in the graph and get a (zero) gradient every step."""
+        outputs = [
+            self.expert(index, x_slice)
+            for index, x_slice in enumerate(torch.split(x_SD, counts_E))
+        ]
+        return torch.cat(outputs, dim=0)
+
+    def forward_grouped_mm(self, x_SD: torch.Tensor, counts_E: torch.Tensor) -> torch.Tensor:
+        """The same as `forward_sorted` in two grouped GEMMs (CUDA, bf16, sm90+)."""
+        offsets_E = torch.cumsum(counts_E, dim=0).to(torch.int32)
+        expert_of_row_S = torch.repeat_interleave(
+            torch.arange(self.num_experts, device=x_SD.device), counts_E, output_size=x_SD.shape[0]
+        )
+        weight1 = self.w1_EDF.to(x_SD.dtype)
+        hidden_SF = torch._grouped_mm(x_SD, weight1, offs=offsets_E)
+        hidden_SF = self.activation(hidden_SF + self.b1_EF.to(x_SD.dtype)[expert_of_row_S])
+        out_SD = torch._grouped_mm(self.dropout(hidden_SF), self.w2_EFD.to(x_SD.dtype), offs=offsets_E)
+        return out_SD + self.b2_ED.to(x_SD.dtype)[expert_of_row_S]
+
+
+def grouped_mm_supported(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether `torch._grouped_mm` exists and is a fast path here (Hopper or newer, bf16)."""
+    if device.type != "cuda" or not hasattr(torch, "_grouped_mm") or dtype != torch.bfloat16:
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+class MoEFeedForward(nn.Module):
+    """Top-k sparse FFN: route, dispatch valid frames sorted by expert, combine by gate.
+
+    Dropless: every frame reaches its experts whatever the load (no capacity factor).
+    Only valid frames are routed; padding neither costs compute nor enters router statistics.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        experts: Experts,
+        layer: int,
+        top_k: int = 1,
+        renormalize_top_k: bool = False,
+        router_jitter: float = 0.0,
+        dispatch: str = "auto",
+    ) -> None:
+        super().__init__()
+        if router.num_experts != experts.num_experts:
+            raise ValueError(
+                f"router has {router.num_experts} experts, the expert bank {experts.num_experts}"
+            )
+        self.router = router
+        self.experts = experts
+        self.layer = layer
+        self.top_k = top_k
+        self.renormalize_top_k = renormalize_top_k and top_k > 1  # never at k=1: no router gradient
+        self.router_jitter = router_jitter
+        self.dispatch = dispatch
+
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        valid_BT: torch.Tensor,
+        override: RoutingOverride | None = None,
+    ) -> tuple[torch.Tensor, RoutingInfo]:
+        x_ND = x_BTD[valid_BT]
+        router_input_ND = x_ND
+        if self.training and self.router_jitter > 0:
+            noise_ND = torch.empty_like(x_ND).uniform_(1 - self.router_jitter, 1 + self.router_jitter)
+            router_input_ND = x_ND * noise_ND
+        logits_NE = self.router(router_input_ND)
+        probs_NE = logits_NE.softmax(dim=-1)
+        gates_NK, experts_NK = probs_NE.topk(self.top_k, dim=-1)
+        if self.renormalize_top_k:
+            gates_NK = gates_NK / gates_NK.sum(dim=-1, keepdim=True)
+        if override is not None:
+            experts_NK = override.apply(experts_NK, self.router.num_experts)
+
+        out_ND = self._dispatch_combine(x_ND, experts_NK, gates_NK)
+        out_BTD = x_BTD.new_zeros(x_BTD.shape[:-1] + (out_ND.shape[-1],))
+        out_BTD = out_BTD.masked_scatter(valid_BT.unsqueeze(-1), out_ND)
+        routing = RoutingInfo(
+            layer=self.layer,
+            router_id=self.router.router_id,
+            logits_NE=logits_NE,
+            probs_NE=probs_NE,
+            experts_NK=experts_NK,
+            gates_NK=gates_NK,
+            valid_BT=valid_BT,
+        )
+        return out_BTD, routing
+
+    def _dispatch_combine(
+        self, x_ND: torch.Tensor, experts_NK: torch.Tensor, gates_NK: torch.Tensor
+    ) -> torch.Tensor:
+        num_frames, model_dim = x_ND.shape
+        experts_S = experts_NK.reshape(-1)
+        # A stable sort keeps frames of one expert in time order: the result is deterministic.
+        order_S = torch.argsort(experts_S, stable=True)
+        frame_of_slot_S = order_S // self.top_k
+        counts_E = torch.bincount(experts_S, minlength=self.experts.num_experts)
+        x_SD = x_ND[frame_of_slot_S]
+        if self._use_grouped_mm(x_SD):
+            out_SD = self.experts.forward_grouped_mm(x_SD.to(torch.bfloat16), counts_E)
+        else:
+            out_SD = self.experts.forward_sorted(x_SD, counts_E.tolist())
+        # Paper eq. (2): each expert output scaled by its router probability.
+        gate_S = gates_NK.reshape(-1)[order_S].unsqueeze(-1)
+        out_SD = out_SD * gate_S.to(out_SD.dtype)
+        if self.top_k == 1:
+            # Slots are a permutation of frames: a scatter by index is all that is needed.
+            return out_SD.new_empty(num_frames, model_dim).index_copy(0, frame_of_slot_S, out_SD)
+        combined_ND = out_SD.new_zeros(num_frames, model_dim)
+        return combined_ND.index_add(0, frame_of_slot_S, out_SD)
+
+    def _use_grouped_mm(self, x_SD: torch.Tensor) -> bool:
+        if self.dispatch == "loop":
+            return False
+        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled() else x_SD.dtype
+        supported = grouped_mm_supported(x_SD.device, dtype)
+        if self.dispatch == "grouped_mm" and not supported:
+            raise RuntimeError("dispatch='grouped_mm' needs CUDA sm90+ with bf16 and torch._grouped_mm")
+        return supported
