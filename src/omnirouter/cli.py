@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 # The areas whose sub-commands the CLI offers, in the order `--help` lists them.
-AREA_MODULES: tuple[str, ...] = ()
+AREA_MODULES: tuple[str, ...] = ("omnirouter.data.cli",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""The on-disk layout every corpus shares, whatever built it (synthesis, a Lhotse recipe, an import).
+
+    CORPUS_DIR/
+      corpus.json                 CorpusInfo: the sets, their roles and what each one tests
+      cuts_<set>.jsonl.gz         one Lhotse CutSet manifest per set (train, dev, test, ...)
+      ...                         audio, features, whatever the builder needs
+
+Training, evaluation and analysis find sets only through this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CORPUS_INFO_FILE = "corpus.json"
+
+
+@dataclass(frozen=True)
+class SetInfo:
+    name: str  # e.g. "train", "dev", "test", "test_unseen_voices"
+    role: str  # "train" | "dev" | "test"
+    description: str = ""  # what this set tests, for reports
+    num_utterances: int = 0
+    hours: float = 0.0
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    name: str
+    sets: tuple[SetInfo, ...]
+    description: str = ""
+    extra: dict[str, object] = field(default_factory=dict)  # builder details (seed, engines, time)
+
+    def set(self, name: str) -> SetInfo:
+        for info in self.sets:
+            if info.name == name:
+                return info
+        raise KeyError(f"corpus {self.name!r} has no set {name!r}; it has {self.set_names()}")
+
+    def set_names(self, role: str | None = None) -> list[str]:
+        return [info.name for info in self.sets if role is None or info.role == role]
+
+
+def cuts_path(corpus_dir: str | Path, set_name: str) -> Path:
+    return Path(corpus_dir) / f"cuts_{set_name}.jsonl.gz"
+
+
+def write_corpus_info(corpus_dir: str | Path, info: CorpusInfo) -> Path:
+    path = Path(corpus_dir) / CORPUS_INFO_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(info), indent=2) + "\n")
+    return path
+
+
+def read_corpus_info(corpus_dir: str | Path) -> CorpusInfo:
+    path = Path(corpus_dir) / CORPUS_INFO_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: is {corpus_dir} a prepared corpus? "
+            "Build one with `omnirouter data synth` or `omnirouter data prepare`."
+        )
+    raw = json.loads(path.read_text())
+    sets = tuple(SetInfo(**entry) for entry in raw.pop("sets"))
+    return CorpusInfo(sets=sets, **raw)
