@@ -6,7 +6,10 @@ import argparse
 import importlib
 
 # Modules that add `omnirouter data <name>` sub-commands through `register(data_subparsers)`.
-DATA_COMMAND_MODULES: tuple[str, ...] = ()
+DATA_COMMAND_MODULES: tuple[str, ...] = (
+    "omnirouter.data.synth.cli",
+    "omnirouter.data.prepare_cli",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
