@@ -1,0 +1,183 @@
+"""Several models' evaluation tables side by side, as the paper's Table I: WER per test set per
+model, and each model's relative WER reduction against a baseline.
+
+Relative reduction of model m against baseline b on a set: 100 · (WER_b − WER_m) / WER_b.
+Averaged two ways, both reported and labelled, because "reduces average WER by x%" can mean
+either:
+  - mean of per-set relative reductions: every set weighs the same, whatever its WER
+    (the paper's "11.2%" against the dense model is this one: its Table I gives 11.17%);
+  - relative reduction of the mean WER: sets with high WER weigh more.
+Both use the averaged sets: the test-role sets that every model was scored on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omnirouter.evaluate.tables import (
+    TEST_ROLE,
+    EvalTable,
+    TableFiles,
+    format_number,
+    markdown_table,
+    table_files,
+)
+
+logger = logging.getLogger(__name__)
+
+COMPARE_TABLE_STEM = "compare"
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    set_name: str
+    role: str
+    wer_percent: tuple[float | None, ...]  # per model, in CompareTable.models order
+    relative_reduction_percent: tuple[float | None, ...]  # per model, against the baseline
+
+
+@dataclass(frozen=True)
+class CompareTable:
+    models: tuple[str, ...]
+    baseline: str
+    rows: tuple[CompareRow, ...]
+    averaged_sets: tuple[str, ...]
+    mean_wer_percent: tuple[float | None, ...]  # per model, over the averaged sets
+    mean_relative_reduction_percent: tuple[float | None, ...]  # mean of per-set reductions
+    reduction_of_mean_wer_percent: tuple[float | None, ...]  # reduction of the mean WER
+    normalizers: tuple[str, ...]  # "name version" per model
+
+
+def relative_reduction(baseline: float | None, value: float | None) -> float | None:
+    """100 · (baseline − value) / baseline; None when undefined (missing, or baseline 0)."""
+    if baseline is None or value is None or baseline == 0:
+        return None
+    return 100.0 * (baseline - value) / baseline
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    if not values or any(value is None for value in values):
+        return None
+    return statistics.fmean(values)  # type: ignore[arg-type]
+
+
+def compare_tables(
+    tables: Sequence[EvalTable], names: Sequence[str], baseline: str | None = None
+) -> CompareTable:
+    """Table I from one `EvalTable` per model; `baseline` defaults to the first name."""
+    if len(tables) != len(names) or not tables:
+        raise ValueError(f"need one name per table, got {len(names)} names for {len(tables)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be distinct: {list(names)}")
+    baseline = names[0] if baseline is None else baseline
+    if baseline not in names:
+        raise ValueError(f"baseline {baseline!r} is not one of the models {list(names)}")
+    base = names.index(baseline)
+    normalizers = tuple(f"{t.normalizer} {t.normalizer_version}".strip() for t in tables)
+    if len(set(normalizers)) > 1:
+        logger.warning("models were scored with different normalisers: %s", normalizers)
+
+    roles: dict[str, str] = {}
+    for table in tables:
+        for eval_row in table.rows:
+            roles.setdefault(eval_row.set_name, eval_row.role)
+    rows = []
+    for set_name, role in roles.items():
+        wers = tuple(_wer(table, set_name) for table in tables)
+        reductions = tuple(relative_reduction(wers[base], wer) for wer in wers)
+        rows.append(CompareRow(set_name, role, wers, reductions))
+
+    complete = [row for row in rows if all(wer is not None for wer in row.wer_percent)]
+    averaged = [row for row in complete if row.role == TEST_ROLE] or complete
+    means = tuple(_mean([row.wer_percent[m] for row in averaged]) for m in range(len(names)))
+    return CompareTable(
+        models=tuple(names),
+        baseline=baseline,
+        rows=tuple(rows),
+        averaged_sets=tuple(row.set_name for row in averaged),
+        mean_wer_percent=means,
+        mean_relative_reduction_percent=tuple(
+            _mean([row.relative_reduction_percent[m] for row in averaged])
+            for m in range(len(names))
+        ),
+        reduction_of_mean_wer_percent=tuple(
+            relative_reduction(means[base], mean) for mean in means
+        ),
+        normalizers=normalizers,
+    )
+
+
+def _wer(table: EvalTable, set_name: str) -> float | None:
+    row = table.row(set_name)
+    return None if row is None else row.wer_percent
+
+
+def _compare_rows(table: CompareTable) -> tuple[list[str], list[list[str]]]:
+    others = [m for m, name in enumerate(table.models) if name != table.baseline]
+    header = [
+        "set",
+        *table.models,
+        *(f"{table.models[m]} vs {table.baseline} (%)" for m in others),
+    ]
+    body = []
+    for row in table.rows:
+        label = row.set_name if row.role in (TEST_ROLE, "") else f"{row.set_name} ({row.role})"
+        body.append(
+            [
+                label,
+                *(format_number(wer) for wer in row.wer_percent),
+                *(format_number(row.relative_reduction_percent[m], 1) for m in others),
+            ]
+        )
+    count = len(table.averaged_sets)
+    body.append(
+        [
+            f"mean WER over {count} sets; reduction of the mean WER",
+            *(format_number(wer) for wer in table.mean_wer_percent),
+            *(format_number(table.reduction_of_mean_wer_percent[m], 1) for m in others),
+        ]
+    )
+    body.append(
+        [
+            f"mean of the per-set relative reductions ({count} sets)",
+            *([""] * len(table.models)),
+            *(format_number(table.mean_relative_reduction_percent[m], 1) for m in others),
+        ]
+    )
+    return header, body
+
+
+def compare_markdown(table: CompareTable) -> str:
+    header, body = _compare_rows(table)
+    normalizers = sorted(set(table.normalizers))
+    lines = [
+        f"# WER (%) per test set and relative WER reduction (%) against {table.baseline}",
+        "",
+        f"Averaged sets: {', '.join(table.averaged_sets)}. Normaliser: {'; '.join(normalizers)}"
+        + (" (differs between models: WERs are not comparable)" if len(normalizers) > 1 else ""),
+        "",
+        markdown_table(header, body),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_compare_table(
+    table: CompareTable, out_dir: str | Path, stem: str = COMPARE_TABLE_STEM
+) -> TableFiles:
+    files = table_files(out_dir, stem)
+    files.json.parent.mkdir(parents=True, exist_ok=True)
+    files.markdown.write_text(compare_markdown(table))
+    header, body = _compare_rows(table)
+    with files.csv.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(body)
+    files.json.write_text(json.dumps(asdict(table), indent=2, ensure_ascii=False) + "\n")
+    return files

@@ -1,0 +1,102 @@
+"""Running a model over batches and reading off what it recognised.
+
+One path serves dev validation during training, `omnirouter eval`, transcription and the
+routing analysis: the model runs in eval mode under `torch.inference_mode` (bf16 autocast on
+CUDA only), then greedy CTC decoding and detokenisation. `on_output` sees every batch's
+`ModelOutput`, so an analysis can keep the routing without a second pass.
+
+Shape legend: B batch, T frames, F feature bins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm import tqdm
+
+from omnirouter.evaluate.decode import greedy_ctc_decode
+from omnirouter.evaluate.wer import Recognition, SetScore, score_set
+from omnirouter.model.ctc_model import CtcModel, ModelOutput
+from omnirouter.model.routing import RoutingOverride
+
+if TYPE_CHECKING:
+    from omnirouter.data.batch import Batch
+    from omnirouter.data.tokenizer import Tokenizer
+
+OutputCallback = Callable[["Batch", ModelOutput], None]
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    output: ModelOutput
+    token_ids: list[list[int]]  # per utterance, after greedy CTC decoding
+
+
+@contextlib.contextmanager
+def inference_context(model: CtcModel, device: torch.device | str) -> Iterator[None]:
+    """Eval mode, no autograd, bf16 autocast on CUDA; the model's train/eval mode is restored
+    afterwards, so the training loop can validate in the middle of an epoch."""
+    device_type = torch.device(device).type
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            torch.inference_mode(),
+            torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"),
+        ):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def decode_features(
+    model: CtcModel,
+    features_BTF: torch.Tensor,
+    feature_lens_B: torch.Tensor,
+    override: RoutingOverride | None = None,
+) -> DecodedBatch:
+    """Forward and greedy decoding; call inside `inference_context`."""
+    output = model(features_BTF, feature_lens_B, override=override)
+    return DecodedBatch(output, greedy_ctc_decode(output.log_probs_BTV, output.lengths_B))
+
+
+def recognize(
+    model: CtcModel,
+    batches: Iterable[Batch],
+    tokenizer: Tokenizer,
+    device: torch.device | str,
+    override: RoutingOverride | None = None,
+    on_output: OutputCallback | None = None,
+    progress: bool = True,
+    description: str = "recognising",
+) -> list[Recognition]:
+    """The model's transcript of every utterance in `batches`, beside its reference."""
+    recognitions: list[Recognition] = []
+    with inference_context(model, device):
+        for batch in tqdm(batches, desc=description, unit="batch", disable=not progress):
+            batch = batch.to(device)
+            decoded = decode_features(model, batch.features_BTF, batch.feature_lens_B, override)
+            if on_output is not None:
+                on_output(batch, decoded.output)
+            recognitions.extend(
+                Recognition(cut_id, reference, tokenizer.decode(token_ids))
+                for cut_id, reference, token_ids in zip(
+                    batch.cut_ids, batch.texts, decoded.token_ids, strict=True
+                )
+            )
+    return recognitions
+
+
+__all__ = [
+    "DecodedBatch",
+    "Recognition",
+    "SetScore",
+    "decode_features",
+    "inference_context",
+    "recognize",
+    "score_set",
+]
