@@ -1,0 +1,202 @@
+"""Transcribing audio files or arrays of any length with a trained model.
+
+Long audio is cut into chunks of at most `chunk_seconds` (no overlap), each cut placed at the
+quietest 20 ms within the last `boundary_search_seconds` of its window so that it rarely
+falls inside a word. Chunks are decoded one at a time and their texts joined with spaces, so
+features, activations and attention (quadratic in length) are bounded by one chunk whatever
+the length of the recording. The decoded samples themselves are held whole (float32,
+about 230 MB per hour of 16 kHz audio).
+
+    transcriber = Transcriber.from_pretrained("exp/omni", device="cpu")
+    print(transcriber.transcribe("talk.mp3").text)
+
+Shape legend: T frames, F feature bins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from omnirouter.data.audio import SAMPLE_RATE, AudioError, load_audio
+from omnirouter.evaluate.run import decode_features, inference_context
+from omnirouter.model.ctc_model import CtcModel
+
+if TYPE_CHECKING:
+    from omnirouter.data.features import FeatureConfig
+    from omnirouter.data.tokenizer import Tokenizer
+
+DEFAULT_CHUNK_SECONDS = 30.0
+_QUIET_FRAME_SECONDS = 0.02  # granularity of the search for a quiet cut
+
+
+class TranscriptionError(ValueError):
+    """Input that cannot be transcribed; the message names the source and the problem."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float  # seconds from the start of the audio
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str  # the segments' texts joined with spaces
+    segments: tuple[Segment, ...]  # one per chunk, in order, covering the whole audio
+    duration: float  # seconds
+    source: str  # the file, or "<array>"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "text": self.text,
+            "duration": self.duration,
+            "segments": [vars(segment) for segment in self.segments],
+        }
+
+
+def chunk_spans(
+    samples: np.ndarray,
+    sample_rate: int,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    boundary_search_seconds: float = 2.0,
+) -> Iterator[range]:
+    """Consecutive sample ranges of at most `chunk_seconds` that together cover `samples`.
+
+    A cut goes at the centre of the lowest-energy 20 ms frame within the last
+    `boundary_search_seconds` (at most a quarter of a chunk) of each full window.
+    """
+    if chunk_seconds <= 0:
+        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+    chunk = max(1, round(chunk_seconds * sample_rate))
+    frame = max(1, round(_QUIET_FRAME_SECONDS * sample_rate))
+    search = min(round(boundary_search_seconds * sample_rate), chunk // 4) // frame * frame
+    start = 0
+    while len(samples) - start > chunk:
+        end = start + chunk
+        if search >= frame:
+            window = samples[end - search : end].reshape(-1, frame).astype(np.float64)
+            quietest = int(np.argmin(np.square(window).sum(axis=1)))
+            end = end - search + quietest * frame + frame // 2
+        yield range(start, end)
+        start = end
+    if start < len(samples):
+        yield range(start, len(samples))
+
+
+class Transcriber:
+    """A model, its tokenizer and feature settings, ready to turn audio into text."""
+
+    def __init__(
+        self,
+        model: CtcModel,
+        tokenizer: Tokenizer,
+        feature_config: FeatureConfig,
+        device: torch.device | str = "cpu",
+        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    ) -> None:
+        if chunk_seconds <= 0:
+            raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.feature_config = feature_config
+        self.chunk_seconds = chunk_seconds
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: torch.device | str = "cpu",
+        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    ) -> Transcriber:
+        """From an experiment directory (its best checkpoint, else its last) or a checkpoint."""
+        from omnirouter.train.checkpoint import load_inference_model
+
+        loaded = load_inference_model(path, device=str(device))
+        return cls(
+            loaded.model, loaded.tokenizer, loaded.data_config.features, device, chunk_seconds
+        )
+
+    def transcribe(
+        self, audio: str | Path | np.ndarray, sample_rate: int = SAMPLE_RATE
+    ) -> Transcript:
+        """Text of an audio file (any format and rate) or of an array of samples.
+
+        An array is 1-D, or (channels, samples) whose channels are averaged; `sample_rate`
+        applies to arrays only. Raises `AudioError` (files) or `TranscriptionError` (arrays)
+        naming the source when there is nothing to transcribe.
+        """
+        if isinstance(audio, (str, Path)):
+            source = str(audio)
+            samples = load_audio(audio).samples
+        else:
+            source = "<array>"
+            samples = _prepare_array(audio, sample_rate)
+        segments = tuple(
+            self._transcribe_span(samples, span)
+            for span in chunk_spans(samples, SAMPLE_RATE, self.chunk_seconds)
+        )
+        text = " ".join(segment.text for segment in segments if segment.text)
+        return Transcript(text, segments, len(samples) / SAMPLE_RATE, source)
+
+    def _transcribe_span(self, samples: np.ndarray, span: range) -> Segment:
+        from omnirouter.data.features import compute_features
+
+        features_TF = compute_features(
+            samples[span.start : span.stop], SAMPLE_RATE, self.feature_config
+        )
+        text = ""
+        if features_TF.shape[0] > 0:  # a sliver shorter than one analysis window has no frames
+            features_BTF = features_TF.unsqueeze(0).to(self.device)
+            feature_lens_B = torch.tensor([features_TF.shape[0]], device=self.device)
+            with inference_context(self.model, self.device):
+                decoded = decode_features(self.model, features_BTF, feature_lens_B)
+            text = self.tokenizer.decode(decoded.token_ids[0]).strip()
+        return Segment(span.start / SAMPLE_RATE, span.stop / SAMPLE_RATE, text)
+
+
+def _prepare_array(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples at SAMPLE_RATE, resampled by the same resampler as audio files."""
+    samples = np.asarray(audio, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=0)
+    if samples.ndim != 1:
+        raise TranscriptionError(
+            f"<array>: expected samples of shape (samples,) or (channels, samples), "
+            f"got {audio.shape}"
+        )
+    if samples.size == 0:
+        raise TranscriptionError("<array>: zero-length audio")
+    if sample_rate <= 0:
+        raise TranscriptionError(f"<array>: sample rate must be positive, got {sample_rate}")
+    if sample_rate != SAMPLE_RATE:
+        from lhotse.augmentation import Resample
+
+        samples = Resample(sample_rate, SAMPLE_RATE)(samples[np.newaxis], sample_rate)[0]
+    return samples
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    transcript: Transcript | None  # None when the file could not be transcribed
+    error: str = ""  # what went wrong, naming the file
+
+
+def transcribe_files(transcriber: Transcriber, paths: Iterable[str | Path]) -> list[FileResult]:
+    """Every file in turn; a file that cannot be read is reported and the others still run."""
+    results = []
+    for path in paths:
+        try:
+            results.append(FileResult(str(path), transcriber.transcribe(Path(path))))
+        except (AudioError, TranscriptionError) as error:
+            results.append(FileResult(str(path), None, str(error)))
+    return results

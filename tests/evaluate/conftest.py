@@ -1,0 +1,58 @@
+import string
+
+import pytest
+import torch
+
+from omnirouter.data.batch import Batch
+from omnirouter.model import Family, ModelConfig, build_model
+
+
+class CharacterTokenizer:
+    """One token per letter or space (id 0 is the CTC blank), with the `decode` of a Tokenizer."""
+
+    symbols = " " + string.ascii_lowercase
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.symbols) + 1
+
+    def encode(self, text: str) -> list[int]:
+        return [self.symbols.index(char) + 1 for char in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.symbols[token - 1] for token in ids)
+
+
+@pytest.fixture
+def tokenizer() -> CharacterTokenizer:
+    return CharacterTokenizer()
+
+
+def tiny_model(family: str = "omni", vocab_size: int = 28, seed: int = 0):
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        family=Family(family),
+        model_dim=32,
+        num_heads=4,
+        num_layers=3,
+        ffn_dim=64,
+        num_experts=4,
+        dropout=0.1,
+        attention_dropout=0.1,
+    )
+    return build_model(config, vocab_size)
+
+
+def make_batch(lengths: list[int], seed: int, prefix: str = "utt") -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.zeros(len(lengths), max(lengths), 80)
+    for row, length in enumerate(lengths):
+        features[row, :length] = torch.randn(length, 80, generator=generator)
+    return Batch(
+        features_BTF=features,
+        feature_lens_B=torch.tensor(lengths),
+        targets_BU=torch.ones(len(lengths), 1, dtype=torch.long),
+        target_lens_B=torch.ones(len(lengths), dtype=torch.long),
+        cut_ids=tuple(f"{prefix}{row}" for row in range(len(lengths))),
+        texts=tuple(f"reference {prefix} {row}" for row in range(len(lengths))),
+    )
