@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omnirouter.evaluate.tables import (
+    EVAL_DIR,
+    EVAL_TABLE_STEM,
     TEST_ROLE,
     EvalTable,
     TableFiles,
@@ -181,3 +183,31 @@ def write_compare_table(
         writer.writerows(body)
     files.json.write_text(json.dumps(asdict(table), indent=2, ensure_ascii=False) + "\n")
     return files
+
+
+def locate_eval_table(path: str | Path) -> Path:
+    """The eval JSON of an experiment directory (EXP/eval/wer.json), of an eval output
+    directory (DIR/wer.json), or the JSON file itself."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for candidate in (
+        path / EVAL_DIR / f"{EVAL_TABLE_STEM}.json",
+        path / f"{EVAL_TABLE_STEM}.json",
+    ):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{path}: no evaluation table ({EVAL_DIR}/{EVAL_TABLE_STEM}.json); "
+        f"run `omnirouter eval {path}` first"
+    )
+
+
+def model_name(path: str | Path) -> str:
+    """A short name for a model: its experiment directory's name."""
+    path = Path(path).resolve()
+    if path.is_file():
+        path = path.parent
+    if path.name == EVAL_DIR:
+        path = path.parent
+    return path.name

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omnirouter.evaluate.wer import SetScore
 
+EVAL_DIR = "eval"  # where `omnirouter eval` writes, under the experiment directory
 EVAL_TABLE_STEM = "wer"  # EXP/eval/wer.{md,csv,json}
 TEST_ROLE = "test"
 

@@ -1,0 +1,174 @@
+"""`omnirouter eval`, `omnirouter compare` and `omnirouter transcribe`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omnirouter.evaluate.normalize import NORMALIZER_NAMES, WHISPER_ENGLISH
+
+if TYPE_CHECKING:
+    from omnirouter.evaluate.transcribe import Transcriber
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_eval(subparsers)
+    _register_compare(subparsers)
+    _register_transcribe(subparsers)
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)"
+    )
+
+
+def _register_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="WER of a trained model on test sets",
+        description="Greedy CTC decoding and WER (Whisper English normaliser) on each set; "
+        "writes per-utterance errors per set and one table under EXP/eval/.",
+    )
+    parser.add_argument("model", metavar="EXP_OR_CHECKPOINT", help="experiment dir or checkpoint")
+    parser.add_argument(
+        "--sets", help="comma-separated set names (default: the dev set and every test set)"
+    )
+    parser.add_argument("--out", type=Path, help="output directory (default: EXP/eval)")
+    parser.add_argument("--corpus", help="corpus directory (default: the experiment's)")
+    parser.add_argument("--max-duration", type=float, help="seconds of audio per batch")
+    parser.add_argument("--normalizer", choices=NORMALIZER_NAMES, default=WHISPER_ENGLISH)
+    _add_device(parser)
+    parser.set_defaults(run=run_eval)
+
+
+def _register_compare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="WER of several evaluated models side by side (paper Table I)",
+        description="Reads each experiment's eval/wer.json (written by `omnirouter eval`) and "
+        "tabulates WER per set per model with relative WER reductions against a baseline.",
+    )
+    parser.add_argument(
+        "experiments", nargs="+", metavar="EXP", help="experiment dirs or eval JSON files"
+    )
+    parser.add_argument(
+        "--baseline", help="the model the others are compared with (default: first)"
+    )
+    parser.add_argument("--names", help="comma-separated display names, one per EXP")
+    parser.add_argument("--out", type=Path, help="also write compare.{md,csv,json} here")
+    parser.set_defaults(run=run_compare)
+
+
+def _register_transcribe(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "transcribe",
+        help="transcribe audio files with a trained model",
+        description="Any common audio format and sample rate, any length (cut into chunks of "
+        "at most --chunk-seconds at quiet points). Files that cannot be read are reported and "
+        "the others still transcribed; the exit code is 1 if any failed.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="experiment dir or checkpoint")
+    parser.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--chunk-seconds", type=float, help="longest piece decoded at once (default: 30)"
+    )
+    _add_device(parser)
+    parser.set_defaults(run=run_transcribe)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from omnirouter.evaluate.suite import evaluate_checkpoint
+    from omnirouter.evaluate.tables import eval_table_markdown
+
+    result = evaluate_checkpoint(
+        args.model,
+        sets=_split(args.sets),
+        out_dir=args.out,
+        corpus_dir=args.corpus,
+        max_duration=args.max_duration,
+        device=resolve_device(args.device),
+        normalizer_name=args.normalizer,
+        command=shlex.join(["omnirouter", *sys.argv[1:]]),
+    )
+    print(eval_table_markdown(result.table))
+    print(f"written: {result.table_files.markdown.parent}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from omnirouter.evaluate.compare import (
+        compare_markdown,
+        compare_tables,
+        locate_eval_table,
+        model_name,
+        write_compare_table,
+    )
+    from omnirouter.evaluate.tables import read_eval_table
+
+    names = _split(args.names) or [model_name(path) for path in args.experiments]
+    if len(names) != len(args.experiments):
+        raise SystemExit(f"--names gives {len(names)} names for {len(args.experiments)} models")
+    baseline = args.baseline
+    if baseline is not None and baseline not in names and baseline in args.experiments:
+        baseline = names[args.experiments.index(baseline)]  # given as a path
+    tables = [read_eval_table(locate_eval_table(path)) for path in args.experiments]
+    table = compare_tables(tables, names, baseline)
+    print(compare_markdown(table))
+    if args.out is not None:
+        files = write_compare_table(table, args.out)
+        print(f"written: {files.markdown}, {files.csv}, {files.json}")
+    return 0
+
+
+def run_transcribe(args: argparse.Namespace) -> int:
+    from omnirouter.evaluate.transcribe import DEFAULT_CHUNK_SECONDS, Transcriber
+
+    transcriber = Transcriber.from_pretrained(
+        args.model,
+        device=resolve_device(args.device),
+        chunk_seconds=DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds,
+    )
+    return print_transcripts(transcriber, args.audio, args.format)
+
+
+def print_transcripts(transcriber: Transcriber, paths: list[str], output_format: str) -> int:
+    """Transcribe `paths`, print the results to stdout and the failures to stderr; 1 if any
+    failed, else 0."""
+    from omnirouter.evaluate.transcribe import transcribe_files
+
+    results = transcribe_files(transcriber, paths)
+    for result in results:
+        if result.transcript is None:
+            print(f"error: {result.error}", file=sys.stderr)
+    if output_format == "json":
+        records = [
+            result.transcript.to_dict()
+            if result.transcript is not None
+            else {"source": result.path, "error": result.error}
+            for result in results
+        ]
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            if result.transcript is not None:
+                prefix = f"{result.path}: " if len(results) > 1 else ""
+                print(prefix + result.transcript.text)
+    return 1 if any(result.transcript is None for result in results) else 0

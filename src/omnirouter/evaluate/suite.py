@@ -1,0 +1,166 @@
+"""Evaluating one model on several test sets: recognise, score, write the files of each set
+and the table of all of them.
+
+    EXP/eval/
+      errs-<set>.txt  recogs-<set>.jsonl  wer-<set>.json    per set (see set_report.py)
+      wer.md  wer.csv  wer.json                             the table (see tables.py)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+import omnirouter
+from omnirouter.data.corpus import read_corpus_info
+from omnirouter.evaluate.normalize import WHISPER_ENGLISH, TextNormalizer, get_normalizer
+from omnirouter.evaluate.run import recognize
+from omnirouter.evaluate.set_report import SetFiles, write_set_files
+from omnirouter.evaluate.tables import (
+    EVAL_DIR,
+    EvalTable,
+    TableFiles,
+    eval_table_from_scores,
+    write_eval_table,
+)
+from omnirouter.evaluate.wer import SetScore, score_set
+from omnirouter.model.ctc_model import CtcModel
+
+if TYPE_CHECKING:
+    from omnirouter.data.batch import Batch
+    from omnirouter.data.config import DataConfig
+    from omnirouter.data.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    role: str  # "dev", "test" or "" (unknown), as the corpus describes the set
+    batches: Iterable[Batch]
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    table: EvalTable
+    table_files: TableFiles
+    scores: tuple[SetScore, ...]
+    set_files: tuple[SetFiles, ...]
+
+
+def evaluate_sets(
+    model: CtcModel,
+    tokenizer: Tokenizer,
+    eval_sets: Sequence[EvalSet],
+    out_dir: str | Path,
+    device: torch.device | str = "cpu",
+    normalizer: TextNormalizer | None = None,
+    model_name: str = "",
+    command: str = "",
+) -> SuiteResult:
+    """Recognise and score every set, writing its files as soon as it is done."""
+    normalizer = normalizer or get_normalizer(WHISPER_ENGLISH)
+    scores, set_files = [], []
+    for eval_set in eval_sets:
+        recognitions = recognize(
+            model, eval_set.batches, tokenizer, device, description=eval_set.name
+        )
+        score = score_set(eval_set.name, recognitions, normalizer)
+        scores.append(score)
+        set_files.append(write_set_files(score, out_dir))
+        logger.info(
+            "%s: WER %.2f%% over %d utterances (%d reference words)",
+            score.name,
+            100.0 * score.wer,
+            score.num_utterances,
+            score.counts.reference_words,
+        )
+    extra = {
+        "omnirouter_version": omnirouter.__version__,
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "host": platform.node(),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    roles = {eval_set.name: eval_set.role for eval_set in eval_sets}
+    table = eval_table_from_scores(model_name, scores, roles, command, extra)
+    table_files = write_eval_table(table, out_dir)
+    return SuiteResult(table, table_files, tuple(scores), tuple(set_files))
+
+
+def default_eval_sets(data_config: DataConfig) -> list[str]:
+    """The dev set, then the configured test sets (all of the corpus's test sets if none)."""
+    corpus = read_corpus_info(data_config.corpus_dir)
+    tests = list(data_config.test_sets) or corpus.set_names("test")
+    dev = [data_config.dev_set] if data_config.dev_set in corpus.set_names() else []
+    return list(dict.fromkeys([*dev, *tests]))
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    sets: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    corpus_dir: str | None = None,
+    max_duration: float | None = None,
+    device: str = "cpu",
+    normalizer_name: str = WHISPER_ENGLISH,
+    command: str = "",
+) -> SuiteResult:
+    """`omnirouter eval`: a trained model (experiment directory or checkpoint) on test sets.
+
+    The corpus and batch size default to the experiment's data config; results go to
+    EXP/eval unless `out_dir` says otherwise.
+    """
+    from omnirouter.data.loader import build_eval_loader, eval_cuts
+    from omnirouter.train.checkpoint import load_inference_model
+
+    normalizer = get_normalizer(normalizer_name)  # fail before loading anything if missing
+    loaded = load_inference_model(path, device=device)
+    data_config = _override_data_config(loaded.data_config, corpus_dir, max_duration)
+    if out_dir is None:
+        if loaded.experiment_dir is None:
+            raise ValueError(f"{path} is not inside an experiment directory: pass --out DIR")
+        out_dir = Path(loaded.experiment_dir) / EVAL_DIR
+    corpus = read_corpus_info(data_config.corpus_dir)
+    names = list(sets) if sets else default_eval_sets(data_config)
+    roles = {name: corpus.set(name).role for name in names}  # unknown set: error naming it
+    eval_sets = [
+        EvalSet(
+            name,
+            roles[name],
+            build_eval_loader(data_config, eval_cuts(data_config, name), loaded.tokenizer),
+        )
+        for name in names
+    ]
+    return evaluate_sets(
+        loaded.model,
+        loaded.tokenizer,
+        eval_sets,
+        out_dir,
+        device,
+        normalizer,
+        model_name=str(path),
+        command=command,
+    )
+
+
+def _override_data_config(
+    data_config: DataConfig, corpus_dir: str | None, max_duration: float | None
+) -> DataConfig:
+    changes: dict[str, object] = {}
+    if corpus_dir is not None:
+        changes["corpus_dir"] = corpus_dir
+    if max_duration is not None:
+        changes["max_duration"] = max_duration
+        # A batch must still hold the longest utterance the config admits.
+        changes["max_utterance_seconds"] = min(data_config.max_utterance_seconds, max_duration)
+    return dataclasses.replace(data_config, **changes) if changes else data_config
