@@ -1,0 +1,112 @@
+"""`omnirouter analyze EXP ...`: routing analysis of paper §VI-B (Figs. 2–6) for trained runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from omnirouter.analysis.permutation import DEFAULT_PROBABILITIES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="routing analysis of trained models: figures, numbers and a page",
+        description=(
+            "Recognise an evaluation set with a trained model (and models to compare), capture "
+            "which expert every MoE layer chose for every 40 ms step, run the expert "
+            "permutation test, and write figures (PNG), their data (JSON/NPZ) and a page "
+            "(markdown + self-contained HTML). Output: EXP/analysis/SET/ unless --out."
+        ),
+    )
+    parser.add_argument("experiment", help="experiment directory of the model to analyse")
+    parser.add_argument(
+        "--set", dest="set_name", default="dev", help="evaluation set (default: dev)"
+    )
+    parser.add_argument(
+        "--compare", nargs="+", default=[], metavar="EXP", help="more experiment directories"
+    )
+    parser.add_argument("--out", default=None, help="output directory")
+    parser.add_argument(
+        "--utterances", type=int, default=3, help="utterances drawn in Fig. 2 (default: 3)"
+    )
+    parser.add_argument(
+        "--permutation-probabilities",
+        type=_probabilities,
+        default=list(DEFAULT_PROBABILITIES),
+        metavar="P,P,...",
+        help="probabilities of a random expert for Fig. 3 (default: 0,0.05,0.1,0.2,0.3,0.5)",
+    )
+    parser.add_argument(
+        "--contingency-layers",
+        type=_layer_pair,
+        default=None,
+        metavar="A,B",
+        help="two layer numbers (from 1) for Fig. 4 (default: the last two MoE layers)",
+    )
+    parser.add_argument(
+        "--silence-threshold",
+        type=float,
+        default=0.3,
+        help="silence below low + T·(high − low) of each utterance's energy (default: 0.3)",
+    )
+    parser.add_argument("--max-utterances", type=int, default=0, help="analyse the first N only")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--normalizer", default="whisper-english", help="text normaliser: whisper-english or none"
+    )
+    parser.add_argument(
+        "--from-records",
+        action="store_true",
+        help="redraw figures and page from the saved results in the output directory",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from omnirouter.analysis.run import AnalysisConfig, analyze
+    from omnirouter.analysis.summary import SummaryConfig
+
+    config = AnalysisConfig(
+        set_name=args.set_name,
+        num_shown_utterances=args.utterances,
+        permutation_probabilities=args.permutation_probabilities,
+        seed=args.seed,
+        max_utterances=args.max_utterances,
+        normalizer=args.normalizer,
+        device=args.device,
+        summary=SummaryConfig(
+            silence_threshold=args.silence_threshold, contingency_layers=args.contingency_layers
+        ),
+    )
+    command = shlex.join(["omnirouter", *sys.argv[1:]])
+    outputs = analyze(args.experiment, config, args.compare, args.out, args.from_records, command)
+    print(f"analysis written to {outputs.directory}")
+    print(f"  page: {outputs.page.html}")
+    return 0
+
+
+def _probabilities(text: str) -> list[float]:
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers"
+        ) from None
+    bad = [value for value in values if not 0.0 <= value <= 1.0]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"probabilities must lie in [0, 1], got {text!r}")
+    return values
+
+
+def _layer_pair(text: str) -> list[int]:
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two layer numbers like 14,15") from None
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give two layer numbers from 1, like 14,15")
+    return values
