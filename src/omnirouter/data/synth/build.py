@@ -1,0 +1,211 @@
+"""Build the built-in corpus: plan, synthesise what is missing, apply effects, write manifests.
+
+    build_corpus(config, out_dir, jobs) -> CorpusInfo
+
+1. check (and if possible install) the engines, voices and text sources the config names;
+2. plan every utterance from the seed (`plan.py`); an audio file's name hashes its decisions;
+3. synthesise the utterances whose audio file is missing, in worker processes;
+4. apply the acoustic effects whose output is missing;
+5. write `cuts_<set>.jsonl.gz` for every set whose plan changed, then `corpus.json`.
+
+A re-run finds every file in place and only re-reads the plan; a killed run loses at most the
+files being written (they are written under temporary names and renamed when complete).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from more_itertools import chunked
+
+from omnirouter.config import config_to_dict
+from omnirouter.data.corpus import (
+    CORPUS_INFO_FILE,
+    CorpusInfo,
+    SetInfo,
+    cuts_path,
+    write_corpus_info,
+)
+from omnirouter.data.synth.config import Engine, SynthConfig, TextSource, parse_voice
+from omnirouter.data.synth.engines import SynthesisJob, engine_for
+from omnirouter.data.synth.manifest import manifest_exists, write_set_manifest
+from omnirouter.data.synth.plan import AUDIO_DIR, PlannedUtterance, SetPlan, plan_corpus
+from omnirouter.data.synth.requirements import Requirement, ensure_requirements
+from omnirouter.data.synth.tasks import EffectJob, EffectTask, SynthesisTask, Task, run_tasks
+from omnirouter.data.synth.text import sentence_pool
+
+logger = logging.getLogger(__name__)
+
+TEXT_REQUIREMENTS = {
+    TextSource.fortunes: Requirement("fortunes", path="/usr/share/games/fortunes/computers"),
+    TextSource.bible: Requirement("bible-kjv", executable="bible"),
+}
+
+
+def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = None) -> CorpusInfo:
+    """Build (or bring up to date) the corpus `config` describes in `out_dir`; return its info."""
+    started = time.perf_counter()
+    corpus_dir = Path(out_dir).resolve()
+    jobs = jobs or os.cpu_count() or 1
+    prepare_engines(config)
+    plans = plan_corpus(config, corpus_dir)
+    previous = _previous_fingerprints(corpus_dir)
+    synthesis = _synthesis_tasks(plans, config.sample_rate, config.batch_size)
+    effects = _effect_tasks(plans, config.sample_rate, config.batch_size)
+    touched = {job.path for task in [*synthesis, *effects] for job in task.jobs}
+    num_synthesised = run_tasks(synthesis, jobs, "synthesis")
+    num_effects = run_tasks(effects, jobs, "effects")
+    set_infos = []
+    for plan in plans:
+        unchanged = previous.get(plan.config.name, {}).get("fingerprint") == plan.fingerprint
+        unchanged &= manifest_exists(corpus_dir, plan.config.name)
+        unchanged &= not any(utterance.audio_path in touched for utterance in plan.utterances)
+        if unchanged:
+            set_infos.append(SetInfo(**previous[plan.config.name]["info"]))
+        else:
+            set_infos.append(write_set_manifest(plan, corpus_dir))
+    _remove_stale_files(plans, corpus_dir, previous)
+    build = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "jobs": jobs,
+        "synthesised": num_synthesised,
+        "effects_applied": num_effects,
+    }
+    info = CorpusInfo(
+        name=config.name,
+        sets=tuple(set_infos),
+        description=config.description,
+        extra=_extra(config, plans, set_infos, build),
+    )
+    write_corpus_info(corpus_dir, info)
+    return info
+
+
+def prepare_engines(config: SynthConfig) -> None:
+    """Install what the config's engines and texts need (or fail naming it), then check voices."""
+    voices = sorted({voice for pool in _used_pools(config) for voice in pool})
+    requirements: list[Requirement] = []
+    for voice in voices:
+        engine, name = parse_voice(voice)
+        requirements += engine_for(engine).requirements(name)
+    sources = {set_config.text_source for set_config in config.sets if not set_config.is_effect_set}
+    requirements += [TEXT_REQUIREMENTS[source] for source in sorted(sources)]
+    ensure_requirements(requirements)
+    for voice in voices:
+        engine, name = parse_voice(voice)
+        try:
+            engine_for(engine).check_voice(name)
+        except ValueError as error:
+            raise ValueError(f"voice {voice!r} in the synth config: {error}") from None
+
+
+def _used_pools(config: SynthConfig) -> list[list[str]]:
+    names = {set_config.voice_pool for set_config in config.sets if not set_config.is_effect_set}
+    return [config.voice_pools[name] for name in sorted(names)]
+
+
+def _synthesis_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -> list[Task]:
+    missing = [
+        utterance
+        for plan in plans
+        if not plan.config.is_effect_set
+        for utterance in plan.utterances
+        if not utterance.audio_path.is_file()
+    ]
+    tasks: list[Task] = []
+    for engine in Engine:
+        # Sorted by voice so that a festival batch loads few voices.
+        same_engine = sorted((u for u in missing if u.engine is engine), key=lambda u: u.voice)
+        for batch in chunked(same_engine, batch_size):
+            jobs = tuple(_synthesis_job(utterance) for utterance in batch)
+            tasks.append(SynthesisTask(engine, jobs, sample_rate))
+    return tasks
+
+
+def _synthesis_job(utterance: PlannedUtterance) -> SynthesisJob:
+    return SynthesisJob(
+        utterance.text,
+        utterance.engine_voice,
+        utterance.speed,
+        utterance.pitch,
+        utterance.audio_path,
+    )
+
+
+def _effect_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -> list[Task]:
+    jobs = [
+        EffectJob(utterance.effect, utterance.source_path, utterance.audio_path)
+        for plan in plans
+        for utterance in plan.utterances
+        if utterance.effect is not None
+        and utterance.source_path is not None
+        and not utterance.audio_path.is_file()
+    ]
+    return [EffectTask(tuple(batch), sample_rate) for batch in chunked(jobs, batch_size)]
+
+
+def _previous_fingerprints(corpus_dir: Path) -> dict[str, dict]:
+    """{set: {"fingerprint": ..., "info": SetInfo fields}} of the last completed build, if any."""
+    path = corpus_dir / CORPUS_INFO_FILE
+    try:
+        raw = json.loads(path.read_text())
+        infos = {entry["name"]: entry for entry in raw["sets"]}
+        fingerprints = raw["extra"]["fingerprints"]
+        return {name: {"fingerprint": fingerprints[name], "info": infos[name]} for name in infos}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no earlier build, or one this builder did not write: rebuild every manifest
+
+
+def _remove_stale_files(plans: Sequence[SetPlan], corpus_dir: Path, previous: dict) -> None:
+    """Delete audio no plan names (older plans, interrupted writes) and dropped sets' manifests."""
+    wanted = {utterance.audio_path for plan in plans for utterance in plan.utterances}
+    names = {plan.config.name for plan in plans}
+    audio_root = corpus_dir / AUDIO_DIR
+    for set_dir in audio_root.iterdir() if audio_root.is_dir() else ():
+        if set_dir.is_dir() and set_dir.name not in names:
+            shutil.rmtree(set_dir)
+            continue
+        for path in set_dir.iterdir() if set_dir.is_dir() else ():
+            if path not in wanted:
+                path.unlink()
+    for name in set(previous) - names:
+        Path(cuts_path(corpus_dir, name)).unlink(missing_ok=True)
+
+
+def _extra(
+    config: SynthConfig, plans: Sequence[SetPlan], set_infos: Sequence[SetInfo], build: dict
+) -> dict[str, object]:
+    sets: dict[str, object] = {}
+    for plan in plans:
+        voices = sorted({utterance.voice for utterance in plan.utterances})
+        sets[plan.config.name] = {
+            "engines": sorted({parse_voice(voice)[0].value for voice in voices}),
+            "voices": voices,
+            "text_source": plan.config.text_source.value,
+            "text_split": plan.config.text_split.value,
+            "effect": plan.config.effect.value if plan.config.effect else None,
+            "source_set": plan.config.source_set or None,
+        }
+    texts = {(s.text_source, s.text_split) for s in config.sets if not s.is_effect_set}
+    sentences = {
+        f"{source.value}/{split.value}": len(sentence_pool(source, split, config.text))
+        for source, split in sorted(texts)
+    }
+    return {
+        "builder": "omnirouter data synth",
+        "seed": config.seed,
+        "scale": config.scale,
+        "sample_rate": config.sample_rate,
+        "sets": sets,
+        "sentences_available": sentences,
+        "hours": round(sum(info.hours for info in set_infos), 4),
+        "build": build,
+        "fingerprints": {plan.config.name: plan.fingerprint for plan in plans},
+        "config": config_to_dict(config),
+    }

@@ -1,0 +1,216 @@
+"""The built-in corpus's configuration: which sets to build, from which voices, texts and effects.
+
+Everything that defines a domain lives here and in `configs/data/*.yaml`, never in code: a set
+names a voice pool, a text source and split, an optional acoustic effect and a size in minutes.
+Voices are written `engine:voice`, for example `espeak:en-gb-scotland+m3`, `flite:awb`,
+`festival:kal_diphone`, `piper:joe`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Engine(str, Enum):
+    espeak = "espeak"  # Debian espeak-ng: formant synthesis, many accents and voice variants
+    flite = "flite"  # Debian flite: diphone (kal16) and clustergen (awb, rms, slt) voices
+    festival = "festival"  # Debian festival: diphone (kal, ked) and HTS (cmu_us_slt_arctic_hts)
+    piper = "piper"  # PyPI piper-tts: a neural (VITS) voice shipped as a Python package
+
+
+class TextSource(str, Enum):
+    fortunes = "fortunes"  # Debian fortunes: short quotes and jokes, the in-domain text
+    bible = "bible"  # Debian bible-kjv: King James English, the text-shift domain
+
+
+class TextSplit(str, Enum):
+    train = "train"  # fortunes sentences for training
+    dev = "dev"  # held-out fortunes sentences, disjoint from train and test
+    test = "test"  # held-out fortunes sentences, disjoint from train and dev
+    all = "all"  # every sentence of the source (for sources never used in training)
+
+
+class Role(str, Enum):
+    train = "train"
+    dev = "dev"
+    test = "test"
+
+
+class EffectKind(str, Enum):
+    noise = "noise"  # additive white / pink / brown noise at a drawn signal-to-noise ratio
+    reverb = "reverb"  # sox `reverb`: a drawn room size and reverberance
+    telephone = "telephone"  # 300–3400 Hz band, 8 kHz μ-law, back to the corpus rate
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    fortunes_dir: str = "/usr/share/games/fortunes"  # every fortune file in it is read
+    min_words: int = 5  # shorter sentences are dropped
+    max_words: int = 25  # longer sentences are dropped
+    dev_fraction: float = 0.05  # share of fortunes sentences held out for dev sets
+    test_fraction: float = 0.15  # share of fortunes sentences held out for test sets
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_words <= self.max_words:
+            raise ValueError(
+                f"text.min_words={self.min_words} and text.max_words={self.max_words} "
+                "must satisfy 1 <= min_words <= max_words"
+            )
+        if self.dev_fraction < 0 or self.test_fraction < 0:
+            raise ValueError("text.dev_fraction and text.test_fraction must be >= 0")
+        if self.dev_fraction + self.test_fraction >= 1:
+            raise ValueError("text.dev_fraction + text.test_fraction must be < 1")
+
+
+@dataclass(frozen=True)
+class ProsodyConfig:
+    # A speaking-rate factor is drawn per utterance (1 = the engine's default rate); each engine
+    # maps it onto its own knob (espeak words per minute, duration stretch, length scale).
+    speed_min: float = 0.85
+    speed_max: float = 1.2
+    pitch_min: int = (
+        30  # espeak-ng base pitch (0–99), drawn per utterance; other engines keep theirs
+    )
+    pitch_max: int = 70
+
+    def __post_init__(self) -> None:
+        if not 0 < self.speed_min <= self.speed_max:
+            raise ValueError("prosody: need 0 < speed_min <= speed_max")
+        if not 0 <= self.pitch_min <= self.pitch_max <= 99:
+            raise ValueError("prosody: need 0 <= pitch_min <= pitch_max <= 99")
+
+
+@dataclass(frozen=True)
+class EffectsConfig:
+    # Ranges the per-utterance effect settings are drawn from (uniformly).
+    noise_colors: list[str] = field(default_factory=lambda: ["white", "pink", "brown"])
+    snr_min_db: float = 5.0
+    snr_max_db: float = 20.0
+    reverberance_min: float = 40.0  # sox reverb, percent
+    reverberance_max: float = 90.0
+    room_scale_min: float = 40.0  # sox reverb, percent
+    room_scale_max: float = 100.0
+    damping_min: float = 20.0  # sox reverb high-frequency damping, percent
+    damping_max: float = 80.0
+    pre_delay_max_ms: float = 30.0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.noise_colors) - {"white", "pink", "brown"})
+        if unknown or not self.noise_colors:
+            raise ValueError(f"effects.noise_colors: use white, pink and/or brown, not {unknown}")
+        for low, high, key in (
+            (self.snr_min_db, self.snr_max_db, "snr"),
+            (self.reverberance_min, self.reverberance_max, "reverberance"),
+            (self.room_scale_min, self.room_scale_max, "room_scale"),
+            (self.damping_min, self.damping_max, "damping"),
+        ):
+            if low > high:
+                raise ValueError(f"effects.{key}_min must not exceed effects.{key}_max")
+
+
+@dataclass(frozen=True)
+class SetConfig:
+    name: str = ""  # manifest name: CORPUS_DIR/cuts_<name>.jsonl.gz
+    role: Role = Role.test
+    description: str = ""  # what the set tests, shown in reports
+    minutes: float = 15.0  # target audio length, before SynthConfig.scale
+    voice_pool: str = ""  # key of SynthConfig.voice_pools (synthesised sets)
+    text_source: TextSource = TextSource.fortunes
+    text_split: TextSplit = TextSplit.test
+    source_set: str = ""  # effect sets: the earlier set whose utterances get the effect
+    effect: EffectKind | None = None
+
+    @property
+    def is_effect_set(self) -> bool:
+        return bool(self.source_set)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    name: str = "builtin"
+    description: str = "Synthetic English speech from offline text-to-speech engines"
+    seed: int = 0  # decides sentences, voices, prosody and effect settings of every utterance
+    scale: float = 1.0  # multiplies every set's minutes (quick trials, bigger corpora)
+    words_per_second: float = 3.0  # average speech rate, turns minutes into sentence counts
+    sample_rate: int = 16000  # of every stored recording (mono, 16-bit)
+    batch_size: int = 24  # utterances per worker task; festival speaks a batch in one process
+    text: TextConfig = field(default_factory=TextConfig)
+    prosody: ProsodyConfig = field(default_factory=ProsodyConfig)
+    effects: EffectsConfig = field(default_factory=EffectsConfig)
+    voice_pools: dict[str, list[str]] = field(default_factory=dict)  # name -> ["engine:voice"]
+    sets: list[SetConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0 or self.scale <= 0 or self.words_per_second <= 0 or self.batch_size < 1:
+            raise ValueError(
+                "synth config: need seed >= 0, scale > 0, words_per_second > 0, batch_size >= 1"
+            )
+        for pool_name, voices in self.voice_pools.items():
+            for voice in voices:
+                parse_voice(voice, context=f"voice_pools.{pool_name}")
+        _check_sets(self)
+
+    def set(self, name: str) -> SetConfig:
+        for set_config in self.sets:
+            if set_config.name == name:
+                return set_config
+        raise KeyError(f"no set {name!r} in the synth config")
+
+
+def parse_voice(voice: str, context: str = "voice") -> tuple[Engine, str]:
+    """`"espeak:en-us+m3"` -> `(Engine.espeak, "en-us+m3")`; a clear error on anything else."""
+    engine_name, separator, name = voice.partition(":")
+    engines = ", ".join(engine.value for engine in Engine)
+    if not separator or not name or engine_name not in Engine.__members__:
+        raise ValueError(
+            f"{context}: {voice!r} is not of the form engine:voice (engines: {engines})"
+        )
+    return Engine(engine_name), name
+
+
+def _check_sets(config: SynthConfig) -> None:
+    if not config.sets:
+        raise ValueError("the synth config defines no sets")
+    seen: set[str] = set()
+    for position, set_config in enumerate(config.sets):
+        key = f"sets[{position}] ({set_config.name or 'unnamed'})"
+        if not set_config.name or not set_config.name.replace("_", "").isalnum():
+            raise ValueError(f"{key}: name must be non-empty letters, digits and underscores")
+        if set_config.name in seen:
+            raise ValueError(f"{key}: set name used twice")
+        if set_config.minutes <= 0:
+            raise ValueError(f"{key}: minutes must be > 0")
+        if set_config.is_effect_set:
+            if set_config.effect is None:
+                raise ValueError(f"{key}: a set with a source_set needs an effect")
+            if set_config.source_set not in seen:
+                raise ValueError(
+                    f"{key}: source_set {set_config.source_set!r} is not an earlier set"
+                )
+            if config.set(set_config.source_set).is_effect_set:
+                raise ValueError(f"{key}: source_set must be a synthesised set, not an effect set")
+        else:
+            if set_config.voice_pool not in config.voice_pools:
+                pools = sorted(config.voice_pools)
+                raise ValueError(f"{key}: voice_pool {set_config.voice_pool!r} not in {pools}")
+            if not config.voice_pools[set_config.voice_pool]:
+                raise ValueError(f"{key}: voice_pool {set_config.voice_pool!r} is empty")
+            if set_config.effect is not None:
+                raise ValueError(f"{key}: an effect needs a source_set to apply it to")
+            _check_split(set_config, key)
+        seen.add(set_config.name)
+
+
+def _check_split(set_config: SetConfig, key: str) -> None:
+    """Fortunes sentences are split so that no held-out sentence is ever trained on."""
+    if set_config.text_source is not TextSource.fortunes:
+        return
+    if set_config.text_split is TextSplit.all:
+        raise ValueError(f"{key}: fortunes sets must use a train, dev or test split")
+    trains = set_config.role is Role.train
+    if trains != (set_config.text_split is TextSplit.train):
+        raise ValueError(
+            f"{key}: a {set_config.role.value} set cannot use the "
+            f"{set_config.text_split.value} split of the fortunes text"
+        )

@@ -1,0 +1,102 @@
+"""Units of work for the build's worker processes, and the pool that runs them.
+
+This module imports only what workers need (no Lhotse, no torch), so spawned workers start fast.
+Workers are spawned rather than forked: the parent may hold threads (onnxruntime, torch) that a
+fork would copy in an undefined state.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from omnirouter.data.synth.config import Engine
+from omnirouter.data.synth.effects import EffectSettings, apply_effect
+from omnirouter.data.synth.engines import SynthesisJob, engine_for
+
+# Rough CPU seconds per second of audio, to start the slowest work first (measured on one core).
+ENGINE_COST = {Engine.piper: 0.12, Engine.festival: 0.03, Engine.flite: 0.02, Engine.espeak: 0.005}
+
+
+@dataclass(frozen=True)
+class SynthesisTask:
+    engine: Engine
+    jobs: tuple[SynthesisJob, ...]
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def cost(self) -> float:
+        return ENGINE_COST[self.engine] * sum(
+            len(job.text.split()) / job.speed for job in self.jobs
+        )
+
+    def run(self) -> int:
+        engine_for(self.engine).synthesize(self.jobs, self.sample_rate)
+        return len(self.jobs)
+
+
+@dataclass(frozen=True)
+class EffectJob:
+    settings: EffectSettings
+    source: Path
+    path: Path
+
+
+@dataclass(frozen=True)
+class EffectTask:
+    jobs: tuple[EffectJob, ...]
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def cost(self) -> float:
+        return float(len(self.jobs))
+
+    def run(self) -> int:
+        for job in self.jobs:
+            apply_effect(job.settings, job.source, job.path, self.sample_rate)
+        return len(self.jobs)
+
+
+Task = SynthesisTask | EffectTask
+
+
+def run_tasks(tasks: Sequence[Task], jobs: int, description: str) -> int:
+    """Run `tasks` on `jobs` processes (in this one if `jobs == 1`), costliest first, with a
+    progress bar over utterances. Returns the number of utterances written."""
+    if not tasks:
+        return 0
+    ordered = sorted(tasks, key=lambda task: task.cost, reverse=True)
+    done = 0
+    with tqdm(total=sum(map(len, tasks)), desc=description, unit="utt", dynamic_ncols=True) as bar:
+        if jobs == 1 or len(tasks) == 1:
+            for task in ordered:
+                done += task.run()
+                bar.update(len(task))
+            return done
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context)
+        try:
+            futures = [pool.submit(_run, task) for task in ordered]
+            for future in as_completed(futures):
+                count = future.result()
+                done += count
+                bar.update(count)
+        finally:
+            # On an error or Ctrl-C, drop the queued tasks instead of finishing them.
+            pool.shutdown(wait=True, cancel_futures=True)
+    return done
+
+
+def _run(task: Task) -> int:
+    return task.run()
