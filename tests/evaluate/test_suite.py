@@ -9,7 +9,7 @@ from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.suite import EvalSet, default_eval_sets, evaluate_sets
 from omnirouter.evaluate.tables import read_eval_table
 
-from .conftest import make_batch, tiny_model
+from .conftest import SENTENCES, make_batch, tiny_model
 
 
 def test_every_set_gets_its_files_and_a_row(tmp_path, tokenizer):
@@ -59,3 +59,29 @@ def test_default_sets_are_dev_then_the_test_sets(tmp_path):
     assert default_eval_sets(config) == ["dev", "test", "test_noisy"]
     chosen = DataConfig(corpus_dir=str(tmp_path), test_sets=["test_noisy"], dev_set="none")
     assert default_eval_sets(chosen) == ["test_noisy"]
+
+
+def test_real_loaders_and_tokenizer(mini_corpus, tmp_path):
+    from omnirouter.data.loader import build_eval_loader, eval_cuts
+    from omnirouter.data.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(mini_corpus / "tokenizer")
+    config = DataConfig(
+        corpus_dir=str(mini_corpus), num_workers=0, max_duration=5.0, max_utterance_seconds=5.0
+    )
+    model = tiny_model("omni", vocab_size=tokenizer.vocab_size).eval()
+    names = default_eval_sets(config)
+    assert names == ["dev", "test"]
+    eval_sets = [
+        EvalSet(name, role, build_eval_loader(config, eval_cuts(config, name), tokenizer))
+        for name, role in zip(names, ["dev", "test"])
+    ]
+    result = evaluate_sets(model, tokenizer, eval_sets, tmp_path)
+    for score, name in zip(result.scores, names):
+        assert [u.cut_id for u in score.utterances] == [
+            f"{name}-{index}" for index in range(len(SENTENCES[name]))
+        ]
+        assert [u.reference for u in score.utterances] == SENTENCES[name]
+    # "Mr. Smith paid twenty five dollars" -> "mister smith paid $25": 4 words
+    assert result.scores[0].counts.reference_words == 6 + 4
+    assert result.table.average_wer_percent == pytest.approx(100 * result.scores[1].wer)

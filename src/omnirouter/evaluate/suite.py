@@ -99,10 +99,11 @@ def evaluate_sets(
 
 def default_eval_sets(data_config: DataConfig) -> list[str]:
     """The dev set, then the configured test sets (all of the corpus's test sets if none)."""
+    from omnirouter.data.loader import evaluation_set_names
+
     corpus = read_corpus_info(data_config.corpus_dir)
-    tests = list(data_config.test_sets) or corpus.set_names("test")
     dev = [data_config.dev_set] if data_config.dev_set in corpus.set_names() else []
-    return list(dict.fromkeys([*dev, *tests]))
+    return list(dict.fromkeys([*dev, *evaluation_set_names(data_config)]))
 
 
 def evaluate_checkpoint(
