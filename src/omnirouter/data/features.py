@@ -1,0 +1,148 @@
+"""Log-mel filterbank features: 80 bins, 25 ms windows every 10 ms (paper §V-C).
+
+`compute_features` is the one definition of the model's input: the training and evaluation
+datasets call it on every utterance (on the fly, Lhotse's `Fbank`, CPU or GPU), and so does
+anything that transcribes a file. Features stored ahead of time (`store_features`) are the same
+`Fbank` output, loaded instead of recomputed, then normalised the same way.
+
+Shape legend: T frames, F mel bins.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+from lhotse import CutSet, Fbank, FbankConfig
+from lhotse.augmentation.torchaudio import Resample
+from lhotse.cut import Cut
+
+from omnirouter.data.audio import SAMPLE_RATE, load_cut_audio
+
+STORED_FEATURES_DIR = "features"  # under the corpus directory, written by `store_features`
+
+
+class FeatureNormalization(str, Enum):
+    none = "none"  # raw log-mel energies
+    # Per utterance and per bin: subtract the mean, divide by the standard deviation. Makes the
+    # input independent of recording gain, which differs a lot across the out-of-domain test sets.
+    utterance = "utterance"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0  # analysis window
+    frame_shift_ms: float = 10.0  # hop between frames
+    low_freq: float = 20.0  # Hz, lowest mel filter edge (Kaldi default)
+    high_freq: float = -400.0  # Hz; negative = that far below Nyquist (Kaldi convention)
+    # Training only: standard deviation of Gaussian noise added to the waveform (samples in
+    # [-1, 1]) before analysis, drawn from the utterance's seeded generator. Never at evaluation.
+    dither: float = 0.0
+    normalization: FeatureNormalization = FeatureNormalization.utterance
+    device: str = "cpu"  # where Fbank runs; "cuda" needs DataConfig.num_workers = 0
+    use_stored: bool = False  # read features stored by `store_features` when a cut has them
+
+    @property
+    def frame_shift_seconds(self) -> float:
+        return self.frame_shift_ms / 1000.0
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames Fbank gives for `num_samples` at 16 kHz (no edge snipping: round(N / shift))."""
+        shift = round(self.frame_shift_seconds * SAMPLE_RATE)
+        return int((num_samples + shift // 2) // shift)
+
+
+def log_mel(
+    samples: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    config: FeatureConfig,
+    dither_generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Raw log-mel energies (T, F) float32 of mono samples, resampled to 16 kHz if needed.
+
+    Dither is added only when a generator is given (training), never from the global RNG.
+    """
+    samples_S = torch.as_tensor(np.asarray(samples, dtype=np.float32)).reshape(-1)
+    if sample_rate != SAMPLE_RATE:
+        resample = Resample(source_sampling_rate=sample_rate, target_sampling_rate=SAMPLE_RATE)
+        samples_S = torch.as_tensor(resample(samples_S.numpy()[None])[0], dtype=torch.float32)
+    if dither_generator is not None and config.dither > 0:
+        noise_S = torch.randn(samples_S.shape, generator=dither_generator)
+        samples_S = samples_S + config.dither * noise_S
+    with torch.no_grad():
+        features_TF = _fbank(config).extract(samples_S.to(config.device), SAMPLE_RATE)
+    return features_TF.float()
+
+
+def normalize_features(features_TF: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    if config.normalization is FeatureNormalization.none or features_TF.shape[0] == 0:
+        return features_TF
+    mean_F = features_TF.mean(dim=0, keepdim=True)
+    std_F = features_TF.std(dim=0, keepdim=True, unbiased=False).clamp_min(1e-5)
+    return (features_TF - mean_F) / std_F
+
+
+def compute_features(
+    samples: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    config: FeatureConfig,
+    dither_generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The model's input features (T, F) float32 for mono audio samples, as training sees them."""
+    return normalize_features(log_mel(samples, sample_rate, config, dither_generator), config)
+
+
+def cut_features(
+    cut: Cut, config: FeatureConfig, dither_generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Features of one manifest utterance: stored ones if configured and present, else computed.
+
+    Raises `AudioError` when the audio is missing, unreadable or empty.
+    """
+    if config.use_stored and cut.has_features:
+        stored_TF = torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32))
+        return normalize_features(stored_TF.to(config.device), config)
+    audio = load_cut_audio(cut)
+    return compute_features(audio.samples, audio.sample_rate, config, dither_generator)
+
+
+def store_features(
+    cuts: CutSet, config: FeatureConfig, storage_dir: str | Path, num_jobs: int = 1
+) -> CutSet:
+    """Compute raw log-mel features once, store them losslessly (one .npy per utterance) and
+    return the cuts pointing at them. Normalisation still happens when they are read."""
+    from lhotse.features.io import NumpyFilesWriter
+
+    return cuts.compute_and_store_features(
+        extractor=Fbank(_fbank_config(config)),
+        storage_path=Path(storage_dir),
+        num_jobs=num_jobs,
+        storage_type=NumpyFilesWriter,
+    )
+
+
+def _fbank_config(config: FeatureConfig) -> FbankConfig:
+    # Lhotse's Fbank draws dither from the global RNG, which would break exact resumption, so it
+    # always runs with dither 0 and `log_mel` adds seeded dither itself.
+    return FbankConfig(
+        sampling_rate=SAMPLE_RATE,
+        frame_length=config.frame_length_ms / 1000.0,
+        frame_shift=config.frame_shift_seconds,
+        low_freq=config.low_freq,
+        high_freq=config.high_freq,
+        num_filters=config.num_mel_bins,
+        dither=0.0,
+        snip_edges=False,
+        device=config.device,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _fbank(config: FeatureConfig) -> Fbank:
+    # One extractor per process and setting: building it computes the mel filters and windows.
+    return Fbank(_fbank_config(config))

@@ -1,0 +1,329 @@
+"""Loaders: manifests -> duration-bucketed batches -> `Batch`, for training and for evaluation.
+
+Training: Lhotse's `DynamicBucketingSampler` (seeded, DDP-aware) picks which utterances form a
+batch, in the main process; `AsrDataset` turns them into tensors in worker processes. The loader
+counts the batches it has *delivered*, so `state_dict()` after any batch resumes exactly there:
+the sampler is replayed (manifests only, no audio) up to that batch, and since augmentation is
+seeded per utterance, the remaining batches are identical, tensors included.
+
+Utterances that cannot be used are skipped and counted in `TrainLoader.skipped` by reason:
+manifest-level problems (duration, transcript, speech rate) when the sampler reads them, audio
+problems when their batch is delivered. The first few of each reason are logged with the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from lhotse import CutSet
+from lhotse.cut import Cut
+from lhotse.dataset import DynamicBucketingSampler
+
+from omnirouter.data.batch import Batch
+from omnirouter.data.config import DataConfig
+from omnirouter.data.corpus import cuts_path, read_corpus_info
+from omnirouter.data.dataset import AsrDataset, BatchRequest, LoadedBatch
+from omnirouter.data.filters import SkipReason, UtteranceLimits, utterance_problem
+from omnirouter.data.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+LOGGED_SKIPS_PER_REASON = 10
+STATE_VERSION = 1
+
+
+def pack_by_duration(cuts: Iterable[Cut], max_duration: float) -> Iterator[list[Cut]]:
+    """Consecutive groups whose padded size (count × longest) stays within max_duration.
+
+    A single utterance longer than max_duration forms a group of its own.
+    """
+    group: list[Cut] = []
+    longest = 0.0
+    for cut in cuts:
+        if group and (len(group) + 1) * max(longest, cut.duration) > max_duration:
+            yield group
+            group, longest = [], 0.0
+        group.append(cut)
+        longest = max(longest, cut.duration)
+    if group:
+        yield group
+
+
+class _FittingBucketingSampler(DynamicBucketingSampler):
+    """Lhotse's sampler can overshoot max_duration when a long utterance joins short ones; such
+    a batch is split here, before batches are dealt to DDP ranks, so every rank still gets the
+    same number of batches."""
+
+    def __iter__(self) -> _FittingBucketingSampler:
+        self._pending: deque[CutSet] = deque()
+        return super().__iter__()  # type: ignore[return-value]
+
+    def _next_batch(self) -> CutSet:
+        if not self._pending:
+            batch = super()._next_batch()
+            groups = pack_by_duration(batch, self.max_duration)  # type: ignore[arg-type]
+            self._pending.extend(CutSet.from_cuts(group) for group in groups)
+        return self._pending.popleft()
+
+
+class _CountingFilter:
+    """The sampler's predicate: drops unusable utterances and counts each one once.
+
+    The input stream's order is fixed (manifest order; shuffling happens later, in the
+    sampler), so a position in it identifies an utterance; after a resume, positions already
+    counted before the checkpoint are not counted again.
+    """
+
+    def __init__(self, limits: UtteranceLimits, tokenizer: Tokenizer, loader: TrainLoader) -> None:
+        self.limits = limits
+        self.tokenizer = tokenizer
+        self.loader = loader
+        self.position = 0
+        self.counted_until = 0
+
+    def start_epoch(self, counted_until: int) -> None:
+        self.position = 0
+        self.counted_until = counted_until
+
+    def __call__(self, cut: Cut) -> bool:
+        problem = utterance_problem(cut, self.limits, self.tokenizer)
+        if problem is not None and self.position >= self.counted_until:
+            self.loader.count_skip(cut.id, problem, f"{cut.duration:.2f} s")
+        self.position += 1
+        return problem is None
+
+
+class _Requests(torch.utils.data.Sampler):
+    """The sampler's batches as `BatchRequest`s, after replaying the first `skip` of them."""
+
+    def __init__(self, sampler: DynamicBucketingSampler, epoch: int, skip: int) -> None:
+        self.sampler = sampler
+        self.epoch = epoch
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[BatchRequest]:
+        batches = iter(self.sampler)
+        for index, cuts in enumerate(batches):
+            if index >= self.skip:
+                yield BatchRequest(cuts=cuts, epoch=self.epoch, index=index)
+
+
+class TrainLoader:
+    """Iterable of training `Batch`es, one epoch per iteration; resumable mid-epoch.
+
+    `set_epoch(e)` selects the epoch (the shuffle depends on seed and epoch); a completed
+    iteration moves on to the next epoch by itself.
+    """
+
+    def __init__(
+        self, config: DataConfig, tokenizer: Tokenizer, seed: int, rank: int, world_size: int
+    ) -> None:
+        self.config = config
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.skipped: dict[str, int] = {}
+        self._next_index = 0  # batches of this epoch already delivered
+        self._counted_until = 0  # stream positions of this epoch whose skips are counted
+        self._filter = _CountingFilter(config.limits, tokenizer, self)
+        self.sampler = _FittingBucketingSampler(
+            train_cuts(config),
+            max_duration=config.max_duration,
+            num_buckets=config.num_buckets,
+            shuffle=True,
+            drop_last=False,
+            buffer_size=config.shuffle_buffer,
+            num_cuts_for_bins_estimate=config.num_cuts_for_bins_estimate,
+            quadratic_duration=config.quadratic_duration,
+            world_size=world_size,
+            rank=rank,
+            seed=seed,
+        )
+        self.sampler.filter(self._filter)
+        self.dataset = AsrDataset(
+            tokenizer, config.features, config.spec_augment, seed=seed, training=True
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._next_index = 0
+            self._counted_until = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.sampler.set_epoch(self.epoch)
+        self._filter.start_epoch(self._counted_until)
+        requests = _Requests(self.sampler, self.epoch, skip=self._next_index)
+        for loaded in _data_loader(self.dataset, requests, self.config.num_workers):
+            self._next_index = loaded.index + 1
+            self._counted_until = max(self._counted_until, self._filter.position)
+            for skipped in loaded.skipped:
+                self.count_skip(skipped.cut_id, skipped.reason, skipped.detail)
+            if loaded.batch is not None:
+                yield loaded.batch
+        self.set_epoch(self.epoch + 1)
+
+    def count_skip(self, cut_id: str, reason: SkipReason, detail: str) -> None:
+        count = self.skipped.get(reason.value, 0) + 1
+        self.skipped[reason.value] = count
+        if count <= LOGGED_SKIPS_PER_REASON:
+            log.warning("skipping utterance %s: %s (%s)", cut_id, reason.value, detail)
+        if count == LOGGED_SKIPS_PER_REASON:
+            log.warning(
+                "further %r skips are counted in TrainLoader.skipped, not logged", reason.value
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "next_batch_index": self._next_index,
+            "counted_until": max(self._counted_until, self._filter.position),
+            "skipped": dict(self.skipped),
+            "sampling": self._sampling_settings(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict()`: the next batch is the one after the saved position.
+
+        The data settings that shape batches (sets, seed, world size, batch duration ...) must be
+        unchanged, or the replay would not land on the same batch; a difference is an error.
+        """
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"loader state version {state.get('version')} != {STATE_VERSION}")
+        saved, current = state["sampling"], self._sampling_settings()
+        changed = [key for key in current if saved.get(key) != current[key]]
+        if changed:
+            details = ", ".join(f"{key}: {saved.get(key)!r} -> {current[key]!r}" for key in changed)
+            raise ValueError(f"cannot resume the training loader exactly; changed {details}")
+        self.epoch = int(state["epoch"])
+        self._next_index = int(state["next_batch_index"])
+        self._counted_until = int(state["counted_until"])
+        self.skipped = dict(state["skipped"])
+
+    def _sampling_settings(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "corpus_dir": str(Path(config.corpus_dir).resolve()),
+            "train_sets": list(config.train_sets),
+            "max_duration": config.max_duration,
+            "num_buckets": config.num_buckets,
+            "shuffle_buffer": config.shuffle_buffer,
+            "num_cuts_for_bins_estimate": config.num_cuts_for_bins_estimate,
+            "quadratic_duration": config.quadratic_duration,
+            "limits": asdict(config.limits),
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "rank": self.rank,
+        }
+
+
+class EvalLoader:
+    """Every utterance exactly once, in manifest order, in batches of at most max_duration
+    (padded size); no augmentation; bad audio is an error naming the file."""
+
+    def __init__(
+        self, cuts: CutSet, dataset: AsrDataset, max_duration: float, workers: int
+    ) -> None:
+        self.cuts = cuts
+        self.dataset = dataset
+        self.max_duration = max_duration
+        self.num_workers = workers
+
+    def __iter__(self) -> Iterator[Batch]:
+        requests = (
+            BatchRequest(cuts=CutSet.from_cuts(group), epoch=0, index=index)
+            for index, group in enumerate(pack_by_duration(self.cuts, self.max_duration))
+        )
+        for loaded in _data_loader(self.dataset, _Listed(requests), self.num_workers):
+            assert loaded.batch is not None  # evaluation raises instead of skipping
+            yield loaded.batch
+
+
+def build_train_loader(
+    config: DataConfig, tokenizer: Tokenizer, *, seed: int, rank: int = 0, world_size: int = 1
+) -> TrainLoader:
+    """The training loader of this DDP rank; see `TrainLoader`."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside [0, world_size={world_size})")
+    return TrainLoader(config, tokenizer, seed=seed, rank=rank, world_size=world_size)
+
+
+def build_eval_loader(
+    config: DataConfig, cuts: CutSet | str | Path, tokenizer: Tokenizer
+) -> EvalLoader:
+    """An evaluation loader over a CutSet, a manifest file, or a set name of config.corpus_dir."""
+    if not isinstance(cuts, CutSet):
+        path = Path(cuts)
+        cuts = CutSet.from_file(path) if path.is_file() else eval_cuts(config, str(cuts))
+    dataset = AsrDataset(tokenizer, config.features, config.spec_augment, seed=0, training=False)
+    return EvalLoader(cuts, dataset, config.max_duration, config.num_workers)
+
+
+def eval_cuts(config: DataConfig, set_name: str) -> CutSet:
+    """The cuts of one set of the corpus (read lazily); KeyError lists the corpus's sets."""
+    read_corpus_info(config.corpus_dir).set(set_name)
+    return _read_set(config.corpus_dir, set_name)
+
+
+def evaluation_set_names(config: DataConfig) -> list[str]:
+    """config.test_sets, or every set of role "test" when it is empty."""
+    info = read_corpus_info(config.corpus_dir)
+    names = list(config.test_sets) or info.set_names(role="test")
+    for name in names:
+        info.set(name)
+    return names
+
+
+def train_cuts(config: DataConfig) -> CutSet:
+    """The training sets, read lazily one after another in a fixed order."""
+    info = read_corpus_info(config.corpus_dir)
+    for name in config.train_sets:
+        info.set(name)
+    paths = [_existing_path(config.corpus_dir, name) for name in config.train_sets]
+    return CutSet.from_files(paths, shuffle_iters=False)
+
+
+def _read_set(corpus_dir: str | Path, set_name: str) -> CutSet:
+    return CutSet.from_jsonl_lazy(_existing_path(corpus_dir, set_name))
+
+
+def _existing_path(corpus_dir: str | Path, set_name: str) -> Path:
+    path = cuts_path(corpus_dir, set_name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: corpus.json lists set {set_name!r} but its cuts are missing"
+        )
+    return path
+
+
+class _Listed(torch.utils.data.Sampler):
+    def __init__(self, requests: Iterable[BatchRequest]) -> None:
+        self.requests = requests
+
+    def __iter__(self) -> Iterator[BatchRequest]:
+        return iter(self.requests)
+
+
+def _data_loader(
+    dataset: AsrDataset, requests: torch.utils.data.Sampler, num_workers: int
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        sampler=requests,
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_as_is,
+        persistent_workers=False,
+    )
+
+
+def _as_is(loaded: LoadedBatch) -> LoadedBatch:
+    return loaded

@@ -1,0 +1,151 @@
+"""From Lhotse recordings and supervisions to our corpus layout (see `omnirouter.data.corpus`).
+
+Every builder of real data (the Lhotse recipes, the TSV/JSONL/Kaldi imports) ends here: one
+utterance per cut, audio referenced where it lies (never copied), resampled lazily to 16 kHz,
+written as `cuts_<set>.jsonl.gz` with the sets listed in `corpus.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lhotse import CutSet, RecordingSet, SupervisionSet
+from lhotse.cut import Cut
+from lhotse.qa import fix_manifests
+from tqdm import tqdm
+
+from omnirouter.data.audio import SAMPLE_RATE
+from omnirouter.data.corpus import (
+    CORPUS_INFO_FILE,
+    CorpusInfo,
+    SetInfo,
+    cuts_path,
+    read_corpus_info,
+    write_corpus_info,
+)
+
+log = logging.getLogger(__name__)
+
+ROLES = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class PreparedSet:
+    """One set about to be written: its cuts, its role and a line on what it tests."""
+
+    name: str
+    role: str
+    cuts: CutSet
+    description: str = ""
+    report: dict[str, object] = field(default_factory=dict)  # counts of what was dropped, and why
+
+
+def cut_text(cut: Cut) -> str:
+    """The transcript of a cut: its supervisions' texts in time order, joined by spaces."""
+    supervisions = sorted(cut.supervisions, key=lambda supervision: supervision.start)
+    return " ".join(supervision.text.strip() for supervision in supervisions if supervision.text)
+
+
+def role_from_name(set_name: str) -> str:
+    """train* -> train; dev*, valid* -> dev; anything else is evaluated, so test."""
+    lowered = set_name.lower()
+    if lowered.startswith("train"):
+        return "train"
+    if lowered.startswith(("dev", "valid")):
+        return "dev"
+    return "test"
+
+
+def set_name(*parts: str) -> str:
+    """A set name usable in a file name: "LibriSpeech", "dev-clean" -> "librispeech_dev_clean"."""
+    joined = "_".join(part for part in parts if part)
+    return "".join(char if char.isalnum() else "_" for char in joined.lower()).strip("_")
+
+
+def cuts_from_manifests(recordings: RecordingSet, supervisions: SupervisionSet) -> CutSet:
+    """One cut per supervision, at 16 kHz (resampled lazily when read).
+
+    Supervisions without a recording (Lhotse recipes skip missing audio files with a warning)
+    are dropped by Lhotse's `fix_manifests`; we say how many.
+    """
+    num_supervisions = len(supervisions)
+    recordings, supervisions = fix_manifests(recordings, supervisions)
+    if len(supervisions) != num_supervisions:
+        log.warning(
+            "%d of %d transcripts have no usable recording and were dropped",
+            num_supervisions - len(supervisions),
+            num_supervisions,
+        )
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    cuts = cuts.trim_to_supervisions(keep_overlapping=False, keep_all_channels=False)
+    return cuts.resample(SAMPLE_RATE).to_eager()
+
+
+def write_corpus(
+    corpus_dir: str | Path,
+    name: str,
+    sets: Sequence[PreparedSet],
+    description: str = "",
+    extra: dict[str, object] | None = None,
+) -> CorpusInfo:
+    """Write each set's cuts and (re)write corpus.json.
+
+    A corpus directory may gather several sources (say, the test sets of five corpora): sets
+    already listed there under other names are kept, sets of the same name are replaced.
+    """
+    corpus_dir = Path(corpus_dir)
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    existing = _existing_info(corpus_dir)
+    set_infos = {info.name: info for info in existing.sets} if existing else {}
+    merged_extra: dict[str, object] = dict(existing.extra) if existing else {}
+    for prepared in sets:
+        if prepared.role not in ROLES:
+            raise ValueError(f"set {prepared.name!r}: role {prepared.role!r} is not one of {ROLES}")
+        set_infos[prepared.name] = _write_set(corpus_dir, prepared)
+        if prepared.report:
+            reports = dict(merged_extra.get("sets", {}))  # type: ignore[arg-type]
+            reports[prepared.name] = prepared.report
+            merged_extra["sets"] = reports
+    merged_extra.update(extra or {})
+    info = CorpusInfo(
+        name=existing.name if existing else name,
+        sets=tuple(set_infos.values()),
+        description=description or (existing.description if existing else ""),
+        extra=merged_extra,
+    )
+    write_corpus_info(corpus_dir, info)
+    return info
+
+
+def _write_set(corpus_dir: Path, prepared: PreparedSet) -> SetInfo:
+    path = cuts_path(corpus_dir, prepared.name)
+    num_utterances = 0
+    seconds = 0.0
+    with CutSet.open_writer(path) as writer:
+        for cut in tqdm(prepared.cuts, desc=f"writing {prepared.name}", leave=False):
+            writer.write(cut)
+            num_utterances += 1
+            seconds += cut.duration
+    if num_utterances == 0:
+        raise ValueError(f"set {prepared.name!r} has no utterances left to write to {path}")
+    log.info("%s: %d utterances, %.2f h -> %s", prepared.name, num_utterances, seconds / 3600, path)
+    return SetInfo(
+        name=prepared.name,
+        role=prepared.role,
+        description=prepared.description,
+        num_utterances=num_utterances,
+        hours=round(seconds / 3600, 4),
+    )
+
+
+def _existing_info(corpus_dir: Path) -> CorpusInfo | None:
+    if not (corpus_dir / CORPUS_INFO_FILE).is_file():
+        return None
+    return read_corpus_info(corpus_dir)
+
+
+def with_report(prepared: PreparedSet, **report: object) -> PreparedSet:
+    return replace(prepared, report={**prepared.report, **report})

@@ -1,0 +1,148 @@
+"""The three prepare-time workflows behind `omnirouter data prepare | import | tokenizer`.
+
+Each gathers sets (a Lhotse recipe, Libriheavy manifests, your own tables), checks them (a
+problem is an error unless dropping is asked for, and then it is counted), optionally stores
+features, and writes the corpus layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from lhotse import CutSet
+
+from omnirouter.data.corpus import CorpusInfo, cuts_path, read_corpus_info
+from omnirouter.data.features import STORED_FEATURES_DIR, FeatureConfig, store_features
+from omnirouter.data.imports import import_source
+from omnirouter.data.manifests import PreparedSet, cut_text, write_corpus
+from omnirouter.data.recipes import libriheavy_sets, recipe_sets
+from omnirouter.data.tokenizer import Tokenizer, TokenizerConfig
+from omnirouter.data.validate import CheckOptions, Problem, check_set
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    check: CheckOptions = field(default_factory=CheckOptions)
+    store_features: bool = False  # also compute and store raw log-mel features (default settings)
+    num_jobs: int = 1  # parallel jobs for Lhotse recipes and feature storage
+
+
+def prepare_corpus(
+    recipe: str,
+    source_dir: str | Path,
+    corpus_dir: str | Path,
+    *,
+    parts: Sequence[str] = (),
+    recipe_options: Mapping[str, str] | None = None,
+    prefix: str | None = None,
+    audio_root: str | Path | None = None,
+    options: PrepareOptions | None = None,
+) -> CorpusInfo:
+    """A public corpus (see `omnirouter.data.recipes`) into corpus_dir's layout.
+
+    For "libriheavy", source_dir holds the published cut manifests and audio_root the
+    directory their relative audio paths start from.
+    """
+    options = options or PrepareOptions()
+    if recipe == "libriheavy":
+        if audio_root is None:
+            raise ValueError("libriheavy needs --audio-root: where download/librilight/... lies")
+        sets = libriheavy_sets(source_dir, audio_root, parts)
+    else:
+        sets = recipe_sets(
+            recipe, source_dir, corpus_dir, parts, recipe_options, prefix, options.num_jobs
+        )
+    extra = {"sources": {recipe: str(Path(source_dir).resolve())}}
+    return _finish(corpus_dir, recipe, sets, options, {}, extra)
+
+
+def import_corpus(
+    corpus_dir: str | Path,
+    name: str,
+    sources: Mapping[str, str | Path],
+    roles: Mapping[str, str] | None = None,
+    options: PrepareOptions | None = None,
+) -> CorpusInfo:
+    """Sets from tables or Kaldi dirs: `sources` maps set name -> file or directory."""
+    options = options or PrepareOptions()
+    roles = roles or {}
+    unknown = set(roles) - set(sources)
+    if unknown:
+        raise ValueError(f"roles given for sets that are not imported: {sorted(unknown)}")
+    sets, known = [], {}
+    for set_name, source in sources.items():
+        result = import_source(source, set_name, roles.get(set_name))
+        sets.append(result.prepared)
+        known[set_name] = result.problems
+    extra = {
+        "sources": {set_name: str(Path(source).resolve()) for set_name, source in sources.items()}
+    }
+    return _finish(corpus_dir, name, sets, options, known, extra)
+
+
+def train_corpus_tokenizer(
+    corpus_dir: str | Path, config: TokenizerConfig, sets: Sequence[str] = (), seed: int = 0
+) -> Tokenizer:
+    """Train the corpus's tokenizer on the transcripts of `sets` (default: every training set)
+    and store it at `config.directory(corpus_dir)`. Characters of the other sets that it cannot
+    represent are reported (evaluation still works on them; they only count as <unk>)."""
+    info = read_corpus_info(corpus_dir)
+    names = list(sets) or info.set_names(role="train")
+    if not names:
+        raise ValueError(f"{corpus_dir}: no training sets to train a tokenizer on")
+    for set_name in names:
+        info.set(set_name)
+    texts = (
+        cut_text(cut)
+        for set_name in names
+        for cut in CutSet.from_jsonl_lazy(cuts_path(corpus_dir, set_name))
+    )
+    out_dir = config.directory(corpus_dir)
+    tokenizer = Tokenizer.train(
+        texts, out_dir, config.vocab_size, config.model_type, config.max_sentences, seed
+    )
+    log.info("tokenizer with %d pieces written to %s", tokenizer.vocab_size, out_dir)
+    for other in info.set_names():
+        if other in names:
+            continue
+        missing = set()
+        for cut in CutSet.from_jsonl_lazy(cuts_path(corpus_dir, other)):
+            missing.update(tokenizer.unknown_characters(cut_text(cut)))
+        if missing:
+            log.warning(
+                "set %s has characters the tokenizer lacks: %r", other, "".join(sorted(missing))
+            )
+    return tokenizer
+
+
+def _finish(
+    corpus_dir: str | Path,
+    name: str,
+    sets: list[PreparedSet],
+    options: PrepareOptions,
+    known: Mapping[str, Sequence[Problem]],
+    extra: dict[str, object],
+) -> CorpusInfo:
+    checked = [
+        check_set(prepared, options.check, known.get(prepared.name, ())) for prepared in sets
+    ]
+    if options.store_features:
+        config = FeatureConfig()
+        checked = [
+            _with_stored_features(prepared, corpus_dir, config, options) for prepared in checked
+        ]
+        extra = {**extra, "stored_features": asdict(config)}
+    return write_corpus(corpus_dir, name, checked, extra=extra)
+
+
+def _with_stored_features(
+    prepared: PreparedSet, corpus_dir: str | Path, config: FeatureConfig, options: PrepareOptions
+) -> PreparedSet:
+    storage = Path(corpus_dir) / STORED_FEATURES_DIR / prepared.name
+    cuts = store_features(prepared.cuts.to_eager(), config, storage, options.num_jobs)
+    return replace(prepared, cuts=cuts)

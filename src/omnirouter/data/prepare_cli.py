@@ -1,0 +1,176 @@
+"""`omnirouter data prepare | import | tokenizer`: real corpora and your own data, our layout."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omnirouter.data.corpus import CorpusInfo
+    from omnirouter.data.prepare import PrepareOptions
+
+CORPUS_HELP = (
+    "a Lhotse recipe (librispeech, ami, chime6, commonvoice, fleurs, tedlium, voxpopuli, "
+    "eval2000) or libriheavy (its published cut manifests)"
+)
+
+
+def register(data_subparsers: argparse._SubParsersAction) -> None:
+    prepare = data_subparsers.add_parser(
+        "prepare",
+        help="a public corpus from a local copy (never downloads)",
+        description="Run a Lhotse recipe on a local corpus copy and write our corpus layout.",
+    )
+    prepare.add_argument("corpus", metavar="CORPUS", help=CORPUS_HELP)
+    prepare.add_argument(
+        "source_dir", help="the corpus as distributed (for libriheavy: its manifests)"
+    )
+    prepare.add_argument("corpus_dir", help="where to write (sets are added to an existing corpus)")
+    prepare.add_argument("--parts", nargs="+", default=[], help="only these splits, e.g. dev-clean")
+    prepare.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra argument of the Lhotse recipe function (value in YAML), e.g. mic=sdm",
+    )
+    prepare.add_argument("--prefix", help="set name prefix (default: the corpus name)")
+    prepare.add_argument(
+        "--audio-root", help="libriheavy: the directory holding download/librilight"
+    )
+    _add_check_options(prepare)
+    prepare.set_defaults(run=_run_prepare)
+
+    importer = data_subparsers.add_parser(
+        "import",
+        help="your own data: TSV/JSONL tables or Kaldi data directories",
+        description="Import sets from TSV (audio<TAB>text[<TAB>id]) or JSONL tables, or "
+        "Kaldi data directories (wav.scp, text, optional segments and utt2spk).",
+    )
+    importer.add_argument(
+        "corpus_dir", help="where to write (sets are added to an existing corpus)"
+    )
+    importer.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        required=True,
+        metavar="NAME=SOURCE",
+        help="a set and its table or Kaldi dir; repeat per set (train*, dev*, else test role)",
+    )
+    importer.add_argument("--role", action="append", default=[], metavar="NAME=ROLE")
+    importer.add_argument("--name", default="imported", help="corpus name in corpus.json")
+    _add_check_options(importer)
+    importer.set_defaults(run=_run_import)
+
+    tokenizer = data_subparsers.add_parser(
+        "tokenizer", help="train the word-piece tokenizer of a corpus on its training transcripts"
+    )
+    tokenizer.add_argument("corpus_dir")
+    tokenizer.add_argument("--vocab-size", type=int, default=8000)
+    tokenizer.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    tokenizer.add_argument("--sets", nargs="+", default=[], help="default: every training set")
+    tokenizer.add_argument("--out", help="directory (default: CORPUS_DIR/tokenizer_<type>_<size>)")
+    tokenizer.add_argument("--seed", type=int, default=0, help="seeds the transcript sampling")
+    tokenizer.set_defaults(run=_run_tokenizer)
+
+
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checks and filters")
+    group.add_argument(
+        "--drop-bad",
+        action="store_true",
+        help="drop (and count) unusable utterances instead of failing",
+    )
+    group.add_argument("--check-audio", action="store_true", help="decode every utterance's audio")
+    group.add_argument("--tokenizer", help="a tokenizer that must cover every transcript")
+    group.add_argument(
+        "--speech-rate-filter",
+        action="store_true",
+        help="drop training utterances with implausible words per second (pseudo-labels)",
+    )
+    group.add_argument("--min-words-per-second", type=float, default=0.5)
+    group.add_argument("--max-words-per-second", type=float, default=6.0)
+    group.add_argument("--store-features", action="store_true", help="also store log-mel features")
+    group.add_argument("--num-jobs", type=int, default=1)
+
+
+def _prepare_options(args: argparse.Namespace) -> PrepareOptions:
+    from omnirouter.data.filters import SpeechRateFilterConfig
+    from omnirouter.data.prepare import PrepareOptions
+    from omnirouter.data.validate import CheckOptions
+
+    speech_rate = SpeechRateFilterConfig(
+        enabled=args.speech_rate_filter,
+        min_words_per_second=args.min_words_per_second,
+        max_words_per_second=args.max_words_per_second,
+    )
+    check = CheckOptions(
+        drop_bad=args.drop_bad,
+        decode_audio=args.check_audio,
+        tokenizer=args.tokenizer,
+        speech_rate=speech_rate,
+    )
+    return PrepareOptions(check=check, store_features=args.store_features, num_jobs=args.num_jobs)
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, equals, rest = value.partition("=")
+        if not equals or not key or not rest:
+            raise SystemExit(f"{flag} {value!r}: expected KEY=VALUE")
+        if key in pairs:
+            raise SystemExit(f"{flag} {key!r} given twice")
+        pairs[key] = rest
+    return pairs
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from omnirouter.data.prepare import prepare_corpus
+
+    info = prepare_corpus(
+        args.corpus,
+        args.source_dir,
+        args.corpus_dir,
+        parts=args.parts,
+        recipe_options=_pairs(args.option, "--option"),
+        prefix=args.prefix,
+        audio_root=args.audio_root,
+        options=_prepare_options(args),
+    )
+    _summarise(info, args.corpus_dir)
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from omnirouter.data.prepare import import_corpus
+
+    info = import_corpus(
+        args.corpus_dir,
+        args.name,
+        _pairs(args.sets, "--set"),
+        roles=_pairs(args.role, "--role"),
+        options=_prepare_options(args),
+    )
+    _summarise(info, args.corpus_dir)
+    return 0
+
+
+def _run_tokenizer(args: argparse.Namespace) -> int:
+    from omnirouter.data.prepare import train_corpus_tokenizer
+    from omnirouter.data.tokenizer import TokenizerConfig
+
+    config = TokenizerConfig(vocab_size=args.vocab_size, model_type=args.model_type, path=args.out)
+    tokenizer = train_corpus_tokenizer(args.corpus_dir, config, args.sets, seed=args.seed)
+    print(f"{tokenizer.model_path} ({tokenizer.vocab_size} pieces, blank = 0)")
+    return 0
+
+
+def _summarise(info: CorpusInfo, corpus_dir: str) -> None:
+    print(f"{corpus_dir}: corpus {info.name!r}")
+    for set_info in info.sets:
+        print(
+            f"  {set_info.name:<32} {set_info.role:<5} {set_info.num_utterances:>9} utts "
+            f"{set_info.hours:>10.3f} h"
+        )

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import pytest
+
+from omnirouter.data.tokenizer import (
+    Tokenizer,
+    TokenizerConfig,
+    TokenizerError,
+    normalize_transcript,
+)
+from omnirouter.model import BLANK_ID
+from tests.data.conftest import SENTENCES
+
+TEXTS = [sentence.capitalize() + "." for sentence in SENTENCES] * 4
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Hello, World!", "hello world"),
+        ("It's  a   TEST.", "it's a test"),
+        ("‘Don’t’ quote me", "don't quote me"),
+        ("the students' books", "the students books"),
+        ("a well-known [noise] fact <unk> {laugh} (inaudible) here", "a well known fact here"),
+        ("Café déjà vu", "café déjà vu"),
+        ("ＦＵＬＬ width", "full width"),
+        ("room 101, floor 3", "room 101 floor 3"),
+        ("under_score ... --- ?!", "under score"),
+        ("   ", ""),
+    ],
+)
+def test_normalize_transcript(raw: str, expected: str) -> None:
+    assert normalize_transcript(raw) == expected
+    assert normalize_transcript(expected) == expected  # idempotent
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    return Tokenizer.train(TEXTS, tmp_path_factory.mktemp("tok"), vocab_size=60)
+
+
+def test_round_trip_and_reserved_ids(tokenizer: Tokenizer) -> None:
+    assert tokenizer.vocab_size == 60
+    for text in TEXTS[: len(SENTENCES)]:
+        ids = tokenizer.encode(text)
+        assert ids and min(ids) >= 1 and max(ids) < tokenizer.vocab_size
+        assert BLANK_ID not in ids
+        assert tokenizer.decode(ids) == normalize_transcript(text)
+    # Blanks in a decoded sequence are ignored.
+    ids = tokenizer.encode("the lazy dog")
+    assert tokenizer.decode([BLANK_ID, *ids, BLANK_ID]) == "the lazy dog"
+
+
+def test_unknown_characters(tokenizer: Tokenizer) -> None:
+    assert tokenizer.unknown_characters("the fox") == ""
+    # The training text has neither "ü" nor "ñ".
+    assert tokenizer.unknown_characters("Über the piñata") == "ñü"
+    assert 1 in tokenizer.encode("piñata")  # <unk>
+
+
+def test_load_from_directory_file_and_pickle(tokenizer: Tokenizer) -> None:
+    for loaded in (
+        Tokenizer.load(tokenizer.model_path.parent),
+        Tokenizer.load(tokenizer.model_path),
+        pickle.loads(pickle.dumps(tokenizer)),
+    ):
+        assert loaded.vocab_size == tokenizer.vocab_size
+        assert loaded.encode(TEXTS[0]) == tokenizer.encode(TEXTS[0])
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        Tokenizer.load(tokenizer.model_path.parent / "elsewhere")
+
+
+def test_vocabulary_larger_than_the_text_supports_is_reduced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        tokenizer = Tokenizer.train(TEXTS, tmp_path, vocab_size=8000, model_type="bpe")
+    assert 30 < tokenizer.vocab_size < 8000
+    assert "vocab_size reduced from 8000" in caplog.text
+    text = normalize_transcript(TEXTS[3])
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+    assert (tmp_path / "tokenizer.json").is_file()
+
+
+def test_vocabulary_smaller_than_the_alphabet_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TokenizerError, match="distinct characters"):
+        Tokenizer.train(TEXTS, tmp_path, vocab_size=5)
+
+
+def test_no_text_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TokenizerError, match="no non-empty transcripts"):
+        Tokenizer.train(["", " [noise] "], tmp_path, vocab_size=50)
+
+
+def test_config_checks_and_default_directory() -> None:
+    assert TokenizerConfig(vocab_size=500).directory("corpus") == Path(
+        "corpus/tokenizer_unigram_500"
+    )
+    assert TokenizerConfig(path="elsewhere").directory("corpus") == Path("elsewhere")
+    with pytest.raises(ValueError, match="model_type"):
+        TokenizerConfig(model_type="wordpiece")
