@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="routing analysis of trained models: figures, numbers and a page",
         description=(
             "Recognise an evaluation set with a trained model (and models to compare), capture "
-            "which expert every MoE layer chose for every 40 ms step, run the expert "
+            "which expert every MoE layer chose for every step (40 ms by default), run the expert "
             "permutation test, and write figures (PNG), their data (JSON/NPZ) and a page "
             "(markdown + self-contained HTML). Output: EXP/analysis/SET/ unless --out."
         ),

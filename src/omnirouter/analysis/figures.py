@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from omnirouter.analysis.permutation import PermutationResult
-from omnirouter.analysis.records import FEATURE_SHIFT_SECONDS, RoutingRecords
+from omnirouter.analysis.records import RoutingRecords
 from omnirouter.analysis.statistics import relabel
 from omnirouter.analysis.summary import RoutingSummary
 from omnirouter.analysis.training import LossCurve, smooth
@@ -88,24 +88,24 @@ def draw_expert_usage(
     figure.legend(
         handles=handles, loc="outside lower center", ncol=min(num_experts, 8), frameon=False
     )
-    figure.suptitle("Expert chosen per layer and 40 ms step")
+    step_ms = 1000 * records[0].step_seconds
+    figure.suptitle(f"Expert chosen per layer (rows of each image) and {step_ms:.0f} ms step")
     return _save(figure, path)
 
 
 def _draw_spectrogram(axes, records: Sequence[RoutingRecords], cut_id: str) -> None:
-    spectrogram_TF = next(
-        (model.spectrograms[cut_id] for model in records if cut_id in model.spectrograms), None
-    )
-    if spectrogram_TF is None:
+    holder = next((model for model in records if cut_id in model.spectrograms), None)
+    if holder is None:
         axes.text(0.5, 0.5, "spectrogram not recorded", ha="center", va="center")
         return
+    spectrogram_TF = holder.spectrograms[cut_id]
     frames, bins = spectrogram_TF.shape
     axes.imshow(
         spectrogram_TF.T,
         origin="lower",
         aspect="auto",
         cmap="magma",
-        extent=(0, frames * FEATURE_SHIFT_SECONDS, 0, bins),
+        extent=(0, frames * holder.frame_shift_seconds, 0, bins),
         interpolation="nearest",
     )
 

@@ -46,8 +46,7 @@ def build_page(
             _experts_section(summaries, figures),
         ]
     sections.append(_training_section(results, figures))
-    step_seconds = summaries[0].step_seconds if summaries else 0.04
-    sections.append(_definitions_section(config, step_seconds))
+    sections.append(_definitions_section(config, summaries))
     intro = [
         Paragraph(
             f"Routing of {len(results.models)} model(s) on the `{results.set_name}` set "
@@ -120,7 +119,7 @@ def _usage_section(summaries: Sequence[RoutingSummary], figures: FigureFiles) ->
             FigureBlock(
                 figures.expert_usage,
                 "Fig. 2: log-mel spectrogram (top) and the expert chosen per layer (rows) and "
-                "40 ms step (columns) for each model. For models with one router per layer the "
+                "step (columns) for each model. For models with one router per layer the "
                 "colours are renamed by the chained optimal mapping (see Definitions).",
             )
         )
@@ -336,11 +335,12 @@ def _training_section(results: AnalysisResults, figures: FigureFiles) -> Section
     )
 
 
-def _definitions_section(config: SummaryConfig, step_seconds: float) -> Section:
+def _definitions_section(config: SummaryConfig, summaries: Sequence[RoutingSummary]) -> Section:
     low, high = ENERGY_PERCENTILES
+    durations = sorted({f"{1000 * summary.step_seconds:.0f} ms" for summary in summaries})
     texts = (
-        f"Step: one model input step, {1000 * step_seconds:.0f} ms of stacked 10 ms log-mel "
-        "frames; only valid (non-padded) steps count. The expert of a step is its first "
+        f"Step: one model input step ({', '.join(durations) or '40 ms'}: stacked log-mel "
+        "frames); only valid (non-padded) steps count. The expert of a step is its first "
         "(top-1) chosen expert.",
         f"Silence: a step whose energy (mean log-mel level over its frames) is below "
         f"low + {config.silence_threshold:g} · (high − low), where low and high are the "

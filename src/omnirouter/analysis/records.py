@@ -11,6 +11,9 @@ an analysis can be redrawn from disk without the model:
 
 Energy is the mean log-mel level of a step: the mean over mel bins of each 10 ms frame,
 averaged over the valid frames the model stacks into one step (4 × 10 ms = 40 ms, paper §V-C).
+With per-utterance feature normalisation (the data pipeline's default) it is the level of the
+normalised features: still high on loud frames and low on quiet ones, which is all the
+per-utterance silence rule (`summary.silence_mask`) needs.
 
 Shape legend: B batch, T frames (10 ms), S steps (after stacking), F mel bins, L MoE layers,
 N steps of all utterances concatenated, U utterances.
@@ -34,7 +37,7 @@ from omnirouter.data.batch import Batch
 from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.model.frontend import stacked_lengths, valid_mask
 
-FEATURE_SHIFT_SECONDS = 0.01  # 10 ms log-mel frame shift (paper §V-C)
+DEFAULT_FRAME_SHIFT_SECONDS = 0.01  # 10 ms log-mel frame shift (paper §V-C)
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,13 @@ class RoutingRecords:
     layers: tuple[int, ...]  # 0-based block index of each MoE layer
     router_ids: tuple[int, ...]  # router of each MoE layer; equal ids = one shared router
     num_experts: int
-    stack_frames: int  # 10 ms frames per step
+    stack_frames: int  # feature frames per step
     cut_ids: tuple[str, ...]  # utterances, in the order their steps are concatenated
     experts_LN: np.ndarray  # int16 expert chosen (first of top-k) per layer per step
     energy_N: np.ndarray  # float32 mean log-mel level per step
     offsets_U: np.ndarray  # int64, U + 1 entries: utterance u has steps offsets[u]:offsets[u+1]
     spectrograms: dict[str, np.ndarray] = field(default_factory=dict)  # cut id -> (T, F) log-mel
+    frame_shift_seconds: float = DEFAULT_FRAME_SHIFT_SECONDS  # of the feature frames
 
     @property
     def num_layers(self) -> int:
@@ -63,7 +67,7 @@ class RoutingRecords:
 
     @property
     def step_seconds(self) -> float:
-        return self.stack_frames * FEATURE_SHIFT_SECONDS
+        return self.stack_frames * self.frame_shift_seconds
 
     @property
     def is_shared_router(self) -> bool:
@@ -103,8 +107,14 @@ class RoutingCollector:
     Keeps the log-mel spectrogram only of `shown_cut_ids` (the few drawn in Fig. 2).
     """
 
-    def __init__(self, stack_frames: int, shown_cut_ids: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        stack_frames: int,
+        shown_cut_ids: Iterable[str] = (),
+        frame_shift_seconds: float = DEFAULT_FRAME_SHIFT_SECONDS,
+    ) -> None:
         self.stack_frames = stack_frames
+        self.frame_shift_seconds = frame_shift_seconds
         self.shown_cut_ids = frozenset(shown_cut_ids)
         self._experts: list[np.ndarray] = []
         self._energy: list[np.ndarray] = []
@@ -166,6 +176,7 @@ class RoutingCollector:
             energy_N=np.concatenate(self._energy) if self._energy else np.zeros(0, np.float32),
             offsets_U=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             spectrograms=dict(self._spectrograms),
+            frame_shift_seconds=self.frame_shift_seconds,
         )
 
 
@@ -181,6 +192,7 @@ def save_records(records: RoutingRecords, directory: str | Path, stem: str) -> P
         "router_ids": list(records.router_ids),
         "num_experts": records.num_experts,
         "stack_frames": records.stack_frames,
+        "frame_shift_seconds": records.frame_shift_seconds,
         "cut_ids": list(records.cut_ids),
         "shown_cut_ids": shown,
         "arrays": f"{stem}.npz",
@@ -223,6 +235,7 @@ def load_records(index_path: str | Path) -> RoutingRecords:
             energy_N=loaded["energy_N"],
             offsets_U=loaded["offsets_U"],
             spectrograms=spectrograms,
+            frame_shift_seconds=float(index["frame_shift_seconds"]),
         )
     except (OSError, KeyError, ValueError) as error:
         raise ValueError(f"{index_path}: not readable routing records ({error})") from error

@@ -29,7 +29,7 @@ from omnirouter.analysis.permutation import (
     WerEvaluation,
     permutation_test,
 )
-from omnirouter.analysis.records import RoutingCollector
+from omnirouter.analysis.records import DEFAULT_FRAME_SHIFT_SECONDS, RoutingCollector
 from omnirouter.analysis.results import AnalysisResults, ModelResult, load_results, save_results
 from omnirouter.analysis.summary import SummaryConfig, summarize, summary_to_dict
 from omnirouter.analysis.training import METRICS_FILE, LossCurve, read_loss_curve
@@ -62,10 +62,11 @@ class Subject:
     name: str
     family: str  # "dense" | "switch" | "omni"
     experiment: str  # where it came from, for the page ("" if nowhere)
-    stack_frames: int  # 10 ms frames per model step
+    stack_frames: int  # feature frames per model step
     cut_ids: tuple[str, ...]  # the set's utterances, to choose the shown ones from
     evaluate: WerEvaluation
     loss_curve: LossCurve | None = None
+    frame_shift_seconds: float = DEFAULT_FRAME_SHIFT_SECONDS  # of the feature frames
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def measure(
         if not models:
             shown = choose_shown(subject.cut_ids, config.num_shown_utterances, config.seed)
         logger.info("analysing %s (%s) on %s", subject.name, subject.family, config.set_name)
-        collector = RoutingCollector(subject.stack_frames, shown)
+        collector = RoutingCollector(subject.stack_frames, shown, subject.frame_shift_seconds)
         baseline_wer = subject.evaluate(None, collector)
         records = collector.records(subject.name, subject.family)
         permutation = None
@@ -258,4 +259,5 @@ def load_subject(experiment: str | Path, name: str, config: AnalysisConfig) -> S
         cut_ids=tuple(cut.id for cut in cuts),
         evaluate=evaluate,
         loss_curve=read_loss_curve(name, metrics_path) if metrics_path.is_file() else None,
+        frame_shift_seconds=loaded.data_config.features.frame_shift_seconds,
     )

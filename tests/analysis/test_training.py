@@ -1,0 +1,40 @@
+"""Reading training-loss curves from metrics.jsonl, and their smoothing."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omnirouter.analysis.training import read_loss_curve, smooth
+
+
+def test_read_loss_curve_keeps_training_records_in_step_order(tmp_path: Path) -> None:
+    lines = [
+        {"kind": "train", "step": 20, "ctc_loss": 3.0, "lr": 0.1},
+        {"kind": "valid", "step": 20, "dev_wer": 0.5},
+        {"kind": "train", "step": 10, "ctc_loss": 4.0, "lr": 0.1},
+        {"kind": "train", "step": 20, "ctc_loss": 2.5, "lr": 0.1},  # a resumed run logs again
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    curve = read_loss_curve("run", path)
+    assert curve.steps == (10, 20)
+    assert curve.ctc_loss == (4.0, 2.5)
+
+
+def test_read_loss_curve_names_the_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "train", "step": 1, "ctc_loss": 1.0}\nnot json\n')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2"):
+        read_loss_curve("run", path)
+
+
+def test_smooth_is_a_debiased_exponential_average() -> None:
+    values = np.array([4.0, 2.0, 6.0])
+    weight = 0.5
+    # By hand: s_t = Σ_i w^(t-i) (1-w) v_i / Σ_i w^(t-i) (1-w)
+    expected = [4.0, (0.5 * 4 + 2) / 1.5, (0.25 * 4 + 0.5 * 2 + 6) / 1.75]
+    np.testing.assert_allclose(smooth(values, weight), expected)
+    np.testing.assert_allclose(smooth(np.full(10, 3.0), 0.9), 3.0)
+    np.testing.assert_allclose(smooth(values, 0.0), values)
