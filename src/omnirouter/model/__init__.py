@@ -1,7 +1,13 @@
 """Models: the CTC Transformer encoder in its dense, Switch and Omni-router families."""
 
 from omnirouter.model.config import Family, ModelConfig
-from omnirouter.model.ctc_model import BLANK_ID, CtcModel, ModelOutput, build_model, count_parameters
+from omnirouter.model.ctc_model import (
+    BLANK_ID,
+    CtcModel,
+    ModelOutput,
+    build_model,
+    count_parameters,
+)
 from omnirouter.model.routing import RoutingInfo, RoutingOverride
 
 __all__ = [

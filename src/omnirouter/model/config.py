@@ -47,7 +47,9 @@ class ModelConfig:
     top_k: int = 1  # experts per frame (1 in the paper)
     renormalize_top_k: bool = False  # k > 1 only: gates divided by their sum (never at k = 1)
     moe_layers: list[int] | None = None  # 0-based blocks with an MoE FFN; None = every block
-    router_group_size: int = 0  # MoE layers per shared router; 0 = family default (switch 1, omni all)
+    router_group_size: int = (
+        0  # MoE layers per shared router; 0 = family default (switch 1, omni all)
+    )
     router_jitter: float = 0.0  # training only: router input × U(1-ε, 1+ε) (Switch Transformer)
     dispatch: str = "auto"  # "auto" | "loop" | "grouped_mm": how tokens reach their experts
 
@@ -79,8 +81,10 @@ class ModelConfig:
     def moe_layer_indices(self) -> list[int]:
         if not self.is_moe:
             return []
-        return sorted(set(self.moe_layers)) if self.moe_layers is not None else list(
-            range(self.num_layers)
+        return (
+            sorted(set(self.moe_layers))
+            if self.moe_layers is not None
+            else list(range(self.num_layers))
         )
 
     def router_groups(self) -> list[list[int]]:

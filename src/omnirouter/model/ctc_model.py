@@ -39,6 +39,7 @@ class CtcModel(nn.Module):
         frontend: FrameStacker,
         positions: nn.Module,
         blocks: list[Block],
+        routers: list[Router],
         model_dim: int,
         vocab_size: int,
         dropout: float,
@@ -48,17 +49,11 @@ class CtcModel(nn.Module):
         self.positions = positions
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(blocks)
+        # The model owns its routers (one for omni, one per MoE layer for switch); the MoE
+        # layers hold references, so each router weight appears once in the state dict.
+        self.routers = nn.ModuleList(routers)
         self.final_norm = nn.LayerNorm(model_dim)
         self.head = nn.Linear(model_dim, vocab_size)
-
-    @property
-    def routers(self) -> list[Router]:
-        """Distinct routers, each once, in the order the blocks first use them."""
-        unique: dict[int, Router] = {}
-        for block in self.blocks:
-            if isinstance(block.feed_forward, MoEFeedForward):
-                unique.setdefault(id(block.feed_forward.router), block.feed_forward.router)
-        return list(unique.values())
 
     def forward(
         self,
@@ -83,10 +78,12 @@ class CtcModel(nn.Module):
 def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
     """Build the whole structure in one place; routers are created here and injected."""
     moe_layers = set(config.moe_layer_indices())
+    routers: list[Router] = []
     router_of_layer: dict[int, Router] = {}
     for router_id, group in enumerate(config.router_groups()):
         # One Router object per group: for omni, the SAME module goes to every MoE layer.
         shared = Router(config.model_dim, config.num_experts, router_id=router_id)
+        routers.append(shared)
         router_of_layer.update({layer: shared for layer in group})
 
     blocks = []
@@ -94,7 +91,11 @@ def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
         feed_forward: FeedForward | MoEFeedForward
         if layer in moe_layers:
             experts = Experts(
-                config.num_experts, config.model_dim, config.ffn_dim, config.activation, config.dropout
+                config.num_experts,
+                config.model_dim,
+                config.ffn_dim,
+                config.activation,
+                config.dropout,
             )
             feed_forward = MoEFeedForward(
                 router=router_of_layer[layer],
@@ -104,6 +105,7 @@ def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
                 renormalize_top_k=config.renormalize_top_k,
                 router_jitter=config.router_jitter,
                 dispatch=config.dispatch,
+                register_router=False,
             )
         else:
             feed_forward = FeedForward(
@@ -130,7 +132,9 @@ def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
     else:
         positions = SinusoidalPositions(config.model_dim)
     frontend = FrameStacker(config.input_dim, config.stack_frames, config.model_dim)
-    return CtcModel(frontend, positions, blocks, config.model_dim, vocab_size, config.dropout)
+    return CtcModel(
+        frontend, positions, blocks, routers, config.model_dim, vocab_size, config.dropout
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

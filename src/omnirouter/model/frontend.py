@@ -49,7 +49,9 @@ def sinusoid_table(positions_BT: torch.Tensor, model_dim: int) -> torch.Tensor:
     """sin/cos embedding of (possibly fractional) positions (Vaswani et al. 2017, §3.5)."""
     half = model_dim // 2
     inv_freq_H = torch.exp(
-        -math.log(10000.0) * torch.arange(half, device=positions_BT.device, dtype=torch.float32) / half
+        -math.log(10000.0)
+        * torch.arange(half, device=positions_BT.device, dtype=torch.float32)
+        / half
     )
     angles_BTH = positions_BT.float().unsqueeze(-1) * inv_freq_H
     table_BTD = torch.cat([angles_BTH.sin(), angles_BTH.cos()], dim=-1)
@@ -76,7 +78,11 @@ class CapePositions(nn.Module):
     scaled, so the model cannot rely on absolute positions."""
 
     def __init__(
-        self, model_dim: int, max_global_shift: float, max_local_shift: float, max_global_scale: float
+        self,
+        model_dim: int,
+        max_global_shift: float,
+        max_local_shift: float,
+        max_global_scale: float,
     ) -> None:
         super().__init__()
         self.model_dim = model_dim
@@ -86,7 +92,9 @@ class CapePositions(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
         batch, steps, _ = x_BTD.shape
-        positions_BT = torch.arange(steps, device=x_BTD.device, dtype=torch.float32).expand(batch, steps)
+        positions_BT = torch.arange(steps, device=x_BTD.device, dtype=torch.float32).expand(
+            batch, steps
+        )
         # Centre on each utterance's own valid span, so padding does not move its positions.
         positions_BT = positions_BT - (lengths_B.float().unsqueeze(1) - 1) / 2
         if self.training:
@@ -97,6 +105,8 @@ class CapePositions(nn.Module):
                 -self.max_local_shift, self.max_local_shift
             )
             log_scale = math.log(self.max_global_scale)
-            scale_B1 = torch.empty(batch, 1, device=x_BTD.device).uniform_(-log_scale, log_scale).exp()
+            scale_B1 = (
+                torch.empty(batch, 1, device=x_BTD.device).uniform_(-log_scale, log_scale).exp()
+            )
             positions_BT = (positions_BT + shift_B1 + local_BT) * scale_B1
         return x_BTD + sinusoid_table(positions_BT, self.model_dim).to(x_BTD.dtype)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from omnirouter.model.config import Activation
+from omnirouter.model.grouped_linear import grouped_linear
 from omnirouter.model.routing import RoutingInfo, RoutingOverride
 
 
@@ -63,20 +64,12 @@ class Experts(nn.Module):
     def num_experts(self) -> int:
         return self.w1_EDF.shape[0]
 
-    def expert(self, index: int, x_SD: torch.Tensor) -> torch.Tensor:
-        """Expert `index` applied to the rows of x_SD."""
-        hidden_SF = self.activation(torch.addmm(self.b1_EF[index], x_SD, self.w1_EDF[index]))
-        return torch.addmm(self.b2_ED[index], self.dropout(hidden_SF), self.w2_EFD[index])
-
     def forward_sorted(self, x_SD: torch.Tensor, counts_E: list[int]) -> torch.Tensor:
         """Rows of x_SD grouped by expert (counts_E rows each, in expert order), one matmul pair
-        per expert over a contiguous slice. An expert with no rows still runs on an empty slice,
-        so every expert's weights are in the graph and get a (zero) gradient every step."""
-        outputs = [
-            self.expert(index, x_slice)
-            for index, x_slice in enumerate(torch.split(x_SD, counts_E))
-        ]
-        return torch.cat(outputs, dim=0)
+        per expert over a contiguous slice. An expert with no rows gets a zero gradient, so
+        every expert's weights take part in every step (DDP needs no find_unused_parameters)."""
+        hidden_SF = self.activation(grouped_linear(x_SD, self.w1_EDF, self.b1_EF, counts_E))
+        return grouped_linear(self.dropout(hidden_SF), self.w2_EFD, self.b2_ED, counts_E)
 
     def forward_grouped_mm(self, x_SD: torch.Tensor, counts_E: torch.Tensor) -> torch.Tensor:
         """The same as `forward_sorted` in two grouped GEMMs (CUDA, bf16, sm90+)."""
@@ -87,7 +80,9 @@ class Experts(nn.Module):
         weight1 = self.w1_EDF.to(x_SD.dtype)
         hidden_SF = torch._grouped_mm(x_SD, weight1, offs=offsets_E)
         hidden_SF = self.activation(hidden_SF + self.b1_EF.to(x_SD.dtype)[expert_of_row_S])
-        out_SD = torch._grouped_mm(self.dropout(hidden_SF), self.w2_EFD.to(x_SD.dtype), offs=offsets_E)
+        out_SD = torch._grouped_mm(
+            self.dropout(hidden_SF), self.w2_EFD.to(x_SD.dtype), offs=offsets_E
+        )
         return out_SD + self.b2_ED.to(x_SD.dtype)[expert_of_row_S]
 
 
@@ -99,7 +94,11 @@ def grouped_mm_supported(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 class MoEFeedForward(nn.Module):
+    router: Router
+
     """Top-k sparse FFN: route, dispatch valid frames sorted by expert, combine by gate.
+
+    `router: Router` is declared for type checkers; see `register_router` in `__init__`.
 
     Dropless: every frame reaches its experts whatever the load (no capacity factor).
     Only valid frames are routed; padding neither costs compute nor enters router statistics.
@@ -114,13 +113,20 @@ class MoEFeedForward(nn.Module):
         renormalize_top_k: bool = False,
         router_jitter: float = 0.0,
         dispatch: str = "auto",
+        register_router: bool = True,
     ) -> None:
         super().__init__()
         if router.num_experts != experts.num_experts:
             raise ValueError(
                 f"router has {router.num_experts} experts, the expert bank {experts.num_experts}"
             )
-        self.router = router
+        if register_router:
+            self.router = router
+        else:
+            # The router is registered by its owner (the model), once however many layers use
+            # it; a plain reference here keeps a shared W_shared out of this layer's parameters
+            # and state dict, so both hold it exactly once.
+            object.__setattr__(self, "router", router)
         self.experts = experts
         self.layer = layer
         self.top_k = top_k
@@ -134,10 +140,16 @@ class MoEFeedForward(nn.Module):
         valid_BT: torch.Tensor,
         override: RoutingOverride | None = None,
     ) -> tuple[torch.Tensor, RoutingInfo]:
-        x_ND = x_BTD[valid_BT]
+        # Flat row indices of the valid frames: index_select/index_copy are much cheaper than
+        # boolean-mask gathers and scatters (forward and backward) on CPU.
+        x_MD = x_BTD.reshape(-1, x_BTD.shape[-1])
+        valid_rows_N = valid_BT.reshape(-1).nonzero().squeeze(1)
+        x_ND = x_MD.index_select(0, valid_rows_N)
         router_input_ND = x_ND
         if self.training and self.router_jitter > 0:
-            noise_ND = torch.empty_like(x_ND).uniform_(1 - self.router_jitter, 1 + self.router_jitter)
+            noise_ND = torch.empty_like(x_ND).uniform_(
+                1 - self.router_jitter, 1 + self.router_jitter
+            )
             router_input_ND = x_ND * noise_ND
         logits_NE = self.router(router_input_ND)
         probs_NE = logits_NE.softmax(dim=-1)
@@ -147,9 +159,8 @@ class MoEFeedForward(nn.Module):
         if override is not None:
             experts_NK = override.apply(experts_NK, self.router.num_experts)
 
-        out_ND = self._dispatch_combine(x_ND, experts_NK, gates_NK)
-        out_BTD = x_BTD.new_zeros(x_BTD.shape[:-1] + (out_ND.shape[-1],))
-        out_BTD = out_BTD.masked_scatter(valid_BT.unsqueeze(-1), out_ND)
+        out_MD = self._dispatch_combine(x_ND, experts_NK, gates_NK, valid_rows_N, x_MD.shape[0])
+        out_BTD = out_MD.view((*x_BTD.shape[:-1], out_MD.shape[-1]))
         routing = RoutingInfo(
             layer=self.layer,
             router_id=self.router.router_id,
@@ -162,27 +173,34 @@ class MoEFeedForward(nn.Module):
         return out_BTD, routing
 
     def _dispatch_combine(
-        self, x_ND: torch.Tensor, experts_NK: torch.Tensor, gates_NK: torch.Tensor
+        self,
+        x_ND: torch.Tensor,
+        experts_NK: torch.Tensor,
+        gates_NK: torch.Tensor,
+        valid_rows_N: torch.Tensor,
+        num_rows: int,
     ) -> torch.Tensor:
-        num_frames, model_dim = x_ND.shape
+        """Expert outputs of the valid frames, scaled by their gates, placed at their rows of a
+        zero (num_rows, D) output: padding rows stay exactly zero."""
         experts_S = experts_NK.reshape(-1)
         # A stable sort keeps frames of one expert in time order: the result is deterministic.
         order_S = torch.argsort(experts_S, stable=True)
         frame_of_slot_S = order_S // self.top_k
         counts_E = torch.bincount(experts_S, minlength=self.experts.num_experts)
-        x_SD = x_ND[frame_of_slot_S]
+        x_SD = x_ND.index_select(0, frame_of_slot_S)
         if self._use_grouped_mm(x_SD):
             out_SD = self.experts.forward_grouped_mm(x_SD.to(torch.bfloat16), counts_E)
         else:
             out_SD = self.experts.forward_sorted(x_SD, counts_E.tolist())
         # Paper eq. (2): each expert output scaled by its router probability.
-        gate_S = gates_NK.reshape(-1)[order_S].unsqueeze(-1)
+        gate_S = gates_NK.reshape(-1).index_select(0, order_S).unsqueeze(-1)
         out_SD = out_SD * gate_S.to(out_SD.dtype)
+        out_MD = out_SD.new_zeros(num_rows, out_SD.shape[-1])
+        row_of_slot_S = valid_rows_N.index_select(0, frame_of_slot_S)
         if self.top_k == 1:
-            # Slots are a permutation of frames: a scatter by index is all that is needed.
-            return out_SD.new_empty(num_frames, model_dim).index_copy(0, frame_of_slot_S, out_SD)
-        combined_ND = out_SD.new_zeros(num_frames, model_dim)
-        return combined_ND.index_add(0, frame_of_slot_S, out_SD)
+            # Slots are a permutation of the valid frames: a copy by index is all it takes.
+            return out_MD.index_copy(0, row_of_slot_S, out_SD)
+        return out_MD.index_add(0, row_of_slot_S, out_SD)
 
     def _use_grouped_mm(self, x_SD: torch.Tensor) -> bool:
         if self.dispatch == "loop":
@@ -190,5 +208,7 @@ class MoEFeedForward(nn.Module):
         dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled() else x_SD.dtype
         supported = grouped_mm_supported(x_SD.device, dtype)
         if self.dispatch == "grouped_mm" and not supported:
-            raise RuntimeError("dispatch='grouped_mm' needs CUDA sm90+ with bf16 and torch._grouped_mm")
+            raise RuntimeError(
+                "dispatch='grouped_mm' needs CUDA sm90+ with bf16 and torch._grouped_mm"
+            )
         return supported

@@ -14,8 +14,9 @@ _TRUNKS = {
     "paper-140m": ModelConfig(model_dim=768, num_heads=12, num_layers=16, ffn_dim=4096),
     "paper-200m": ModelConfig(model_dim=1024, num_heads=16, num_layers=16, ffn_dim=4096),
     # ~1M-parameter trunk for unit tests.
-    "tiny": ModelConfig(model_dim=64, num_heads=4, num_layers=4, ffn_dim=256, dropout=0.0,
-                        attention_dropout=0.0),
+    "tiny": ModelConfig(
+        model_dim=64, num_heads=4, num_layers=4, ffn_dim=256, dropout=0.0, attention_dropout=0.0
+    ),
     # The built-in demo's size: trains in minutes on a 2-core CPU.
     "small": ModelConfig(model_dim=144, num_heads=4, num_layers=6, ffn_dim=576),
 }

@@ -77,5 +77,7 @@ class RoutingOverride:
         random_N = torch.randint(num_experts, (num_frames,), generator=self.generator)
         experts_NK = experts_NK.clone()
         top1_N = experts_NK[:, 0]
-        experts_NK[:, 0] = torch.where(replace_N.to(top1_N.device), random_N.to(top1_N.device), top1_N)
+        experts_NK[:, 0] = torch.where(
+            replace_N.to(top1_N.device), random_N.to(top1_N.device), top1_N
+        )
         return experts_NK

@@ -43,7 +43,9 @@ class SelfAttention(nn.Module):
 class FeedForward(nn.Module):
     """The dense FFN: Linear(D, F) → activation → dropout → Linear(F, D)."""
 
-    def __init__(self, model_dim: int, ffn_dim: int, activation: Activation, dropout: float) -> None:
+    def __init__(
+        self, model_dim: int, ffn_dim: int, activation: Activation, dropout: float
+    ) -> None:
         super().__init__()
         self.up = nn.Linear(model_dim, ffn_dim)
         self.down = nn.Linear(ffn_dim, model_dim)

@@ -1,0 +1,124 @@
+"""Forward + backward time of the MoE layer against a dense FFN of the same active size.
+
+Three dispatch styles are measured side by side in one run, on the same input and weights:
+- omnirouter: sort frames by expert, one matmul pair per contiguous slice, index_copy back;
+- masked loop: a boolean mask per expert, gather/scatter by mask (Hugging Face SwitchTransformers);
+- one-hot einsum: dispatch/combine tensors of shape (T, E, C) (GShard / fairseq), with the
+  capacity C set to the largest expert load so that it drops nothing, like the others.
+
+Prints times in ms and the ratio to the dense FFN. Timings are medians over repeats; nothing here
+asserts a time. Usage: python benchmarks/moe_layer.py [--frames 4096] [--repeats 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from omnirouter.model.config import Activation
+from omnirouter.model.moe import Experts, MoEFeedForward, Router
+from omnirouter.model.transformer import FeedForward
+
+
+def masked_loop(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
+    probs_NE = layer.router(x_ND).softmax(-1)
+    gate_N, expert_N = probs_NE.max(-1)
+    experts = layer.experts
+    out_ND = torch.zeros_like(x_ND)
+    for expert in range(experts.num_experts):
+        mask_N = expert_N == expert
+        hidden = torch.relu(x_ND[mask_N] @ experts.w1_EDF[expert] + experts.b1_EF[expert])
+        out_ND[mask_N] = hidden @ experts.w2_EFD[expert] + experts.b2_ED[expert]
+    return out_ND * gate_N.unsqueeze(-1)
+
+
+def one_hot_einsum(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
+    probs_NE = layer.router(x_ND).softmax(-1)
+    gate_N, expert_N = probs_NE.max(-1)
+    num_experts = layer.experts.num_experts
+    mask_NE = F.one_hot(expert_N, num_experts).to(x_ND.dtype)
+    position_NE = (mask_NE.cumsum(0) - 1) * mask_NE
+    capacity = int(mask_NE.sum(0).max())
+    dispatch_NEC = F.one_hot(position_NE.long(), capacity).to(x_ND.dtype) * mask_NE.unsqueeze(-1)
+    x_ECD = torch.einsum("nec,nd->ecd", dispatch_NEC, x_ND)
+    experts = layer.experts
+    hidden_ECF = torch.relu(
+        torch.einsum("ecd,edf->ecf", x_ECD, experts.w1_EDF) + experts.b1_EF[:, None]
+    )
+    y_ECD = torch.einsum("ecf,efd->ecd", hidden_ECF, experts.w2_EFD) + experts.b2_ED[:, None]
+    combine_NEC = dispatch_NEC * gate_N[:, None, None]
+    return torch.einsum("nec,ecd->nd", combine_NEC, y_ECD)
+
+
+def time_interleaved(fns: list[Callable[[], torch.Tensor]], repeats: int) -> list[float]:
+    """Median ms of forward + backward per function. The functions take turns within every
+    repeat, so a change in machine load affects all of them alike and the ratios stay fair."""
+    for fn in fns:  # warm-up
+        for _ in range(2):
+            fn().sum().backward()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, fn_samples in zip(fns, samples):
+            start = time.perf_counter()
+            fn().sum().backward()
+            fn_samples.append(time.perf_counter() - start)
+    return [statistics.median(fn_samples) * 1e3 for fn_samples in samples]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=4096)
+    parser.add_argument("--model-dim", type=int, default=256)
+    parser.add_argument("--ffn-dim", type=int, default=1024)
+    parser.add_argument("--experts", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x_BTD = torch.randn(1, args.frames, args.model_dim, requires_grad=True)
+    valid_BT = torch.ones(1, args.frames, dtype=torch.bool)
+    dense = FeedForward(args.model_dim, args.ffn_dim, Activation.relu, dropout=0.0)
+
+    print(
+        f"T={args.frames} D={args.model_dim} F={args.ffn_dim} top-1 fp32, "
+        f"threads={torch.get_num_threads()}, torch {torch.__version__}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    header = (
+        f"{'E':>3} {'max/mean load':>13} | {'dense FFN':>9} | {'omnirouter':>16} | "
+        f"{'masked loop':>16} | {'one-hot einsum':>16}"
+    )
+    print(header)
+    print("-" * len(header))
+    for num_experts in args.experts:
+        router = Router(args.model_dim, num_experts)
+        experts = Experts(num_experts, args.model_dim, args.ffn_dim, Activation.relu, dropout=0.0)
+        layer = MoEFeedForward(router, experts, layer=0, dispatch="loop")
+        x_ND = x_BTD[0]
+        with torch.no_grad():
+            load_E = torch.bincount(router(x_ND).argmax(-1), minlength=num_experts).float()
+        dense_ms, *results = time_interleaved(
+            [
+                lambda: dense(x_BTD),
+                lambda layer=layer: layer(x_BTD, valid_BT)[0],
+                lambda layer=layer, x_ND=x_ND: masked_loop(layer, x_ND),
+                lambda layer=layer, x_ND=x_ND: one_hot_einsum(layer, x_ND),
+            ],
+            args.repeats,
+        )
+        cells = " | ".join(f"{ms:7.1f} ms {ms / dense_ms:5.2f}x" for ms in results)
+        balance = float(load_E.max() / load_E.mean())
+        print(f"{num_experts:>3} {balance:>13.2f} | {dense_ms:6.1f} ms | {cells}")
+    print("ratios are time / dense FFN time; target for omnirouter at E=8 on CPU: <= 1.15x")
+
+
+if __name__ == "__main__":
+    main()

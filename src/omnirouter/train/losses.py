@@ -1,0 +1,118 @@
+"""Training losses: CTC (always fp32) and the MoE auxiliary losses read from `ModelOutput.routing`.
+
+Shape legend: B batch, T frames, V vocabulary, U target tokens, N valid frames, E experts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+
+from omnirouter.model.config import BalanceLoss
+from omnirouter.model.ctc_model import BLANK_ID, ModelOutput
+from omnirouter.model.routing import RoutingInfo
+
+
+class CtcReduction(str, Enum):
+    # Per-utterance negative log-likelihood (summed over its frames), averaged over the batch.
+    # The convention of wav2letter/flashlight, where the paper's authors' earlier work was done;
+    # it keeps the CTC term large relative to the load-balance term, which is what a weight of 10
+    # "based on its relative scale compared to the CTC loss" (paper §V-C) suggests.
+    utterance_mean = "utterance_mean"
+    # PyTorch's "mean": each utterance's loss divided by its target length, then averaged.
+    token_mean = "token_mean"
+
+
+def ctc_loss(
+    output: ModelOutput,
+    targets_BU: torch.Tensor,
+    target_lens_B: torch.Tensor,
+    reduction: CtcReduction = CtcReduction.utterance_mean,
+) -> torch.Tensor:
+    """CTC in fp32 whatever autocast is doing. Infeasible alignments give inf, not a silent 0,
+    so the training step can count and skip them."""
+    with torch.autocast(device_type=output.log_probs_BTV.device.type, enabled=False):
+        per_utterance_B = F.ctc_loss(
+            output.log_probs_BTV.float().transpose(0, 1),  # (T, B, V)
+            targets_BU,
+            output.lengths_B,
+            target_lens_B,
+            blank=BLANK_ID,
+            reduction="none",
+            zero_infinity=False,
+        )
+        if reduction is CtcReduction.token_mean:
+            per_utterance_B = per_utterance_B / target_lens_B.clamp(min=1).float()
+        return per_utterance_B.mean()
+
+
+def load_balance_loss(routing: RoutingInfo, form: BalanceLoss = BalanceLoss.paper) -> torch.Tensor:
+    """One layer's load-balance loss over its valid frames: N · Σ_j f_j · ρ_j (paper eq. 5).
+
+    f_j (eq. 3): fraction of frames whose top-1 expert is j (no gradient: an argmax).
+    ρ_j, form `paper` (eq. 4 as written): router probability of j summed over the frames routed
+    to j, divided by the number of frames T. Form `switch` (Fedus et al. 2022): mean router
+    probability of j over all frames.
+    """
+    probs_NE = routing.probs_NE
+    num_frames, num_experts = probs_NE.shape
+    if num_frames == 0:
+        return probs_NE.sum() * 0.0
+    top1_N = routing.top1_N()
+    fraction_E = torch.bincount(top1_N, minlength=num_experts).to(probs_NE.dtype) / num_frames
+    if form is BalanceLoss.paper:
+        routed_probs_N = probs_NE.gather(1, top1_N.unsqueeze(1)).squeeze(1)
+        probability_E = (
+            torch.zeros_like(fraction_E).index_add(0, top1_N, routed_probs_N) / num_frames
+        )
+    else:
+        probability_E = probs_NE.mean(dim=0)
+    return num_experts * (fraction_E * probability_E).sum()
+
+
+def router_z_loss(routing: RoutingInfo) -> torch.Tensor:
+    """ST-MoE (Zoph et al. 2022, eq. 5): mean over frames of logsumexp(logits)², keeping logits small."""
+    if routing.logits_NE.shape[0] == 0:
+        return routing.logits_NE.sum() * 0.0
+    return torch.logsumexp(routing.logits_NE, dim=-1).square().mean()
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    total: torch.Tensor  # what is back-propagated
+    ctc: torch.Tensor
+    load_balance: torch.Tensor  # Σ over MoE layers, unweighted (0 for dense)
+    z_loss: torch.Tensor  # Σ over MoE layers, unweighted (0 for dense or when disabled)
+
+
+def total_loss(
+    output: ModelOutput,
+    targets_BU: torch.Tensor,
+    target_lens_B: torch.Tensor,
+    *,
+    load_balance_weight: float = 10.0,
+    balance_form: BalanceLoss = BalanceLoss.paper,
+    z_loss_weight: float = 0.0,
+    ctc_reduction: CtcReduction = CtcReduction.utterance_mean,
+) -> LossTerms:
+    """CTC + w_lb · Σ_layers load_balance (+ w_z · Σ_layers z_loss), paper §III-C and §V-C."""
+    ctc = ctc_loss(output, targets_BU, target_lens_B, ctc_reduction)
+    balance = _sum_over_layers(output.routing, lambda r: load_balance_loss(r, balance_form), ctc)
+    z_loss = (
+        _sum_over_layers(output.routing, router_z_loss, ctc)
+        if z_loss_weight > 0
+        else ctc.new_zeros(())
+    )
+    total = ctc + load_balance_weight * balance + z_loss_weight * z_loss
+    return LossTerms(total=total, ctc=ctc, load_balance=balance, z_loss=z_loss)
+
+
+def _sum_over_layers(routing: Sequence[RoutingInfo], term, like: torch.Tensor) -> torch.Tensor:
+    total = like.new_zeros(())
+    for layer_routing in routing:
+        total = total + term(layer_routing)
+    return total
