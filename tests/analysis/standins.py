@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from omnirouter.analysis.measure import Subject
 from omnirouter.analysis.permutation import OnOutput, WerEvaluation
-from omnirouter.analysis.run import Subject
 from omnirouter.data.batch import Batch
 from omnirouter.data.tokenizer import Tokenizer
 from omnirouter.evaluate.normalize import get_normalizer

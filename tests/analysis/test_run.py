@@ -11,11 +11,15 @@ from pathlib import Path
 import pytest
 
 from omnirouter.analysis import cli
+from omnirouter.analysis.config import AnalysisConfig
+from omnirouter.analysis.measure import Subject, measure
+from omnirouter.analysis.permutation import OnOutput
 from omnirouter.analysis.results import AnalysisResults, load_results, save_results
-from omnirouter.analysis.run import AnalysisConfig, AnalysisOutputs, measure, write_outputs
+from omnirouter.analysis.run import AnalysisOutputs, analyze, write_outputs
 from omnirouter.analysis.summary import summarize, summary_to_dict
 from omnirouter.analysis.training import read_loss_curve
 from omnirouter.data.tokenizer import Tokenizer
+from omnirouter.model import RoutingOverride
 
 from .standins import make_batches, subject
 
@@ -151,3 +155,27 @@ def test_cli_parses_its_options() -> None:
     for bad in (["--permutation-probabilities", "0,1.5"], ["--contingency-layers", "3"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["analyze", "exp/a", *bad])
+
+
+def test_measure_keeps_names_unique_and_shows_a_seeded_choice() -> None:
+    def no_routing(override: RoutingOverride | None, on_output: OnOutput | None) -> float:
+        # A dense model's set, scored without any batch to report.
+        return 0.5
+
+    cut_ids = tuple(f"cut-{index}" for index in range(20))
+    subjects = [
+        Subject("run", "dense", "", 4, cut_ids, no_routing),
+        Subject("run", "dense", "", 4, cut_ids, no_routing),
+    ]
+    config = AnalysisConfig(num_shown_utterances=3, seed=5)
+    results = measure(subjects, config)
+    assert [model.name for model in results.models] == ["run", "run-2"]
+    assert results.shown_cut_ids == measure(subjects[:1], config).shown_cut_ids
+    assert len(set(results.shown_cut_ids)) == 3 and set(results.shown_cut_ids) <= set(cut_ids)
+
+
+def test_a_checkpoint_file_needs_an_output_directory(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(ValueError, match="--out"):
+        analyze(checkpoint, CONFIG)

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default=None, help="output directory")
     parser.add_argument(
+        "--corpus", default=None, help="read the set from this corpus instead of the model's own"
+    )
+    parser.add_argument(
         "--utterances", type=int, default=3, help="utterances drawn in Fig. 2 (default: 3)"
     )
     parser.add_argument(
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from omnirouter.analysis.run import AnalysisConfig, analyze
+    from omnirouter.analysis.config import AnalysisConfig
+    from omnirouter.analysis.run import analyze
     from omnirouter.analysis.summary import SummaryConfig
 
     config = AnalysisConfig(
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         max_utterances=args.max_utterances,
         normalizer=args.normalizer,
         device=args.device,
+        corpus_dir=args.corpus,
         summary=SummaryConfig(
             silence_threshold=args.silence_threshold, contingency_layers=args.contingency_layers
         ),

@@ -20,7 +20,6 @@ N steps of all utterances concatenated, U utterances.
 """
 
 # Shape-suffixed field names (experts_LN) are the project's convention, as in model code.
-# ruff: noqa: N815
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 Two stages, so that the second can run alone from saved files (`--from-records`):
 
-1. `measure`: per model, ONE recognition pass over the set captures the routing records and
-   the baseline WER; then one pass per permutation probability p > 0 (Fig. 3). Results go to
-   `results.json` and `records/` (see `results`).
+1. `measure.measure`: per model, ONE recognition pass over the set captures the routing records
+   and the baseline WER; then one pass per permutation probability p > 0 (Fig. 3). Results go
+   to `results.json` and `records/` (see `results`).
 2. `write_outputs`: statistics (`statistics.json`), figures (PNG) and the page (markdown +
    self-contained HTML), from the saved results alone.
 
@@ -16,57 +16,26 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from omnirouter.analysis import figures
+from omnirouter.analysis.config import AnalysisConfig
+from omnirouter.analysis.measure import measure
 from omnirouter.analysis.page import FigureFiles, build_page
-from omnirouter.analysis.permutation import (
-    DEFAULT_PROBABILITIES,
-    OnOutput,
-    WerEvaluation,
-    permutation_test,
+from omnirouter.analysis.results import (
+    RESULTS_FILE,
+    AnalysisResults,
+    load_results,
+    save_results,
 )
-from omnirouter.analysis.records import DEFAULT_FRAME_SHIFT_SECONDS, RoutingCollector
-from omnirouter.analysis.results import AnalysisResults, ModelResult, load_results, save_results
-from omnirouter.analysis.summary import SummaryConfig, summarize, summary_to_dict
-from omnirouter.analysis.training import METRICS_FILE, LossCurve, read_loss_curve
-from omnirouter.model.routing import RoutingOverride
+from omnirouter.analysis.summary import RoutingSummary, SummaryConfig, summarize, summary_to_dict
 from omnirouter.report.page import PageFiles, write_page
 
 logger = logging.getLogger(__name__)
 
 STATISTICS_FILE = "statistics.json"
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    set_name: str = "dev"  # the evaluation set analysed
-    num_shown_utterances: int = 3  # utterances drawn in Fig. 2 (a seeded random choice)
-    permutation_probabilities: list[float] = field(
-        default_factory=lambda: list(DEFAULT_PROBABILITIES)
-    )
-    seed: int = 0  # choice of shown utterances and the permutation test's random experts
-    max_utterances: int = 0  # analyse only the set's first N utterances; 0 = all
-    normalizer: str = "whisper-english"  # text normaliser before WER (see evaluate.normalize)
-    device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda", "cuda:1", ...
-    summary: SummaryConfig = field(default_factory=SummaryConfig)
-
-
-@dataclass(frozen=True)
-class Subject:
-    """A model ready to be measured: how to recognise the set with it, and what it is."""
-
-    name: str
-    family: str  # "dense" | "switch" | "omni"
-    experiment: str  # where it came from, for the page ("" if nowhere)
-    stack_frames: int  # feature frames per model step
-    cut_ids: tuple[str, ...]  # the set's utterances, to choose the shown ones from
-    evaluate: WerEvaluation
-    loss_curve: LossCurve | None = None
-    frame_shift_seconds: float = DEFAULT_FRAME_SHIFT_SECONDS  # of the feature frames
 
 
 @dataclass(frozen=True)
@@ -76,49 +45,6 @@ class AnalysisOutputs:
     statistics: Path
     figures: FigureFiles
     page: PageFiles
-
-
-def choose_shown(cut_ids: Sequence[str], count: int, seed: int) -> tuple[str, ...]:
-    """A seeded random choice of utterances to draw (the paper shows random ones)."""
-    ordered = sorted(cut_ids)
-    return tuple(sorted(random.Random(seed).sample(ordered, min(count, len(ordered)))))
-
-
-def measure(
-    subjects: Iterable[Subject], config: AnalysisConfig, command: str = ""
-) -> AnalysisResults:
-    """Capture routing, baseline WER and the permutation test of every subject, in order.
-    The utterances to show are chosen from the first subject's set."""
-    models: list[ModelResult] = []
-    shown: tuple[str, ...] = ()
-    for subject in subjects:
-        if not models:
-            shown = choose_shown(subject.cut_ids, config.num_shown_utterances, config.seed)
-        logger.info("analysing %s (%s) on %s", subject.name, subject.family, config.set_name)
-        collector = RoutingCollector(subject.stack_frames, shown, subject.frame_shift_seconds)
-        baseline_wer = subject.evaluate(None, collector)
-        records = collector.records(subject.name, subject.family)
-        permutation = None
-        if records.num_layers:
-            permutation = permutation_test(
-                subject.name,
-                subject.evaluate,
-                baseline_wer,
-                config.permutation_probabilities,
-                config.seed,
-            )
-        models.append(
-            ModelResult(
-                name=subject.name,
-                family=subject.family,
-                experiment=subject.experiment,
-                baseline_wer=baseline_wer,
-                records=records if records.num_layers else None,
-                permutation=permutation,
-                loss_curve=subject.loss_curve,
-            )
-        )
-    return AnalysisResults(config.set_name, config.seed, shown, tuple(models), command)
 
 
 def write_outputs(
@@ -138,11 +64,13 @@ def write_outputs(
     page_files = write_page(page, directory, "report")
     logger.info("analysis page: %s", page_files.html)
     return AnalysisOutputs(
-        directory, directory / "results.json", statistics_path, figure_files, page_files
+        directory, directory / RESULTS_FILE, statistics_path, figure_files, page_files
     )
 
 
-def _draw(results: AnalysisResults, summaries: list, directory: Path) -> FigureFiles:
+def _draw(
+    results: AnalysisResults, summaries: list[RoutingSummary], directory: Path
+) -> FigureFiles:
     records = [model.records for model in results.moe_models if model.records]
     tested = [model.permutation for model in results.moe_models if model.permutation]
     curves = [
@@ -182,6 +110,9 @@ def _draw(results: AnalysisResults, summaries: list, directory: Path) -> FigureF
 
 
 def default_output_dir(experiment: str | Path, set_name: str) -> Path:
+    """EXP/analysis/<set>; a checkpoint file has no experiment directory to write into."""
+    if not Path(experiment).is_dir():
+        raise ValueError(f"{experiment} is not an experiment directory: pass --out DIR")
     return Path(experiment) / "analysis" / set_name
 
 
@@ -200,64 +131,8 @@ def analyze(
     if from_records:
         results = load_results(directory)
     else:
+        from omnirouter.analysis.experiments import experiment_subjects
+
         results = measure(experiment_subjects([experiment, *compare], config), config, command)
         save_results(results, directory)
     return write_outputs(results, config.summary, directory)
-
-
-def experiment_subjects(
-    experiments: Sequence[str | Path], config: AnalysisConfig
-) -> Iterator[Subject]:
-    """Each experiment's model as a `Subject`, loaded only when the previous one is done."""
-    names = unique_names([Path(experiment).resolve().name for experiment in experiments])
-    for experiment, name in zip(experiments, names):
-        yield load_subject(experiment, name, config)
-
-
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Names made unique by a numeric suffix where they repeat: a, b, a → a, b, a-2."""
-    seen: dict[str, int] = {}
-    unique = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return unique
-
-
-def load_subject(experiment: str | Path, name: str, config: AnalysisConfig) -> Subject:
-    """A trained experiment's model, its `config.set_name` loader and its WER evaluation."""
-    import torch
-
-    from omnirouter.data.loader import build_eval_loader, eval_cuts
-    from omnirouter.evaluate.normalize import get_normalizer
-    from omnirouter.evaluate.run import recognize, score_set
-    from omnirouter.train.checkpoint import load_inference_model
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_inference_model(experiment, device=device)
-    cuts = eval_cuts(loaded.data_config, config.set_name)
-    if config.max_utterances:
-        cuts = cuts.subset(first=config.max_utterances)
-    loader = build_eval_loader(loaded.data_config, cuts, loaded.tokenizer)
-    normalizer = get_normalizer(config.normalizer)
-
-    def evaluate(override: RoutingOverride | None, on_output: OnOutput | None) -> float:
-        label = name if override is None else f"{name} p={override.probability:g}"
-        recognitions = recognize(
-            loaded.model, loader, loaded.tokenizer, device, override, on_output, description=label
-        )
-        return score_set(config.set_name, recognitions, normalizer).wer
-
-    metrics_path = Path(loaded.experiment_dir) / METRICS_FILE
-    return Subject(
-        name=name,
-        family=loaded.model_config.family.value,
-        experiment=str(loaded.experiment_dir),
-        stack_frames=loaded.model_config.stack_frames,
-        cut_ids=tuple(cut.id for cut in cuts),
-        evaluate=evaluate,
-        loss_curve=read_loss_curve(name, metrics_path) if metrics_path.is_file() else None,
-        frame_shift_seconds=loaded.data_config.features.frame_shift_seconds,
-    )

@@ -15,7 +15,6 @@ Shape legend: L MoE layers, P = L − 1 adjacent layer pairs, E experts, N steps
 """
 
 # Shape-suffixed field names (experts_LN) are the project's convention, as in model code.
-# ruff: noqa: N815
 
 from __future__ import annotations
 

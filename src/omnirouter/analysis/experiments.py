@@ -1,0 +1,68 @@
+"""Trained experiments as analysis `Subject`s: the model, the set's loader, WER scoring and
+the training metrics, through the same loading and recognition path as `omnirouter eval`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from omnirouter.analysis.config import AnalysisConfig
+from omnirouter.analysis.measure import Subject
+from omnirouter.analysis.permutation import OnOutput
+from omnirouter.analysis.training import METRICS_FILE, read_loss_curve
+from omnirouter.data.loader import build_eval_loader, eval_cuts
+from omnirouter.evaluate.normalize import get_normalizer
+from omnirouter.evaluate.run import recognize, score_set
+from omnirouter.model.routing import RoutingOverride
+from omnirouter.train.checkpoint import load_inference_model
+
+
+def experiment_subjects(
+    experiments: Sequence[str | Path], config: AnalysisConfig
+) -> Iterator[Subject]:
+    """Each experiment's model as a `Subject`, loaded only when the previous one is done."""
+    for experiment in experiments:
+        yield load_subject(experiment, config)
+
+
+def load_subject(experiment: str | Path, config: AnalysisConfig) -> Subject:
+    """A trained experiment's model (an experiment directory or a checkpoint in one), its
+    `config.set_name` loader and its WER evaluation. The name is the experiment directory's."""
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    normalizer = get_normalizer(config.normalizer)  # fail before loading anything if missing
+    loaded = load_inference_model(experiment, device=device)
+    experiment_dir = Path(loaded.experiment_dir) if loaded.experiment_dir else None
+    name = experiment_dir.name if experiment_dir else Path(experiment).stem
+    data_config = loaded.data_config
+    if config.corpus_dir is not None:
+        data_config = dataclasses.replace(data_config, corpus_dir=config.corpus_dir)
+    cuts = eval_cuts(data_config, config.set_name)
+    if config.max_utterances:
+        cuts = cuts.subset(first=config.max_utterances)
+    loader = build_eval_loader(data_config, cuts, loaded.tokenizer)
+
+    def evaluate(override: RoutingOverride | None, on_output: OnOutput | None) -> float:
+        label = name if override is None else f"{name} p={override.probability:g}"
+        recognitions = recognize(
+            loaded.model, loader, loaded.tokenizer, device, override, on_output, description=label
+        )
+        return score_set(config.set_name, recognitions, normalizer).wer
+
+    metrics_path = experiment_dir / METRICS_FILE if experiment_dir else None
+    return Subject(
+        name=name,
+        family=loaded.model_config.family.value,
+        experiment=str(experiment_dir or experiment),
+        stack_frames=loaded.model_config.stack_frames,
+        cut_ids=tuple(cut.id for cut in cuts),
+        evaluate=evaluate,
+        loss_curve=read_loss_curve(name, metrics_path)
+        if metrics_path and metrics_path.is_file()
+        else None,
+        frame_shift_seconds=data_config.features.frame_shift_seconds,
+    )
