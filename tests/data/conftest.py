@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 SENTENCES = (
     "the quick brown fox jumps over the lazy dog",
@@ -26,6 +28,16 @@ SENTENCES = (
     "birds of a feather flock together",
     "the pen is mightier than the sword",
 )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Per-utterance feature extraction gains nothing from intra-op threads and, on a busy
+    2-core machine, loses a lot to them (DataLoader workers use one thread for the same reason)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def require_tool(name: str) -> str:

@@ -9,6 +9,7 @@ resamples with its own resampler (no torchaudio needed) and we average the chann
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -76,17 +77,30 @@ def load_audio(path: str | Path) -> AudioSamples:
 def load_cut_audio(cut: Cut) -> AudioSamples:
     """The samples of one manifest utterance, 16 kHz mono, whatever its recording's format."""
     source = f"{cut.id} in {describe_source(cut)}"
-    if cut.has_recording:
-        for audio_source in cut.recording.sources:
-            if audio_source.type == "file" and not Path(audio_source.source).is_file():
-                raise AudioError(f"{cut.id}: {audio_source.source}", AudioProblem.missing)
-    if cut.sampling_rate != SAMPLE_RATE:
-        cut = cut.resample(SAMPLE_RATE)
-    samples = _decode(cut.load_audio, source)
+    resampled = cut if cut.sampling_rate == SAMPLE_RATE else cut.resample(SAMPLE_RATE)
+    try:
+        samples = _decode(resampled.load_audio, source)
+    except AudioError as error:
+        # The manifest may be older than the files: say what is wrong with the file now.
+        problem = _file_problem(cut)
+        raise (problem or error) from None
     return AudioSamples(samples=samples, sample_rate=SAMPLE_RATE, path=source)
 
 
-def _decode(read, source: str) -> np.ndarray:
+def _file_problem(cut: Cut) -> AudioError | None:
+    if not cut.has_recording:
+        return None
+    for audio_source in cut.recording.sources:
+        if audio_source.type != "file":
+            continue
+        try:
+            recording_from_file(audio_source.source)
+        except AudioError as error:
+            return AudioError(f"{cut.id}: {error.source}", error.problem, error.detail)
+    return None
+
+
+def _decode(read: Callable[[], np.ndarray | None], source: str) -> np.ndarray:
     try:
         samples_CS = read()
     except Exception as error:
@@ -111,4 +125,5 @@ def _first_line(error: Exception) -> str:
     """The useful line of an error: for Lhotse's multi-backend failures, the first backend's."""
     text = str(error).strip() or type(error).__name__
     backend = re.search(r"Exception #0 \([^)]*\): (?:<class '[^']*'>: )?(.*)", text)
-    return backend.group(1).strip() if backend else text.splitlines()[0]
+    line = backend.group(1).strip() if backend else text.splitlines()[0]
+    return line if len(line) <= 200 else line[:197] + "..."

@@ -8,7 +8,6 @@ by (seed, epoch, utterance id), which makes every batch reproducible after a res
 Shape legend: B batch, T frames, F feature bins, U target tokens.
 """
 
-# ruff: noqa: N815  (shape-suffixed field names, e.g. features_TF, are the project's convention)
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -129,16 +131,17 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 def _run_prepare(args: argparse.Namespace) -> int:
     from omnirouter.data.prepare import prepare_corpus
 
-    info = prepare_corpus(
-        args.corpus,
-        args.source_dir,
-        args.corpus_dir,
-        parts=args.parts,
-        recipe_options=_pairs(args.option, "--option"),
-        prefix=args.prefix,
-        audio_root=args.audio_root,
-        options=_prepare_options(args),
-    )
+    with _errors_as_messages():
+        info = prepare_corpus(
+            args.corpus,
+            args.source_dir,
+            args.corpus_dir,
+            parts=args.parts,
+            recipe_options=_pairs(args.option, "--option"),
+            prefix=args.prefix,
+            audio_root=args.audio_root,
+            options=_prepare_options(args),
+        )
     _summarise(info, args.corpus_dir)
     return 0
 
@@ -146,13 +149,14 @@ def _run_prepare(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from omnirouter.data.prepare import import_corpus
 
-    info = import_corpus(
-        args.corpus_dir,
-        args.name,
-        _pairs(args.sets, "--set"),
-        roles=_pairs(args.role, "--role"),
-        options=_prepare_options(args),
-    )
+    with _errors_as_messages():
+        info = import_corpus(
+            args.corpus_dir,
+            args.name,
+            _pairs(args.sets, "--set"),
+            roles=_pairs(args.role, "--role"),
+            options=_prepare_options(args),
+        )
     _summarise(info, args.corpus_dir)
     return 0
 
@@ -161,10 +165,21 @@ def _run_tokenizer(args: argparse.Namespace) -> int:
     from omnirouter.data.prepare import train_corpus_tokenizer
     from omnirouter.data.tokenizer import TokenizerConfig
 
-    config = TokenizerConfig(vocab_size=args.vocab_size, model_type=args.model_type, path=args.out)
-    tokenizer = train_corpus_tokenizer(args.corpus_dir, config, args.sets, seed=args.seed)
+    with _errors_as_messages():
+        config = TokenizerConfig(args.vocab_size, args.model_type, path=args.out)
+        tokenizer = train_corpus_tokenizer(args.corpus_dir, config, args.sets, seed=args.seed)
     print(f"{tokenizer.model_path} ({tokenizer.vocab_size} pieces, blank = 0)")
     return 0
+
+
+@contextlib.contextmanager
+def _errors_as_messages() -> Iterator[None]:
+    """Bad input ends the command with its message (naming file and problem), not a traceback."""
+    try:
+        yield
+    except (ValueError, KeyError, FileNotFoundError) as error:  # CorpusError, AudioError, ...
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise SystemExit(f"error: {message}") from None
 
 
 def _summarise(info: CorpusInfo, corpus_dir: str) -> None:

@@ -129,9 +129,19 @@ def check_set(
     if filtered:
         log.info("%s: speech-rate filter dropped %s", prepared.name, dict(filtered))
     dropped = Counter(problem.reason.value for problem in problems) + filtered
-    cuts = prepared.cuts.filter(lambda cut: cut.id not in excluded) if excluded else prepared.cuts
+    cuts = prepared.cuts.filter(_Without(excluded)) if excluded else prepared.cuts
     report = {**prepared.report, "kept": total - len(excluded), "dropped": dict(dropped)}
     return replace(prepared, cuts=cuts, report=report)
+
+
+class _Without:
+    """Predicate keeping the cuts whose id is not in a set (a class, so it can be pickled)."""
+
+    def __init__(self, cut_ids: set[str]) -> None:
+        self.cut_ids = cut_ids
+
+    def __call__(self, cut: Cut) -> bool:
+        return cut.id not in self.cut_ids
 
 
 def audio_problem(set_name: str, utterance: str, error: AudioError) -> Problem:
