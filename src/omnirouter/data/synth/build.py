@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -56,7 +57,7 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
     prepare_engines(config)
     plans = plan_corpus(config, corpus_dir)
     previous = _previous_fingerprints(corpus_dir)
-    synthesis = _synthesis_tasks(plans, config.sample_rate, config.batch_size)
+    synthesis = _synthesis_tasks(plans, config.sample_rate, config.batch_size, jobs)
     effects = _effect_tasks(plans, config.sample_rate, config.batch_size)
     touched = {job.path for task in [*synthesis, *effects] for job in task.jobs}
     num_synthesised = run_tasks(synthesis, jobs, "synthesis")
@@ -110,7 +111,9 @@ def _used_pools(config: SynthConfig) -> list[list[str]]:
     return [config.voice_pools[name] for name in sorted(names)]
 
 
-def _synthesis_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -> list[Task]:
+def _synthesis_tasks(
+    plans: Sequence[SetPlan], sample_rate: int, batch_size: int, jobs: int
+) -> list[Task]:
     missing = [
         utterance
         for plan in plans
@@ -118,6 +121,8 @@ def _synthesis_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int
         for utterance in plan.utterances
         if not utterance.audio_path.is_file()
     ]
+    # Small builds get smaller batches, so that every worker has several to take.
+    batch_size = max(1, min(batch_size, math.ceil(len(missing) / (4 * jobs))))
     tasks: list[Task] = []
     for engine in Engine:
         # Sorted by voice so that a festival batch loads few voices.

@@ -19,7 +19,7 @@ from pathlib import Path
 from omnirouter.data.synth.config import TextConfig, TextSource, TextSplit
 
 # A sentence ends at . ! or ? followed by space and a capital letter or an opening quote.
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[\"'(\[]*[A-Z])")
+_SENTENCE_END = re.compile(r"([.!?][\"')\]]*)\s+(?=[\"'(\[]*[A-Z])")
 # Abbreviations after which a full stop does not end the sentence.
 _ABBREVIATIONS = re.compile(
     r"\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Prof|Gen|Col|Capt|Lt|Sgt|Rev|Mt|Ft|Gov|Sen|Rep|vs|etc|Inc|Co|"
@@ -47,7 +47,7 @@ def split_sentences(passage: str) -> list[str]:
     sentences: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(passage):
-        candidate = passage[start : match.start() + 1]
+        candidate = passage[start : match.end(1)]
         if _ABBREVIATIONS.search(candidate.split(" ")[-1]):
             continue
         sentences.append(candidate)
