@@ -106,11 +106,29 @@ def run_eval(args: argparse.Namespace) -> int:
         max_duration=args.max_duration,
         device=resolve_device(args.device),
         normalizer_name=args.normalizer,
-        command=shlex.join(["omnirouter", *sys.argv[1:]]),
+        command=eval_command(args),
     )
     print(eval_table_markdown(result.table))
     print(f"written: {result.table_files.markdown.parent}")
     return 0
+
+
+def eval_command(args: argparse.Namespace) -> str:
+    """The `omnirouter eval` command line that repeats this evaluation, from the parsed options
+    (so it reads the same however the program was started)."""
+    parts = ["omnirouter", "eval", str(args.model)]
+    options = {
+        "--sets": args.sets,
+        "--out": args.out,
+        "--corpus": args.corpus,
+        "--max-duration": args.max_duration,
+        "--normalizer": args.normalizer,
+        "--device": args.device,
+    }
+    for option, value in options.items():
+        if value is not None:
+            parts += [option, str(value)]
+    return shlex.join(parts)
 
 
 def run_compare(args: argparse.Namespace) -> int:

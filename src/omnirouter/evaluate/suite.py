@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import logging
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,8 +66,11 @@ def evaluate_sets(
     normalizer: TextNormalizer | None = None,
     model_name: str = "",
     command: str = "",
+    extra: Mapping[str, object] | None = None,
 ) -> SuiteResult:
-    """Recognise and score every set, writing its files as soon as it is done."""
+    """Recognise and score every set, writing its files as soon as it is done.
+
+    `extra` (e.g. the checkpoint and its step) is recorded in the table with the versions."""
     normalizer = normalizer or get_normalizer(WHISPER_ENGLISH)
     scores, set_files = [], []
     for eval_set in eval_sets:
@@ -84,7 +87,8 @@ def evaluate_sets(
             score.num_utterances,
             score.counts.reference_words,
         )
-    extra = {
+    recorded = {
+        **(extra or {}),
         "omnirouter_version": omnirouter.__version__,
         "torch_version": torch.__version__,
         "device": str(device),
@@ -92,7 +96,7 @@ def evaluate_sets(
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     roles = {eval_set.name: eval_set.role for eval_set in eval_sets}
-    table = eval_table_from_scores(model_name, scores, roles, command, extra)
+    table = eval_table_from_scores(model_name, scores, roles, command, recorded)
     table_files = write_eval_table(table, out_dir)
     return SuiteResult(table, table_files, tuple(scores), tuple(set_files))
 
@@ -151,6 +155,11 @@ def evaluate_checkpoint(
         normalizer,
         model_name=str(path),
         command=command,
+        extra={
+            "checkpoint": str(loaded.checkpoint_path),
+            "step": loaded.step,
+            "corpus_dir": str(data_config.corpus_dir),
+        },
     )
 
 
