@@ -27,13 +27,17 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CONFIG = AnalysisConfig(num_shown_utterances=2, permutation_probabilities=[0.0, 0.3])
 
 
-def write_metrics(path: Path, losses: list[float]) -> Path:
+def write_metrics(experiment_dir: Path, losses: list[float]) -> Path:
+    """An experiment directory whose metrics.jsonl holds these training losses."""
     lines = [
         {"kind": "train", "step": 10 * step, "ctc_loss": loss} for step, loss in enumerate(losses)
     ]
     lines.append({"kind": "valid", "step": 10, "dev_wer": 0.9})
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
+    experiment_dir.mkdir()
+    (experiment_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines)
+    )
+    return experiment_dir
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,7 @@ def analysed(
     tmp_path_factory: pytest.TempPathFactory, tokenizer: Tokenizer
 ) -> tuple[AnalysisResults, AnalysisOutputs]:
     directory = tmp_path_factory.mktemp("analysis")
+    runs = tmp_path_factory.mktemp("runs")
     batches = make_batches(num_utterances=6, batch_size=3)
     subjects = [
         subject("switch", "switch", batches, tokenizer, seed=1),
@@ -48,7 +53,7 @@ def analysed(
         subject("dense", "dense", batches, tokenizer, seed=3),
     ]
     curves = [
-        read_loss_curve(item.name, write_metrics(directory / f"{item.name}.jsonl", losses))
+        read_loss_curve(item.name, write_metrics(runs / item.name, losses))
         for item, losses in zip(
             subjects, ([9.0, 5.0, 7.0, 3.0], [9.0, 4.0, 2.5, 2.0], [9, 6, 4, 3])
         )

@@ -12,7 +12,7 @@ import torch
 from omnirouter.analysis.config import AnalysisConfig
 from omnirouter.analysis.measure import Subject
 from omnirouter.analysis.permutation import OnOutput
-from omnirouter.analysis.training import METRICS_FILE, read_loss_curve
+from omnirouter.analysis.training import read_loss_curve
 from omnirouter.data.loader import build_eval_loader, eval_cuts
 from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.run import recognize, score_set
@@ -53,7 +53,6 @@ def load_subject(experiment: str | Path, config: AnalysisConfig) -> Subject:
         )
         return score_set(config.set_name, recognitions, normalizer).wer
 
-    metrics_path = experiment_dir / METRICS_FILE if experiment_dir else None
     return Subject(
         name=name,
         family=loaded.model_config.family.value,
@@ -61,8 +60,6 @@ def load_subject(experiment: str | Path, config: AnalysisConfig) -> Subject:
         stack_frames=loaded.model_config.stack_frames,
         cut_ids=tuple(cut.id for cut in cuts),
         evaluate=evaluate,
-        loss_curve=read_loss_curve(name, metrics_path)
-        if metrics_path and metrics_path.is_file()
-        else None,
+        loss_curve=read_loss_curve(name, experiment_dir) if experiment_dir else None,
         frame_shift_seconds=data_config.features.frame_shift_seconds,
     )

@@ -1,18 +1,14 @@
-"""Training CTC-loss curves of the compared runs (paper Fig. 6), read from `metrics.jsonl`.
-
-Each line of an experiment's `metrics.jsonl` is one JSON object; training records have
-`"kind": "train"`, a `"step"` and a `"ctc_loss"`.
-"""
+"""Training CTC-loss curves of the compared runs (paper Fig. 6), from each run's metrics.jsonl
+(see `omnirouter.train.metrics`: records of kind "train" carry "step" and "ctc_loss")."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-METRICS_FILE = "metrics.jsonl"
+from omnirouter.train.metrics import METRICS_FILE, read_metrics
 
 
 @dataclass(frozen=True)
@@ -22,20 +18,16 @@ class LossCurve:
     ctc_loss: tuple[float, ...]
 
 
-def read_loss_curve(name: str, metrics_path: str | Path) -> LossCurve:
-    """The training CTC loss of one run, in step order."""
-    metrics_path = Path(metrics_path)
-    points: dict[int, float] = {}
-    for line_number, line in enumerate(metrics_path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{metrics_path}:{line_number}: not JSON ({error.msg})") from None
-        if record.get("kind") == "train" and "ctc_loss" in record:
-            # A resumed run may log a step twice; the later record wins.
-            points[int(record["step"])] = float(record["ctc_loss"])
+def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
+    """The training CTC loss of a run, in step order; None when it left no metrics."""
+    if not (Path(experiment_dir) / METRICS_FILE).is_file():
+        return None
+    # Keyed by step: should a step be logged twice, the later record wins.
+    points = {
+        int(record["step"]): float(record["ctc_loss"])
+        for record in read_metrics(experiment_dir, kind="train")
+        if "ctc_loss" in record
+    }
     steps = sorted(points)
     return LossCurve(name, tuple(steps), tuple(points[step] for step in steps))
 
