@@ -307,10 +307,11 @@ def test_bad_utterances_are_skipped_counted_and_logged(
     assert resumed.skipped == expected
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
 def test_evaluation_refuses_bad_audio(
-    bad_corpus: Path, config: DataConfig, tokenizer: Tokenizer
+    bad_corpus: Path, config: DataConfig, tokenizer: Tokenizer, num_workers: int
 ) -> None:
-    bad_config = replace(config, corpus_dir=str(bad_corpus))
+    bad_config = replace(config, corpus_dir=str(bad_corpus), num_workers=num_workers)
     cuts = {cut.id: cut for cut in eval_cuts(bad_config, "train")}
     with pytest.raises(AudioError, match=r"garbage\.wav: cannot decode"):
         list(build_eval_loader(bad_config, CutSet.from_cuts([cuts["garbage"]]), tokenizer))
@@ -341,3 +342,11 @@ def test_config_loads_from_overrides() -> None:
         DataConfig(max_duration=10.0, max_utterance_seconds=20.0)
     with pytest.raises(ValueError, match="num_workers=0"):
         DataConfig(features=FeatureConfig(device="cuda"), num_workers=2)
+
+
+def test_a_corpus_smaller_than_the_bucket_count(config: DataConfig, tokenizer: Tokenizer) -> None:
+    many_buckets = replace(config, num_buckets=50)  # the training set has 10 utterances
+    ids = [
+        i for batch in build_train_loader(many_buckets, tokenizer, seed=0) for i in batch.cut_ids
+    ]
+    assert sorted(ids) == sorted(audio_paths(config, "train"))

@@ -41,6 +41,10 @@ class AudioError(ValueError):
         }[problem]
         super().__init__(f"{source}: {message}" + (f" ({detail})" if detail else ""))
 
+    def __reduce__(self) -> tuple[type[AudioError], tuple[str, AudioProblem, str]]:
+        # Pickled from DataLoader workers: rebuild from the fields, not from the message.
+        return AudioError, (self.source, self.problem, self.detail)
+
 
 @dataclass(frozen=True)
 class AudioSamples:

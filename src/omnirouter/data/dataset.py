@@ -39,8 +39,11 @@ class BatchRequest:
 @dataclass(frozen=True)
 class SkippedUtterance:
     cut_id: str
-    reason: SkipReason
-    detail: str  # the error message, naming the file
+    error: AudioError  # names the file and the problem
+
+    @property
+    def reason(self) -> SkipReason:
+        return AUDIO_SKIP_REASONS[self.error.problem]
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,10 @@ def collate(utterances: list[Utterance]) -> Batch:
 class AsrDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by `BatchRequest`.
 
-    training=True: seeded dither and SpecAugment; utterances whose audio is missing, unreadable
-    or empty are skipped and reported in `LoadedBatch.skipped`.
-    training=False: no randomness; bad audio raises `AudioError` (every test utterance counts).
+    training=True: seeded dither and SpecAugment; training=False: no randomness at all.
+    Utterances whose audio is missing, unreadable or empty are left out of the batch and
+    reported in `LoadedBatch.skipped`; the loader decides whether that is an error. (Raising
+    here would reach the caller as a RuntimeError when the dataset runs in a worker process.)
     """
 
     def __init__(
@@ -113,10 +117,7 @@ class AsrDataset(torch.utils.data.Dataset):
             try:
                 utterances.append(self._utterance(cut, request.epoch))
             except AudioError as error:
-                if not self.training:
-                    raise
-                reason = AUDIO_SKIP_REASONS[error.problem]
-                skipped.append(SkippedUtterance(cut.id, reason, str(error)))
+                skipped.append(SkippedUtterance(cut.id, error))
         batch = collate(utterances) if utterances else None
         return LoadedBatch(index=request.index, batch=batch, skipped=tuple(skipped))
 

@@ -17,6 +17,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset.sampling.base import TimeConstraint
+from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 
 from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
@@ -53,6 +56,19 @@ def pack_by_duration(cuts: Iterable[Cut], max_duration: float) -> Iterator[list[
         longest = max(longest, cut.duration)
     if group:
         yield group
+
+
+def duration_bins(cuts: CutSet, config: DataConfig) -> list[float]:
+    """Bucket boundaries from the first utterances, as Lhotse places them, with the number of
+    buckets capped by the utterances available (Lhotse would fail on a tiny corpus)."""
+    sample = list(islice(cuts, config.num_cuts_for_bins_estimate))
+    if len(sample) < 2:
+        raise ValueError(f"{config.corpus_dir}: the training sets hold fewer than 2 utterances")
+    num_buckets = max(2, min(config.num_buckets, len(sample)))
+    constraint = TimeConstraint(
+        max_duration=config.max_duration, quadratic_duration=config.quadratic_duration
+    )
+    return estimate_duration_buckets(sample, num_buckets=num_buckets, constraint=constraint)
 
 
 class _FittingBucketingSampler(DynamicBucketingSampler):
@@ -133,14 +149,14 @@ class TrainLoader:
         self._next_index = 0  # batches of this epoch already delivered
         self._counted_until = 0  # stream positions of this epoch whose skips are counted
         self._filter = _CountingFilter(config.limits, tokenizer, self)
+        cuts = train_cuts(config)
         self.sampler = _FittingBucketingSampler(
-            train_cuts(config),
+            cuts,
             max_duration=config.max_duration,
-            num_buckets=config.num_buckets,
+            duration_bins=duration_bins(cuts, config),
             shuffle=True,
             drop_last=False,
             buffer_size=config.shuffle_buffer,
-            num_cuts_for_bins_estimate=config.num_cuts_for_bins_estimate,
             quadratic_duration=config.quadratic_duration,
             world_size=world_size,
             rank=rank,
@@ -165,7 +181,7 @@ class TrainLoader:
             self._next_index = loaded.index + 1
             self._counted_until = max(self._counted_until, self._filter.position)
             for skipped in loaded.skipped:
-                self.count_skip(skipped.cut_id, skipped.reason, skipped.detail)
+                self.count_skip(skipped.cut_id, skipped.reason, str(skipped.error))
             if loaded.batch is not None:
                 yield loaded.batch
         self.set_epoch(self.epoch + 1)
@@ -243,7 +259,9 @@ class EvalLoader:
             for index, group in enumerate(pack_by_duration(self.cuts, self.max_duration))
         )
         for loaded in _data_loader(self.dataset, _Listed(requests), self.num_workers):
-            assert loaded.batch is not None  # evaluation raises instead of skipping
+            if loaded.skipped:  # every utterance of a test set counts: no skipping here
+                raise loaded.skipped[0].error
+            assert loaded.batch is not None
             yield loaded.batch
 
 
@@ -322,6 +340,9 @@ def _data_loader(
         num_workers=num_workers,
         collate_fn=_as_is,
         persistent_workers=False,
+        # Its own generator: starting an iterator must not draw from the global RNG, or a
+        # resumed run's dropout masks would differ from the uninterrupted run's.
+        generator=torch.Generator().manual_seed(0),
     )
 
 

@@ -97,21 +97,22 @@ def train_corpus_tokenizer(
         raise ValueError(f"{corpus_dir}: no training sets to train a tokenizer on")
     for set_name in names:
         info.set(set_name)
-    texts = (
-        cut_text(cut)
-        for set_name in names
-        for cut in CutSet.from_jsonl_lazy(cuts_path(corpus_dir, set_name))
-    )
+    paths = [cuts_path(corpus_dir, set_name) for set_name in names]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: corpus.json lists this set but its cuts are missing")
+    texts = (cut_text(cut) for path in paths for cut in CutSet.from_jsonl_lazy(path))
     out_dir = config.directory(corpus_dir)
     tokenizer = Tokenizer.train(
         texts, out_dir, config.vocab_size, config.model_type, config.max_sentences, seed
     )
     log.info("tokenizer with %d pieces written to %s", tokenizer.vocab_size, out_dir)
     for other in info.set_names():
-        if other in names:
+        path = cuts_path(corpus_dir, other)
+        if other in names or not path.is_file():
             continue
         missing = set()
-        for cut in CutSet.from_jsonl_lazy(cuts_path(corpus_dir, other)):
+        for cut in CutSet.from_jsonl_lazy(path):
             missing.update(tokenizer.unknown_characters(cut_text(cut)))
         if missing:
             log.warning(

@@ -18,6 +18,12 @@ CORPUS_HELP = (
 
 
 def register(data_subparsers: argparse._SubParsersAction) -> None:
+    _add_prepare(data_subparsers)
+    _add_import(data_subparsers)
+    _add_tokenizer(data_subparsers)
+
+
+def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
     prepare = data_subparsers.add_parser(
         "prepare",
         help="a public corpus from a local copy (never downloads)",
@@ -43,6 +49,8 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     _add_check_options(prepare)
     prepare.set_defaults(run=_run_prepare)
 
+
+def _add_import(data_subparsers: argparse._SubParsersAction) -> None:
     importer = data_subparsers.add_parser(
         "import",
         help="your own data: TSV/JSONL tables or Kaldi data directories",
@@ -65,6 +73,8 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     _add_check_options(importer)
     importer.set_defaults(run=_run_import)
 
+
+def _add_tokenizer(data_subparsers: argparse._SubParsersAction) -> None:
     tokenizer = data_subparsers.add_parser(
         "tokenizer", help="train the word-piece tokenizer of a corpus on its training transcripts"
     )
