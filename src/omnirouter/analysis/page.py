@@ -109,9 +109,9 @@ def _usage_section(summaries: Sequence[RoutingSummary], figures: FigureFiles) ->
         "model",
         "same expert in adjacent layers, raw %",
         "… after optimal renaming %",
-        "mean run length (steps)",
-        "(ms)",
-        "run length if independent",
+        "mean run length, steps",
+        "… in ms",
+        "… if steps were independent, steps",
     )
     blocks: list = []
     if figures.expert_usage:
