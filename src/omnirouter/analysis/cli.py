@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(markdown + self-contained HTML). Output: EXP/analysis/SET/ unless --out."
         ),
     )
-    parser.add_argument("experiment", help="experiment directory of the model to analyse")
+    parser.add_argument("experiment", help="experiment directory (or a checkpoint file) to analyse")
     parser.add_argument(
         "--set", dest="set_name", default="dev", help="evaluation set (default: dev)"
     )
