@@ -15,7 +15,12 @@ import sys
 from collections.abc import Sequence
 
 # The areas whose sub-commands the CLI offers, in the order `--help` lists them.
-AREA_MODULES: tuple[str, ...] = ("omnirouter.data.cli",)
+AREA_MODULES: tuple[str, ...] = (
+    "omnirouter.data.cli",
+    "omnirouter.train.cli",
+    "omnirouter.evaluate.cli",
+    "omnirouter.analysis.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ from omnirouter.data.config import DataConfig
 from omnirouter.data.corpus import cuts_path, read_corpus_info
 from omnirouter.data.dataset import AsrDataset, BatchRequest, LoadedBatch
 from omnirouter.data.filters import SkipReason, UtteranceLimits, utterance_problem
+from omnirouter.data.manifests import cut_text
 from omnirouter.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -110,24 +111,19 @@ class _CountingFilter:
     def __call__(self, cut: Cut) -> bool:
         problem = utterance_problem(cut, self.limits, self.tokenizer)
         if problem is not None and self.position >= self.counted_until:
-            self.loader.count_skip(cut.id, problem, f"{cut.duration:.2f} s")
+            detail = f"{cut.duration:.2f} s, text {cut_text(cut)[:60]!r}"
+            self.loader.count_skip(cut.id, problem, detail)
         self.position += 1
         return problem is None
 
 
-class _Requests(torch.utils.data.Sampler):
+def _train_requests(
+    sampler: DynamicBucketingSampler, epoch: int, skip: int
+) -> Iterator[BatchRequest]:
     """The sampler's batches as `BatchRequest`s, after replaying the first `skip` of them."""
-
-    def __init__(self, sampler: DynamicBucketingSampler, epoch: int, skip: int) -> None:
-        self.sampler = sampler
-        self.epoch = epoch
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[BatchRequest]:
-        batches = iter(self.sampler)
-        for index, cuts in enumerate(batches):
-            if index >= self.skip:
-                yield BatchRequest(cuts=cuts, epoch=self.epoch, index=index)
+    for index, cuts in enumerate(sampler):
+        if index >= skip:
+            yield BatchRequest(cuts=cuts, epoch=epoch, index=index)
 
 
 class TrainLoader:
@@ -176,7 +172,7 @@ class TrainLoader:
     def __iter__(self) -> Iterator[Batch]:
         self.sampler.set_epoch(self.epoch)
         self._filter.start_epoch(self._counted_until)
-        requests = _Requests(self.sampler, self.epoch, skip=self._next_index)
+        requests = _train_requests(self.sampler, self.epoch, skip=self._next_index)
         for loaded in _data_loader(self.dataset, requests, self.config.num_workers):
             self._next_index = loaded.index + 1
             self._counted_until = max(self._counted_until, self._filter.position)
@@ -258,7 +254,7 @@ class EvalLoader:
             BatchRequest(cuts=CutSet.from_cuts(group), epoch=0, index=index)
             for index, group in enumerate(pack_by_duration(self.cuts, self.max_duration))
         )
-        for loaded in _data_loader(self.dataset, _Listed(requests), self.num_workers):
+        for loaded in _data_loader(self.dataset, requests, self.num_workers):
             if loaded.skipped:  # every utterance of a test set counts: no skipping here
                 raise loaded.skipped[0].error
             assert loaded.batch is not None
@@ -322,20 +318,22 @@ def _existing_path(corpus_dir: str | Path, set_name: str) -> Path:
     return path
 
 
-class _Listed(torch.utils.data.Sampler):
-    def __init__(self, requests: Iterable[BatchRequest]) -> None:
+class _Once(torch.utils.data.Sampler):
+    """A DataLoader "sampler" handing out one pass of requests (made in the main process)."""
+
+    def __init__(self, requests: Iterator[BatchRequest]) -> None:
         self.requests = requests
 
     def __iter__(self) -> Iterator[BatchRequest]:
-        return iter(self.requests)
+        return self.requests
 
 
 def _data_loader(
-    dataset: AsrDataset, requests: torch.utils.data.Sampler, num_workers: int
+    dataset: AsrDataset, requests: Iterator[BatchRequest], num_workers: int
 ) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         dataset,
-        sampler=requests,
+        sampler=_Once(requests),
         batch_size=None,
         num_workers=num_workers,
         collate_fn=_as_is,

@@ -1,0 +1,69 @@
+"""`omnirouter train` and `omnirouter average`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a dense, Switch or Omni-router model",
+        description="Train from a YAML config with key.sub=value overrides. Several devices: "
+        "torchrun --nproc_per_node N -m omnirouter train CONFIG ...",
+    )
+    train.add_argument("config", type=Path, help="YAML run config (see configs/)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.num_experts=8")
+    train.add_argument(
+        "--exp-dir", type=Path, help="experiment directory (default: exp/<config name>)"
+    )
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.set_defaults(run=_run_train)
+
+    average = subparsers.add_parser(
+        "average", help="average the weights of the last or best n checkpoints of an experiment"
+    )
+    average.add_argument("exp_dir", type=Path)
+    average.add_argument("-n", "--num", type=int, default=3, help="checkpoints to average")
+    average.add_argument(
+        "--by",
+        choices=("last", "best"),
+        default="last",
+        help="the n newest step checkpoints, or the n with the lowest dev WER (of those kept)",
+    )
+    average.add_argument(
+        "--out", type=Path, help="output file (default: EXP/checkpoints/averaged-last<n>.pt)"
+    )
+    average.set_defaults(run=_run_average)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from omnirouter.config import load_config
+    from omnirouter.train.config import RunConfig
+    from omnirouter.train.trainer import train
+
+    config = load_config(RunConfig, [args.config], args.overrides)
+    exp_dir = args.exp_dir or Path("exp") / args.config.stem
+    result = train(config, exp_dir, resume=args.resume)
+    best = f"{result.best_dev_wer:.2f}%" if result.best_dev_wer is not None else "not measured"
+    state = (
+        "interrupted" if result.interrupted else "stopped early" if result.stopped_early else "done"
+    )
+    print(f"{state} at step {result.step}; best dev WER {best}; experiment in {result.exp_dir}")
+    return 0
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    from omnirouter.train import checkpoint as ckpt
+
+    paths = ckpt.step_checkpoints(args.exp_dir)
+    if args.by == "best":
+        paths = ckpt.best_step_checkpoints(args.exp_dir, paths)
+    paths = paths[-args.num :]
+    if len(paths) < args.num:
+        print(f"warning: only {len(paths)} step checkpoints in {args.exp_dir}; averaging those")
+    out = args.out or args.exp_dir / ckpt.CHECKPOINT_DIR / f"averaged-{args.by}{len(paths)}.pt"
+    ckpt.save_checkpoint(out, ckpt.average_checkpoints(paths))
+    print(f"averaged {', '.join(p.name for p in paths)} into {out}")
+    return 0

@@ -1,0 +1,66 @@
+"""Configuration of a training run: the model, the data and the recipe, one YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omnirouter.data.config import DataConfig
+from omnirouter.model.config import BalanceLoss, ModelConfig
+from omnirouter.train.losses import CtcReduction
+from omnirouter.train.schedule import ScheduleConfig
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    peak_lr: float = 1e-3  # paper §V-C
+    weight_decay: float = 0.01  # AdamW, paper §V-C
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-8
+    grad_clip_norm: float = 0.1  # paper §V-C; 0 disables clipping
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    load_balance_weight: float = 10.0  # paper §V-C
+    balance_form: BalanceLoss = BalanceLoss.paper  # eq. (4) as written, or the Switch original
+    z_loss_weight: float = 0.0  # ST-MoE router z-loss; off in the paper
+    ctc_reduction: CtcReduction = CtcReduction.utterance_mean  # see losses.CtcReduction
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = 1_000_000  # optimiser steps (paper: up to 1M)
+    grad_accumulation: int = 1  # micro-batches per optimiser step and device
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1" ...
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16"
+    log_every: int = 50  # steps between metrics records
+    valid_every: int = 2000  # steps between dev WER measurements; 0 = never
+    valid_max_utterances: int = 0  # dev utterances decoded per validation; 0 = all
+    checkpoint_every: int = 2000  # steps between checkpoints (one is also written at the end)
+    keep_last: int = 3  # step checkpoints kept besides best.pt
+    early_stop_patience: int = 0  # validations without a better dev WER before stopping; 0 = off
+    early_stop_min_delta: float = 0.0  # WER points an improvement must exceed
+    max_consecutive_nonfinite: int = 20  # skipped non-finite steps in a row before giving up
+    progress: bool = True  # a progress bar on the console
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.grad_accumulation < 1:
+            raise ValueError("train.max_steps and train.grad_accumulation must be >= 1")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"train.precision={self.precision!r}: use auto, fp32 or bf16")
+        if self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 0:
+            raise ValueError("train.log_every, checkpoint_every >= 1 and valid_every >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run depends on; saved as EXP/config.yaml and in every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,222 @@
+"""The training loop on a tiny corpus: learning, robustness, exact resume after SIGKILL, DDP."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from omnirouter.config import save_config
+from omnirouter.data.loader import build_train_loader
+from omnirouter.train import checkpoint as ckpt
+from omnirouter.train import step as step_module
+from omnirouter.train import trainer as trainer_module
+from omnirouter.train.metrics import read_metrics
+from omnirouter.train.trainer import TrainingError, train
+
+from .conftest import tiny_run_config
+
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def final_weights(exp_dir: Path) -> dict[str, torch.Tensor]:
+    return ckpt.load_checkpoint(ckpt.step_checkpoints(exp_dir)[-1])["model"]
+
+
+def test_loss_falls_and_run_files_are_written(tiny_corpus: Path, tmp_path: Path) -> None:
+    config = tiny_run_config(tiny_corpus, max_steps=40, valid_every=20, checkpoint_every=20)
+    result = train(config, tmp_path / "exp")
+    records = read_metrics(tmp_path / "exp", "train")
+    assert [r["step"] for r in records] == list(range(1, 41))
+    first = sum(r["ctc_loss"] for r in records[:5]) / 5
+    last = sum(r["ctc_loss"] for r in records[-5:]) / 5
+    # Deterministic (seeded, CPU): a model that learnt nothing would stay near its first value.
+    assert last < 0.85 * first, (first, last)
+    for record in records:
+        assert len(record["expert_load"]) == 2  # two MoE layers
+        assert sum(record["expert_load"][0]) == pytest.approx(1.0)
+        assert record["audio_seconds_per_second"] > 0
+    assert len(read_metrics(tmp_path / "exp", "valid")) == 2
+    exp = tmp_path / "exp"
+    assert (exp / "config.yaml").is_file() and (exp / "train.log").is_file()
+    assert (exp / "tokenizer" / "tokenizer.model").is_file()
+    assert (exp / "checkpoints" / "best.pt").is_file()
+    assert list((exp / "tensorboard").iterdir())
+    assert result.step == 40 and result.best_dev_wer is not None
+
+
+def test_existing_experiment_needs_resume(tiny_corpus: Path, tmp_path: Path) -> None:
+    config = tiny_run_config(tiny_corpus, max_steps=2, checkpoint_every=1)
+    train(config, tmp_path / "exp")
+    with pytest.raises(TrainingError, match="--resume"):
+        train(config, tmp_path / "exp")
+
+
+def test_non_finite_loss_is_skipped_and_counted(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_total_loss = step_module.total_loss
+    calls = {"count": 0}
+
+    def sometimes_nan(*args, **kwargs):
+        terms = real_total_loss(*args, **kwargs)
+        calls["count"] += 1
+        if calls["count"] in (3, 4):
+            return type(terms)(
+                terms.total * float("nan"), terms.ctc, terms.load_balance, terms.z_loss
+            )
+        return terms
+
+    monkeypatch.setattr(step_module, "total_loss", sometimes_nan)
+    train(tiny_run_config(tiny_corpus, max_steps=6, checkpoint_every=6), tmp_path / "exp")
+    records = read_metrics(tmp_path / "exp", "train")
+    assert records[-1]["skipped_nonfinite"] == 2
+    weights = final_weights(tmp_path / "exp")
+    assert all(torch.isfinite(value).all() for value in weights.values())
+
+    def always_inf(*args, **kwargs):
+        terms = real_total_loss(*args, **kwargs)
+        return type(terms)(terms.total * float("inf"), terms.ctc, terms.load_balance, terms.z_loss)
+
+    monkeypatch.setattr(step_module, "total_loss", always_inf)
+    config = tiny_run_config(tiny_corpus, max_steps=10, max_consecutive_nonfinite=3)
+    with pytest.raises(TrainingError, match="3 non-finite steps in a row"):
+        train(config, tmp_path / "exp_all_nan")
+
+
+def run_cli(config_path: Path, exp_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "omnirouter",
+            "train",
+            str(config_path),
+            "--exp-dir",
+            str(exp_dir),
+            *extra,
+        ],
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_corpus: Path, tmp_path: Path) -> None:
+    steps = 8  # N: checkpoint at N, kill, resume to 2N
+    config = tiny_run_config(
+        tiny_corpus, max_steps=2 * steps, checkpoint_every=steps, valid_every=steps, keep_last=5
+    )
+    config_path = tmp_path / "run.yaml"
+    save_config(config, config_path)
+
+    straight = run_cli(config_path, tmp_path / "straight")
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()
+
+    killed = run_cli(config_path, tmp_path / "killed")
+    first_checkpoint = ckpt.step_checkpoint_path(tmp_path / "killed", steps)
+    deadline = time.monotonic() + 600
+    while not first_checkpoint.exists():
+        assert killed.poll() is None, killed.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not ckpt.step_checkpoint_path(tmp_path / "killed", 2 * steps).exists(), (
+        "the run finished before it was killed: the test proves nothing"
+    )
+
+    resumed = run_cli(config_path, tmp_path / "killed", "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+
+    expected, actual = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    # The metrics of the repeated steps were replaced, not duplicated.
+    assert [r["step"] for r in read_metrics(tmp_path / "killed", "train")] == list(
+        range(1, 2 * steps + 1)
+    )
+
+
+class InterleavedRanks:
+    """What two DDP ranks see, seen by one process: rank 0's batch, then rank 1's, forever.
+
+    With grad_accumulation=2, one process then averages the same two batches per step that
+    two DDP ranks average with grad_accumulation=1. (Lhotse deals batches to ranks by its own
+    rules, so a single-process sampler would not reproduce them.)"""
+
+    def __init__(self, config, tokenizer, *, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.ranks = [
+            build_train_loader(config, tokenizer, seed=seed, rank=r, world_size=2) for r in (0, 1)
+        ]
+        self.epoch, self.skipped = 0, {}
+
+    def __iter__(self):
+        streams = [self._forever(loader) for loader in self.ranks]
+        while True:
+            for stream in streams:
+                yield next(stream)
+
+    @staticmethod
+    def _forever(loader):
+        while True:
+            yield from loader
+
+    def state_dict(self):
+        return {}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_follows_the_single_process_trajectory(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = 6
+    # No dropout: the two ranks and the single process would draw different masks.
+    no_dropout = {"model": {"dropout": 0.0}}
+    double = tiny_run_config(tiny_corpus, max_steps=steps, grad_accumulation=1, **no_dropout)
+    save_config(double, tmp_path / "double.yaml")
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "omnirouter",
+            "train",
+            str(tmp_path / "double.yaml"),
+            "--exp-dir",
+            str(tmp_path / "two"),
+        ],
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    monkeypatch.setattr(trainer_module, "build_train_loader", InterleavedRanks)
+    single = tiny_run_config(tiny_corpus, max_steps=steps, grad_accumulation=2, **no_dropout)
+    train(single, tmp_path / "one")
+
+    losses_one = [r["ctc_loss"] for r in read_metrics(tmp_path / "one", "train")]
+    losses_two = [r["ctc_loss"] for r in read_metrics(tmp_path / "two", "train")]
+    assert len(losses_one) == len(losses_two) == steps
+    # Same batches and weights: only the order of floating-point sums differs (gradients are
+    # averaged by an all-reduce instead of by accumulation), so the tolerance is tight.
+    for a, b in zip(losses_one, losses_two):
+        assert math.isclose(a, b, rel_tol=1e-4), (losses_one, losses_two)
+    weights_one, weights_two = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    for key in weights_one:
+        # Adam divides by sqrt(v): near-zero gradients turn rounding into ~1e-4 weight changes.
+        torch.testing.assert_close(weights_one[key], weights_two[key], rtol=0, atol=1e-3)
