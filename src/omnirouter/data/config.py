@@ -13,7 +13,7 @@ from omnirouter.data.tokenizer import TokenizerConfig
 
 @dataclass(frozen=True)
 class DataConfig:
-    corpus_dir: str = "data/synth"  # a prepared corpus (corpus.json + cuts_<set>.jsonl.gz)
+    corpus_dir: str = "data/builtin"  # a prepared corpus (corpus.json + cuts_<set>.jsonl.gz)
     train_sets: list[str] = field(default_factory=lambda: ["train"])  # read one after another
     dev_set: str = "dev"  # monitored during training
     test_sets: list[str] = field(default_factory=list)  # empty = every set whose role is "test"
