@@ -453,11 +453,13 @@ def test_rebuild_reuses_everything_and_resumes_a_killed_build(tiny_corpus_again:
     # A killed build: one finished file lost, one half-written temporary left behind.
     lost = audio[0]
     lost.unlink()
-    half_written = lost.with_name("leftover.partial.wav")
+    half_written = lost.with_name(f"{lost.parent.name}-99999_000000000000.partial.wav")
     half_written.write_bytes(b"RIFF")
+    not_ours = lost.with_name("notes.txt")
+    not_ours.write_text("kept")
     info = build_corpus(_tiny_config(), corpus_dir, jobs=2)
     assert info.extra["build"]["synthesised"] + info.extra["build"]["effects_applied"] == 1
-    assert lost.is_file() and not half_written.exists()
+    assert lost.is_file() and not half_written.exists() and not_ours.is_file()
     assert gzip.decompress(cuts_path(corpus_dir, "train").read_bytes()) == manifest
 
 

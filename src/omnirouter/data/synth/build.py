@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-import shutil
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -168,19 +168,19 @@ def _previous_fingerprints(corpus_dir: Path) -> dict[str, dict]:
 
 
 def _remove_stale_files(plans: Sequence[SetPlan], corpus_dir: Path, previous: dict) -> None:
-    """Delete audio no plan names (older plans, interrupted writes) and dropped sets' manifests."""
+    """Delete this builder's audio that no plan names (older plans, interrupted writes), and
+    the manifests of sets the last build had and this one dropped. Other files are left alone."""
     wanted = {utterance.audio_path for plan in plans for utterance in plan.utterances}
-    names = {plan.config.name for plan in plans}
-    audio_root = corpus_dir / AUDIO_DIR
-    for set_dir in audio_root.iterdir() if audio_root.is_dir() else ():
-        if set_dir.is_dir() and set_dir.name not in names:
-            shutil.rmtree(set_dir)
-            continue
+    for set_name in {plan.config.name for plan in plans} | set(previous):
+        set_dir = corpus_dir / AUDIO_DIR / set_name
+        ours = re.compile(rf"{re.escape(set_name)}-\d+_[0-9a-f]+(\.partial)?\.wav")
         for path in set_dir.iterdir() if set_dir.is_dir() else ():
-            if path not in wanted:
+            if ours.fullmatch(path.name) and path not in wanted:
                 path.unlink()
-    for name in set(previous) - names:
-        Path(cuts_path(corpus_dir, name)).unlink(missing_ok=True)
+        if set_dir.is_dir() and not any(set_dir.iterdir()):
+            set_dir.rmdir()
+    for set_name in set(previous) - {plan.config.name for plan in plans}:
+        Path(cuts_path(corpus_dir, set_name)).unlink(missing_ok=True)
 
 
 def _extra(

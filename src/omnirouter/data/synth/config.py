@@ -132,7 +132,7 @@ class SynthConfig:
     description: str = "Synthetic English speech from offline text-to-speech engines"
     seed: int = 0  # decides sentences, voices, prosody and effect settings of every utterance
     scale: float = 1.0  # multiplies every set's minutes (quick trials, bigger corpora)
-    words_per_second: float = 2.55  # average speech rate, turns minutes into sentence counts
+    words_per_second: float = 3.05  # average speech rate, turns minutes into sentence counts
     sample_rate: int = 16000  # of every stored recording (mono, 16-bit)
     batch_size: int = 24  # utterances per worker task; festival speaks a batch in one process
     text: TextConfig = field(default_factory=TextConfig)
