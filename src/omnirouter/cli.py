@@ -14,6 +14,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from omnirouter.errors import OmnirouterError
+
+# Errors that describe bad input (a missing file, a wrong key, a damaged checkpoint): the CLI
+# prints their message alone; `-v` shows the traceback too.
+USER_ERRORS: tuple[type[BaseException], ...] = (OmnirouterError, OSError, ValueError, LookupError)
+
 # The areas whose sub-commands the CLI offers, in the order `--help` lists them.
 AREA_MODULES: tuple[str, ...] = (
     "omnirouter.data.cli",
@@ -42,7 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as error:
+        if args.verbose:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"omnirouter {args.command}: error: {message}", file=sys.stderr)
+        print("(run with -v for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 from omnirouter.config import config_from_dict
 from omnirouter.data.config import DataConfig
 from omnirouter.data.tokenizer import MODEL_FILE, Tokenizer
+from omnirouter.errors import OmnirouterError
 from omnirouter.model import CtcModel, ModelConfig, build_model
 from omnirouter.train.config import RunConfig
 
@@ -36,7 +37,7 @@ TOKENIZER_DIR = "tokenizer"
 _STEP_PATTERN = re.compile(r"step-(\d+)\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(OmnirouterError, RuntimeError):
     """A checkpoint that is missing, truncated, corrupt or of another format."""
 
 

@@ -27,6 +27,7 @@ from omnirouter.data.batch import Batch
 from omnirouter.data.loader import TrainLoader, build_eval_loader, build_train_loader, eval_cuts
 from omnirouter.data.prepare import train_corpus_tokenizer
 from omnirouter.data.tokenizer import MODEL_FILE, Tokenizer
+from omnirouter.errors import OmnirouterError
 from omnirouter.model import build_model, count_parameters
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
@@ -44,7 +45,7 @@ from omnirouter.train.step import StepStats, train_step
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(OmnirouterError, RuntimeError):
     """A run that cannot go on (too many non-finite steps, an existing experiment, ...)."""
 
 
