@@ -7,14 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from lhotse import CutSet
 
 from omnirouter.data.audio import load_audio, load_cut_audio
 from omnirouter.data.corpus import cuts_path, read_corpus_info
+from omnirouter.data.features import FeatureConfig, cut_features
+from omnirouter.data.filters import SkipReason
+from omnirouter.data.imports import import_source
 from omnirouter.data.manifests import cut_text
 from omnirouter.data.prepare import PrepareOptions, import_corpus
 from omnirouter.data.tokenizer import Tokenizer
-from omnirouter.data.validate import CheckOptions, CorpusError
+from omnirouter.data.validate import CheckOptions, CorpusError, check_cut
 from tests.data.conftest import SENTENCES, sox, write_tsv
 
 DROP = PrepareOptions(check=CheckOptions(drop_bad=True))
@@ -223,3 +227,32 @@ def test_sets_accumulate_in_one_corpus(tmp_path: Path, spoken: dict[str, Path]) 
     )
     assert info.name == "first"
     assert [(s.name, s.role) for s in info.sets] == [("train", "train"), ("extra_eval", "dev")]
+
+
+def test_stored_features_on_request(tmp_path: Path, spoken: dict[str, Path]) -> None:
+    items = [(path, text) for text, path in list(spoken.items())[:2]]
+    corpus = tmp_path / "corpus"
+    options = PrepareOptions(store_features=True)
+    info = import_corpus(
+        corpus, "f", {"test": write_tsv(tmp_path / "t.tsv", items)}, options=options
+    )
+    assert info.extra["stored_features"]["num_mel_bins"] == 80
+    stored = FeatureConfig(use_stored=True)
+    for cut in read_cuts(corpus, "test"):
+        assert cut.has_features and Path(cut.features.storage_path).is_relative_to(corpus)
+        torch.testing.assert_close(cut_features(cut, stored), cut_features(cut, FeatureConfig()))
+
+
+def test_decoding_check_finds_files_changed_since_their_header_was_read(
+    tmp_path: Path, spoken: dict[str, Path]
+) -> None:
+    path = tmp_path / "changed.wav"
+    path.write_bytes(next(iter(spoken.values())).read_bytes())
+    table = write_tsv(tmp_path / "t.tsv", [(path, "some words")])
+    result = import_source(table, "test")
+    (cut,) = result.prepared.cuts
+    path.write_bytes(b"RIFF garbage" * 100)
+    assert check_cut(cut, "test", decode_audio=False, tokenizer=None) is None  # header only
+    problem = check_cut(cut, "test", decode_audio=True, tokenizer=None)
+    assert problem is not None and problem.reason is SkipReason.unreadable_audio
+    assert "changed.wav" in str(problem)
