@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lhotse import CutSet, RecordingSet, SupervisionSet
@@ -145,7 +145,3 @@ def _existing_info(corpus_dir: Path) -> CorpusInfo | None:
     if not (corpus_dir / CORPUS_INFO_FILE).is_file():
         return None
     return read_corpus_info(corpus_dir)
-
-
-def with_report(prepared: PreparedSet, **report: object) -> PreparedSet:
-    return replace(prepared, report={**prepared.report, **report})
