@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.util
+import os
 import shutil
 from collections import Counter
 from dataclasses import replace
@@ -34,6 +35,11 @@ from omnirouter.data.synth.effects import (
     mix_at_snr,
 )
 from omnirouter.data.synth.plan import balanced_voices, plan_corpus
+from omnirouter.data.synth.requirements import (
+    MissingDependencyError,
+    Requirement,
+    ensure_requirements,
+)
 from omnirouter.data.synth.text import (
     clean_sentence,
     load_sentences,
@@ -149,6 +155,28 @@ def test_fortunes_sentences_are_plain_and_splits_disjoint() -> None:
     assert not pools[TextSplit.dev] & pools[TextSplit.test]
     parts = pools[TextSplit.train] | pools[TextSplit.dev] | pools[TextSplit.test]
     assert parts == pools[TextSplit.all]
+
+
+# ---- requirements ----------------------------------------------------------------------------
+
+
+def test_requirements_are_probed_and_missing_packages_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    present = Requirement("coreutils", executable="ls", path=str(tmp_path), python_module="numpy")
+    assert present.is_met()
+    assert not Requirement("nothing", path=str(tmp_path / "absent")).is_met()
+    assert not Requirement("nothing-py", python_module="no_such_module_here").is_met()
+    ensure_requirements([present])  # nothing to do
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: no installing
+    missing = [
+        Requirement("festvox-imaginary", path=str(tmp_path / "voice")),
+        Requirement("sox-imaginary", executable="sox-imaginary"),
+    ]
+    with pytest.raises(
+        MissingDependencyError, match="apt-get install festvox-imaginary sox-imaginary"
+    ):
+        ensure_requirements(missing)
 
 
 # ---- configuration and plan ------------------------------------------------------------------

@@ -14,26 +14,26 @@ files being written (they are written under temporary names and renamed when com
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from more_itertools import chunked
 
 from omnirouter.config import config_to_dict
 from omnirouter.data.corpus import (
-    CORPUS_INFO_FILE,
     CorpusInfo,
     SetInfo,
     cuts_path,
+    read_corpus_info,
     write_corpus_info,
 )
-from omnirouter.data.synth.config import Engine, SynthConfig, TextSource, parse_voice
+from omnirouter.data.synth.config import Engine, SynthConfig, TextConfig, TextSource, parse_voice
 from omnirouter.data.synth.engines import SynthesisJob, engine_for
 from omnirouter.data.synth.manifest import manifest_exists, write_set_manifest
 from omnirouter.data.synth.plan import AUDIO_DIR, PlannedUtterance, SetPlan, plan_corpus
@@ -43,20 +43,20 @@ from omnirouter.data.synth.text import sentence_pool
 
 logger = logging.getLogger(__name__)
 
-TEXT_REQUIREMENTS = {
-    TextSource.fortunes: Requirement("fortunes", path="/usr/share/games/fortunes/computers"),
-    TextSource.bible: Requirement("bible-kjv", executable="bible"),
-}
+DEBIAN_FORTUNES_DIR = TextConfig().fortunes_dir
+BUILD_HISTORY = 20  # runs remembered in corpus.json (time, utterances synthesised)
 
 
 def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = None) -> CorpusInfo:
     """Build (or bring up to date) the corpus `config` describes in `out_dir`; return its info."""
     started = time.perf_counter()
     corpus_dir = Path(out_dir).resolve()
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     jobs = jobs or os.cpu_count() or 1
     prepare_engines(config)
     plans = plan_corpus(config, corpus_dir)
-    previous = _previous_fingerprints(corpus_dir)
+    previous = _previous_build(corpus_dir)
     synthesis = _synthesis_tasks(plans, config.sample_rate, config.batch_size, jobs)
     effects = _effect_tasks(plans, config.sample_rate, config.batch_size)
     touched = {job.path for task in [*synthesis, *effects] for job in task.jobs}
@@ -64,11 +64,8 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
     num_effects = run_tasks(effects, jobs, "effects")
     set_infos = []
     for plan in plans:
-        unchanged = previous.get(plan.config.name, {}).get("fingerprint") == plan.fingerprint
-        unchanged &= manifest_exists(corpus_dir, plan.config.name)
-        unchanged &= not any(utterance.audio_path in touched for utterance in plan.utterances)
-        if unchanged:
-            set_infos.append(SetInfo(**previous[plan.config.name]["info"]))
+        if _is_current(plan, previous, corpus_dir, touched):
+            set_infos.append(previous.set_infos[plan.config.name])
         else:
             set_infos.append(write_set_manifest(plan, corpus_dir))
     _remove_stale_files(plans, corpus_dir, previous)
@@ -78,12 +75,9 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
         "synthesised": num_synthesised,
         "effects_applied": num_effects,
     }
-    info = CorpusInfo(
-        name=config.name,
-        sets=tuple(set_infos),
-        description=config.description,
-        extra=_extra(config, plans, set_infos, build),
-    )
+    extra = _extra(config, plans, set_infos, build)
+    extra["build_history"] = [*previous.history, build][-BUILD_HISTORY:]
+    info = CorpusInfo(config.name, tuple(set_infos), config.description, extra)
     write_corpus_info(corpus_dir, info)
     return info
 
@@ -96,7 +90,11 @@ def prepare_engines(config: SynthConfig) -> None:
         engine, name = parse_voice(voice)
         requirements += engine_for(engine).requirements(name)
     sources = {set_config.text_source for set_config in config.sets if not set_config.is_effect_set}
-    requirements += [TEXT_REQUIREMENTS[source] for source in sorted(sources)]
+    if TextSource.bible in sources:
+        requirements.append(Requirement("bible-kjv", executable="bible"))
+    if TextSource.fortunes in sources and config.text.fortunes_dir == DEBIAN_FORTUNES_DIR:
+        # Package `fortunes` holds most collections; `computers` is one of them.
+        requirements.append(Requirement("fortunes", path=f"{DEBIAN_FORTUNES_DIR}/computers"))
     ensure_requirements(requirements)
     for voice in voices:
         engine, name = parse_voice(voice)
@@ -155,23 +153,46 @@ def _effect_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -
     return [EffectTask(tuple(batch), sample_rate) for batch in chunked(jobs, batch_size)]
 
 
-def _previous_fingerprints(corpus_dir: Path) -> dict[str, dict]:
-    """{set: {"fingerprint": ..., "info": SetInfo fields}} of the last completed build, if any."""
-    path = corpus_dir / CORPUS_INFO_FILE
+def _is_current(
+    plan: SetPlan, previous: PreviousBuild, corpus_dir: Path, touched: set[Path]
+) -> bool:
+    """Whether the set's manifest from the last build still describes it exactly."""
+    return (
+        previous.fingerprints.get(plan.config.name) == plan.fingerprint
+        and plan.config.name in previous.set_infos
+        and manifest_exists(corpus_dir, plan.config.name)
+        and not any(utterance.audio_path in touched for utterance in plan.utterances)
+    )
+
+
+@dataclass(frozen=True)
+class PreviousBuild:
+    """What the last completed build in a directory recorded (empty if there was none)."""
+
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    set_infos: dict[str, SetInfo] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+
+def _previous_build(corpus_dir: Path) -> PreviousBuild:
     try:
-        raw = json.loads(path.read_text())
-        infos = {entry["name"]: entry for entry in raw["sets"]}
-        fingerprints = raw["extra"]["fingerprints"]
-        return {name: {"fingerprint": fingerprints[name], "info": infos[name]} for name in infos}
+        info = read_corpus_info(corpus_dir)
+        return PreviousBuild(
+            fingerprints=dict(info.extra["fingerprints"]),  # type: ignore[call-overload]
+            set_infos={set_info.name: set_info for set_info in info.sets},
+            history=list(info.extra.get("build_history", [])),  # type: ignore[call-overload]
+        )
     except (OSError, ValueError, KeyError, TypeError):
-        return {}  # no earlier build, or one this builder did not write: rebuild every manifest
+        return PreviousBuild()  # none, or not written by this builder: rebuild every manifest
 
 
-def _remove_stale_files(plans: Sequence[SetPlan], corpus_dir: Path, previous: dict) -> None:
+def _remove_stale_files(
+    plans: Sequence[SetPlan], corpus_dir: Path, previous: PreviousBuild
+) -> None:
     """Delete this builder's audio that no plan names (older plans, interrupted writes), and
     the manifests of sets the last build had and this one dropped. Other files are left alone."""
     wanted = {utterance.audio_path for plan in plans for utterance in plan.utterances}
-    for set_name in {plan.config.name for plan in plans} | set(previous):
+    for set_name in {plan.config.name for plan in plans} | set(previous.set_infos):
         set_dir = corpus_dir / AUDIO_DIR / set_name
         ours = re.compile(rf"{re.escape(set_name)}-\d+_[0-9a-f]+(\.partial)?\.wav")
         for path in set_dir.iterdir() if set_dir.is_dir() else ():
@@ -179,7 +200,7 @@ def _remove_stale_files(plans: Sequence[SetPlan], corpus_dir: Path, previous: di
                 path.unlink()
         if set_dir.is_dir() and not any(set_dir.iterdir()):
             set_dir.rmdir()
-    for set_name in set(previous) - {plan.config.name for plan in plans}:
+    for set_name in set(previous.set_infos) - {plan.config.name for plan in plans}:
         Path(cuts_path(corpus_dir, set_name)).unlink(missing_ok=True)
 
 
