@@ -60,6 +60,14 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
     synthesis = _synthesis_tasks(plans, config.sample_rate, config.batch_size, jobs)
     effects = _effect_tasks(plans, config.sample_rate, config.batch_size)
     touched = {job.path for task in [*synthesis, *effects] for job in task.jobs}
+    logger.info(
+        "%s: %d sets, %d utterances planned; %d to synthesise, %d effects to apply",
+        corpus_dir,
+        len(plans),
+        sum(len(plan.utterances) for plan in plans),
+        sum(map(len, synthesis)),
+        sum(map(len, effects)),
+    )
     num_synthesised = run_tasks(synthesis, jobs, "synthesis")
     num_effects = run_tasks(effects, jobs, "effects")
     set_infos = []
@@ -87,8 +95,8 @@ def prepare_engines(config: SynthConfig) -> None:
     voices = sorted({voice for pool in _used_pools(config) for voice in pool})
     requirements: list[Requirement] = []
     for voice in voices:
-        engine, name = parse_voice(voice)
-        requirements += engine_for(engine).requirements(name)
+        parsed = parse_voice(voice)
+        requirements += engine_for(parsed.engine).requirements(parsed.name)
     sources = {set_config.text_source for set_config in config.sets if not set_config.is_effect_set}
     if TextSource.bible in sources:
         requirements.append(Requirement("bible-kjv", executable="bible"))
@@ -97,9 +105,9 @@ def prepare_engines(config: SynthConfig) -> None:
         requirements.append(Requirement("fortunes", path=f"{DEBIAN_FORTUNES_DIR}/computers"))
     ensure_requirements(requirements)
     for voice in voices:
-        engine, name = parse_voice(voice)
+        parsed = parse_voice(voice)
         try:
-            engine_for(engine).check_voice(name)
+            engine_for(parsed.engine).check_voice(parsed.name)
         except ValueError as error:
             raise ValueError(f"voice {voice!r} in the synth config: {error}") from None
 
@@ -211,7 +219,7 @@ def _extra(
     for plan in plans:
         voices = sorted({utterance.voice for utterance in plan.utterances})
         sets[plan.config.name] = {
-            "engines": sorted({parse_voice(voice)[0].value for voice in voices}),
+            "engines": sorted({parse_voice(voice).engine.value for voice in voices}),
             "voices": voices,
             "text_source": plan.config.text_source.value,
             "text_split": plan.config.text_split.value,

@@ -158,15 +158,21 @@ class SynthConfig:
         raise KeyError(f"no set {name!r} in the synth config")
 
 
-def parse_voice(voice: str, context: str = "voice") -> tuple[Engine, str]:
-    """`"espeak:en-us+m3"` -> `(Engine.espeak, "en-us+m3")`; a clear error on anything else."""
+@dataclass(frozen=True)
+class Voice:
+    engine: Engine
+    name: str  # the engine's own voice name, e.g. "en-gb-scotland+m3", "kal16", "joe"
+
+
+def parse_voice(voice: str, context: str = "voice") -> Voice:
+    """`"espeak:en-us+m3"` -> `Voice(Engine.espeak, "en-us+m3")`; a clear error on anything else."""
     engine_name, separator, name = voice.partition(":")
     engines = ", ".join(engine.value for engine in Engine)
     if not separator or not name or engine_name not in Engine.__members__:
         raise ValueError(
             f"{context}: {voice!r} is not of the form engine:voice (engines: {engines})"
         )
-    return Engine(engine_name), name
+    return Voice(Engine(engine_name), name)
 
 
 def _check_sets(config: SynthConfig) -> None:

@@ -47,11 +47,11 @@ class PlannedUtterance:
 
     @property
     def engine(self) -> Engine:
-        return parse_voice(self.voice)[0]
+        return parse_voice(self.voice).engine
 
     @property
     def engine_voice(self) -> str:
-        return parse_voice(self.voice)[1]
+        return parse_voice(self.voice).name
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _plan_synthesised_set(
                 text=sentence,
                 voice=voice,
                 speed=speed,
-                pitch=pitch if parse_voice(voice)[0] is Engine.espeak else None,
+                pitch=pitch if parse_voice(voice).engine is Engine.espeak else None,
                 text_source=set_config.text_source.value,
                 audio_path=_audio_path(corpus_dir, set_config.name, utterance_id, decisions),
             )
@@ -153,7 +153,7 @@ def balanced_voices(voices: Sequence[str], count: int, rng: np.random.Generator)
     """
     by_engine: dict[Engine, list[str]] = {}
     for voice in voices:
-        by_engine.setdefault(parse_voice(voice)[0], []).append(voice)
+        by_engine.setdefault(parse_voice(voice).engine, []).append(voice)
     engine_rounds = _shuffled_rounds(sorted(by_engine), rng)
     voice_rounds = {engine: _shuffled_rounds(names, rng) for engine, names in by_engine.items()}
     return [next(voice_rounds[next(engine_rounds)]) for _ in range(count)]
