@@ -13,8 +13,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train from a YAML config with key.sub=value overrides. Several devices: "
         "torchrun --nproc_per_node N -m omnirouter train CONFIG ...",
     )
-    train.add_argument("config", type=Path, help="YAML run config (see configs/)")
-    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.num_experts=8")
+    train.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="CONFIG_OR_OVERRIDE",
+        help="YAML run configs, merged left to right (see configs/), then dotted overrides "
+        "such as model.num_experts=8",
+    )
     train.add_argument(
         "--exp-dir", type=Path, help="experiment directory (default: exp/<config name>)"
     )
@@ -43,8 +48,12 @@ def _run_train(args: argparse.Namespace) -> int:
     from omnirouter.train.config import RunConfig
     from omnirouter.train.trainer import train
 
-    config = load_config(RunConfig, [args.config], args.overrides)
-    exp_dir = args.exp_dir or Path("exp") / args.config.stem
+    overrides = [item for item in args.inputs if "=" in item]
+    yaml_paths = [Path(item) for item in args.inputs if "=" not in item]
+    if not yaml_paths:
+        raise ValueError("give at least one YAML config before the overrides")
+    config = load_config(RunConfig, yaml_paths, overrides)
+    exp_dir = args.exp_dir or Path("exp") / yaml_paths[-1].stem
     result = train(config, exp_dir, resume=args.resume)
     best = f"{result.best_dev_wer:.2f}%" if result.best_dev_wer is not None else "not measured"
     state = (
