@@ -220,3 +220,33 @@ def test_two_process_ddp_follows_the_single_process_trajectory(
     for key in weights_one:
         # Adam divides by sqrt(v): near-zero gradients turn rounding into ~1e-4 weight changes.
         torch.testing.assert_close(weights_one[key], weights_two[key], rtol=0, atol=1e-3)
+
+
+def test_early_stop_when_dev_wer_plateaus(tiny_corpus: Path, tmp_path: Path) -> None:
+    # An improvement must beat the best by 100 WER points: only the first validation counts.
+    config = tiny_run_config(
+        tiny_corpus, max_steps=50, valid_every=1, early_stop_patience=2, early_stop_min_delta=100.0
+    )
+    result = train(config, tmp_path / "exp")
+    assert result.stopped_early and result.step == 3
+    validations = read_metrics(tmp_path / "exp", "valid")
+    assert [record["step"] for record in validations] == [1, 2, 3]
+    assert ckpt.step_checkpoints(tmp_path / "exp")[-1].name == "step-00000003.pt"
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_corpus: Path, tmp_path: Path) -> None:
+    config = tiny_run_config(tiny_corpus, max_steps=100_000, checkpoint_every=100_000)
+    save_config(config, tmp_path / "run.yaml")
+    process = run_cli(tmp_path / "run.yaml", tmp_path / "exp")
+    metrics = tmp_path / "exp" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 0, process.stderr.read()
+    saved = ckpt.step_checkpoints(tmp_path / "exp")
+    assert len(saved) == 1
+    step = ckpt.load_checkpoint(saved[0])["step"]
+    assert 2 <= step < 100_000
