@@ -1,0 +1,186 @@
+"""An experiment's configuration: one corpus, several models trained with several seeds, their
+evaluation, the routing analysis and the report (`omnirouter experiment CONFIG`).
+
+Every model is the shared `run` (a `RunConfig`) changed by the model's own dotted overrides,
+for example `model.family=switch`; each is trained once per seed, in
+`EXP_ROOT/<model>/seed<k>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from omnirouter.analysis.config import AnalysisConfig
+from omnirouter.config import ConfigError, config_from_dict, config_to_dict, load_config
+from omnirouter.train.config import RunConfig
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class CorpusStageConfig:
+    corpus_dir: str = "data/builtin"  # every model trains and is evaluated on this corpus
+    # SynthConfig YAML the corpus is built from when it is missing; "" = a corpus prepared some
+    # other way (`omnirouter data prepare | import`), which must already exist.
+    synth_config: str = "configs/data/builtin.yaml"
+    synth_overrides: list[str] = field(default_factory=list)  # key.sub=value on the synth config
+    jobs: int = 0  # worker processes of the corpus build; 0 = one per CPU
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str = ""  # shown in tables and figures; the experiment directory's name
+    overrides: list[str] = field(default_factory=list)  # dotted RunConfig overrides
+    seeds: list[int] = field(default_factory=list)  # empty = the experiment's seeds
+
+
+@dataclass(frozen=True)
+class ExperimentAnalysisConfig(AnalysisConfig):
+    """The routing analysis's settings, plus which models it looks at."""
+
+    enabled: bool = True
+    models: list[str] = field(default_factory=list)  # empty = every MoE model (first seed each)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    description: str = ""  # one paragraph for the top of the report
+    corpus: CorpusStageConfig = field(default_factory=CorpusStageConfig)
+    run: RunConfig = field(default_factory=RunConfig)  # the base of every model's run config
+    models: list[ModelEntry] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])  # train.seed of each run of a model
+    baseline: str = ""  # model the relative WER reductions are computed against; "" = first
+    eval_sets: list[str] = field(default_factory=list)  # empty = the dev set and every test set
+    eval_device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    analysis: ExperimentAnalysisConfig = field(default_factory=ExperimentAnalysisConfig)
+    exp_root: str = ""  # the runs' directories; "" = exp/<name>
+    report_dir: str = ""  # the report (commit-able: no checkpoints or audio); "" = reports/<name>
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "name")
+        if not self.models:
+            raise ValueError("models: the experiment names no model")
+        names = [model.name for model in self.models]
+        for position, name in enumerate(names):
+            _check_name(name, f"models[{position}].name")
+        _check_unique(names, "models: model names")
+        _check_unique(self.seeds, "seeds")
+        if not self.seeds:
+            raise ValueError("seeds: give at least one seed")
+        for model in self.models:
+            _check_unique(model.seeds, f"models[{model.name}].seeds")
+        if self.baseline and self.baseline not in names:
+            raise ValueError(f"baseline: {self.baseline!r} is not one of the models {names}")
+        unknown = [name for name in self.analysis.models if name not in names]
+        if unknown:
+            raise ValueError(f"analysis.models: {unknown} are not among the models {names}")
+        _check_unique(self.eval_sets, "eval_sets")
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline or self.models[0].name
+
+    @property
+    def exp_root_dir(self) -> Path:
+        return Path(self.exp_root or Path("exp") / self.name)
+
+    @property
+    def report_path(self) -> Path:
+        return Path(self.report_dir or Path("reports") / self.name)
+
+    def seeds_of(self, model: ModelEntry) -> list[int]:
+        return list(model.seeds or self.seeds)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of the experiment: a model with one seed."""
+
+    model: str
+    seed: int
+    exp_dir: Path
+    config: RunConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/seed{self.seed}"
+
+
+def load_experiment_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
+    """The experiment config of a YAML file (and key.sub=value overrides), with every model's
+    run config built once so a bad model override fails here, naming the model."""
+    try:
+        config = load_config(ExperimentConfig, [path] if path is not None else [], overrides)
+    except ConfigError:
+        raise
+    except ValueError as error:  # a check of a config's __post_init__
+        raise ConfigError(f"{path or 'experiment config'}: {error}") from None
+    plan_runs(config)
+    return config
+
+
+def plan_runs(config: ExperimentConfig) -> list[PlannedRun]:
+    """Every (model, seed) run in config order, with its resolved run config and directory."""
+    runs = []
+    for model in config.models:
+        base = model_run_config(config, model)
+        for seed in config.seeds_of(model):
+            train = dataclasses.replace(base.train, seed=seed)
+            runs.append(
+                PlannedRun(
+                    model=model.name,
+                    seed=seed,
+                    exp_dir=config.exp_root_dir / model.name / f"seed{seed}",
+                    config=dataclasses.replace(base, train=train),
+                )
+            )
+    return runs
+
+
+def model_run_config(config: ExperimentConfig, model: ModelEntry) -> RunConfig:
+    """The shared run config with the model's overrides; the corpus is always the experiment's."""
+    values = config_to_dict(config.run)
+    for override in model.overrides:
+        values = _merge_override(values, override, f"models[{model.name}]")
+    values["data"]["corpus_dir"] = config.corpus.corpus_dir
+    try:
+        return config_from_dict(RunConfig, values)
+    except (ConfigError, ValueError) as error:
+        raise ConfigError(f"models[{model.name}]: {error}") from None
+
+
+def _merge_override(values: dict, override: str, context: str) -> dict:
+    """`values` with one `key.sub=value` override merged in, checked against RunConfig."""
+    if "=" not in override:
+        raise ConfigError(f"{context}: override {override!r} is not of the form key.sub=value")
+    try:
+        merged = OmegaConf.merge(values, OmegaConf.from_dotlist([override]))
+        config_from_dict(RunConfig, OmegaConf.to_container(merged))  # type: ignore[arg-type]
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{context}: override {override!r}: {error}") from None
+    except (ConfigError, ValueError) as error:
+        raise ConfigError(f"{context}: override {override!r}: {error}") from None
+    return OmegaConf.to_container(merged)  # type: ignore[return-value]
+
+
+def _check_name(name: str, key: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"{key}: {name!r} must start with a letter or digit and hold only letters, digits, "
+            "'.', '_' and '-' (it names a directory)"
+        )
+
+
+def _check_unique(values: list, key: str) -> None:
+    repeated = sorted({str(value) for value in values if values.count(value) > 1})
+    if repeated:
+        raise ValueError(f"{key}: {', '.join(repeated)} given more than once")

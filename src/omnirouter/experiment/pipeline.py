@@ -1,0 +1,221 @@
+"""`omnirouter experiment`: corpus → tokenizer → train → eval → analysis → compare → report.
+
+Every stage first asks whether its work is already done (see `stages` and `runs`) and skips it
+if so, so a re-run of the same command continues an interrupted experiment and redoes nothing
+else. `force_stage` redoes a stage and every stage after it (they depend on it). Each task's
+wall time goes to REPORT_DIR/stages.json (see `ledger`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from omnirouter.experiment import stages as work
+from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
+from omnirouter.experiment.ledger import STAGES, STAGES_FILE, Ledger
+from omnirouter.experiment.runs import check_saved_config, remove_run, run_state, train_run
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"  # the resolved experiment config, in the report directory
+
+
+@dataclass(frozen=True)
+class ExperimentOutputs:
+    report_dir: Path
+    readme: Path
+    html: Path
+    stages: Path
+
+
+def forced_stages(stage: str | None) -> frozenset[str]:
+    """`stage` and every stage after it."""
+    if stage is None:
+        return frozenset()
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+    return frozenset(STAGES[STAGES.index(stage) :])
+
+
+def run_experiment(
+    config: ExperimentConfig, force_stage: str | None = None, command: str = ""
+) -> ExperimentOutputs:
+    forced = forced_stages(force_stage)
+    runs = plan_runs(config)
+    report_dir = config.report_path
+    ledger = Ledger(report_dir / STAGES_FILE, config.name, command, sorted(forced))
+    try:
+        corpus_stage(config, runs, ledger, "corpus" in forced)
+        tokenizer_stage(runs, ledger, "tokenizer" in forced)
+        train_stage(runs, ledger, "train" in forced)
+        eval_stage(config, runs, ledger, "eval" in forced)
+        analysis_dir = analysis_stage(config, runs, ledger, "analysis" in forced, command)
+        compare_stage(config, runs, ledger, "compare" in forced)
+        readme, html = report_stage(config, runs, ledger, forced, analysis_dir, command)
+    finally:
+        ledger.finish()
+    return ExperimentOutputs(report_dir, readme, html, ledger.path)
+
+
+def corpus_stage(
+    config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
+) -> None:
+    corpus_dir = Path(config.corpus.corpus_dir)
+    sets = work.needed_sets(config, runs)
+    reason = "forced" if force else work.corpus_pending(corpus_dir, sets)
+    if reason is None:
+        ledger.skip("corpus", "corpus", f"{corpus_dir} has every set")
+        if work.corpus_differs_from_config(config.corpus):
+            log.warning(
+                "%s was built from another synth config than %s (%s): it is used as it is; "
+                "--force-stage corpus brings it up to date and retrains everything",
+                corpus_dir,
+                config.corpus.synth_config,
+                config.corpus.synth_overrides,
+            )
+        return
+    with ledger.run("corpus", "corpus", reason):
+        work.build_experiment_corpus(config.corpus, sets)
+
+
+def tokenizer_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None:
+    missing = work.missing_tokenizers(runs, force)
+    if not missing:
+        ledger.skip("tokenizer", "tokenizer", "every run's tokenizer exists")
+    for run in missing:
+        directory = run.config.data.tokenizer_dir
+        with ledger.run("tokenizer", directory.name, "forced" if force else "missing"):
+            work.train_tokenizer(run)
+
+
+def train_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None:
+    if force:
+        for run in runs:
+            remove_run(run)
+    for run in runs:
+        state = run_state(run)
+        if state.started:
+            check_saved_config(run)
+        if state.finished:
+            ledger.skip("train", run.label, state.note)
+            continue
+        note = state.note if state.started else f"{run.config.train.max_steps} steps"
+        with ledger.run("train", run.label, note):
+            train_run(run, state)
+
+
+def eval_stage(
+    config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
+) -> None:
+    from omnirouter.evaluate.cli import resolve_device
+    from omnirouter.evaluate.suite import default_eval_sets
+
+    sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
+    device = resolve_device(config.eval_device)
+    for run in runs:
+        reason = "forced" if force else work.eval_pending(run, sets)
+        if reason is None:
+            ledger.skip("eval", run.label, f"{work.eval_table_path(run)} is up to date")
+            continue
+        with ledger.run("eval", run.label, f"{len(sets)} sets; {reason}"):
+            work.evaluate_run(run, sets, device)
+
+
+def analysis_stage(
+    config: ExperimentConfig,
+    runs: Sequence[PlannedRun],
+    ledger: Ledger,
+    force: bool,
+    command: str,
+) -> Path | None:
+    analysed = work.analysed_runs(config, runs) if config.analysis.enabled else []
+    if not analysed:
+        log.info("analysis: no model to analyse (disabled, or no MoE model)")
+        return None
+    reason = "forced" if force else work.analysis_pending(config, analysed)
+    if reason is None:
+        ledger.skip("analysis", "analysis", f"{work.analysis_dir(config)} is up to date")
+        return work.analysis_dir(config)
+    names = ", ".join(run.label for run in analysed)
+    with ledger.run("analysis", "analysis", f"{names} on {config.analysis.set_name}; {reason}"):
+        return work.analyze_runs(config, analysed, command)
+
+
+def compare_stage(
+    config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
+) -> None:
+    from omnirouter.evaluate.compare import COMPARE_TABLE_STEM
+
+    report_dir = config.report_path
+    target = report_dir / f"{COMPARE_TABLE_STEM}.json"
+    reason = "forced" if force else _derived_pending(config, ledger, target)
+    if reason is None:
+        ledger.skip("compare", "compare", f"{target} is up to date")
+        return
+    from omnirouter.evaluate.compare import compare_tables, write_compare_table
+    from omnirouter.experiment.results import read_eval_tables, seed_mean_table
+
+    with ledger.run("compare", "compare", reason):
+        names = [model.name for model in config.models]
+        tables = [
+            seed_mean_table(name, read_eval_tables([run for run in runs if run.model == name]))
+            for name in names
+        ]
+        write_compare_table(compare_tables(tables, names, config.baseline_name), report_dir)
+
+
+def report_stage(
+    config: ExperimentConfig,
+    runs: Sequence[PlannedRun],
+    ledger: Ledger,
+    forced: frozenset[str],
+    analysis_dir: Path | None,
+    command: str,
+) -> tuple[Path, Path]:
+    from omnirouter.experiment.report import HTML_FILE, README_FILE, RESULTS_FILE
+
+    report_dir = config.report_path
+    readme, html = report_dir / README_FILE, report_dir / HTML_FILE
+    reason = "forced" if "report" in forced else _derived_pending(config, ledger, readme)
+    reason = reason or _missing(html, report_dir / RESULTS_FILE)
+    if reason is None:
+        ledger.skip("report", "report", f"{readme} is up to date")
+        return readme, html
+    from omnirouter.experiment.gather import gather
+    from omnirouter.experiment.report import write_report
+    from omnirouter.experiment.report_figures import draw_report_figures
+
+    with ledger.run("report", "report", reason):
+        results = gather(config, runs, analysis_dir)
+        figures = draw_report_figures(config, runs, analysis_dir)
+        stages = list(ledger.tasks.values())
+        write_report(results, figures, config, runs, stages, command)
+        (report_dir / CONFIG_FILE).write_text(_config_text(config))
+    log.info("report: %s and %s", readme, html)
+    return readme, html
+
+
+def _derived_pending(config: ExperimentConfig, ledger: Ledger, target: Path) -> str | None:
+    """Why a stage derived from the earlier ones must run again, or None."""
+    if not target.is_file():
+        return f"{target.name} is missing"
+    if ledger.ran_any(STAGES[:5]):
+        return "earlier stages ran"
+    saved = config.report_path / CONFIG_FILE
+    if not saved.is_file() or saved.read_text() != _config_text(config):
+        return "the experiment configuration changed"
+    return None
+
+
+def _missing(*paths: Path) -> str | None:
+    absent = [path.name for path in paths if not path.is_file()]
+    return f"{', '.join(absent)} missing" if absent else None
+
+
+def _config_text(config: ExperimentConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))

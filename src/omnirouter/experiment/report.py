@@ -1,0 +1,282 @@
+"""The experiment report: `README.md` and a self-contained `index.html` in the report directory,
+with the figures next to them, so the folder can be committed as it is.
+
+    REPORT_DIR/README.md  index.html       the report
+    REPORT_DIR/figures/training_loss.png   every run's training CTC loss
+    REPORT_DIR/routing/                    the routing analysis page, figures and statistics
+    REPORT_DIR/compare.{md,csv,json}       WER per set per model (seed means), reductions
+    REPORT_DIR/experiment.json             every number of the report
+    REPORT_DIR/config.yaml                 the resolved experiment configuration
+    REPORT_DIR/stages.json                 when each stage's work ran and how long it took
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from omnirouter.analysis.page import FigureFiles
+from omnirouter.experiment.config import ExperimentConfig, PlannedRun
+from omnirouter.experiment.gather import ExperimentResults, results_to_dict
+from omnirouter.experiment.ledger import RAN, STAGES, TaskRecord
+from omnirouter.experiment.report_sections import (
+    routing_section,
+    training_section,
+    wer_sections,
+)
+from omnirouter.report.page import (
+    Page,
+    PageFiles,
+    Paragraph,
+    Section,
+    Table,
+    render_html,
+    render_markdown,
+)
+
+README_FILE = "README.md"
+HTML_FILE = "index.html"
+RESULTS_FILE = "experiment.json"
+
+
+@dataclass(frozen=True)
+class ReportFigures:
+    training_loss: Path | None
+    routing: FigureFiles | None  # None when no routing analysis ran
+    routing_page: Path | None  # the analysis page (HTML) inside the report directory
+
+
+def write_report(
+    results: ExperimentResults,
+    figures: ReportFigures,
+    config: ExperimentConfig,
+    runs: Sequence[PlannedRun],
+    stages: Sequence[TaskRecord],
+    command: str,
+) -> PageFiles:
+    directory = config.report_path
+    page = build_page(results, figures, config, runs, stages, command)
+    markdown, html = directory / README_FILE, directory / HTML_FILE
+    markdown.write_text(render_markdown(page, directory))
+    html.write_text(render_html(page))
+    (directory / RESULTS_FILE).write_text(
+        json.dumps(results_to_dict(results), indent=1, ensure_ascii=False) + "\n"
+    )
+    return PageFiles(markdown, html)
+
+
+def build_page(
+    results: ExperimentResults,
+    figures: ReportFigures,
+    config: ExperimentConfig,
+    runs: Sequence[PlannedRun],
+    stages: Sequence[TaskRecord],
+    command: str,
+) -> Page:
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    intro = [
+        Paragraph(
+            results.description.strip()
+            or f"Dense, Switch and Omni-router models trained and compared on {results.corpus.name}."
+        ),
+        Paragraph(f"Command: `{command}` (written {when})."),
+    ]
+    sections = [
+        findings_section(results),
+        corpus_section(results),
+        models_section(results, config),
+        *wer_sections(results),
+        training_section(results, figures.training_loss),
+        routing_section(results, figures.routing, figures.routing_page, config.report_path),
+        Section("Wall time per stage", (stage_table(stages),)),
+        Section("Software", (versions_table(results),)),
+        files_section(config, runs),
+    ]
+    return Page(f"Experiment {results.name}", tuple(sections), tuple(intro))
+
+
+# ---------------------------------------------------------------- findings
+
+
+VERDICTS = {True: "as in the paper", False: "differs from the paper", None: "not decided here"}
+
+
+def findings_section(results: ExperimentResults) -> Section:
+    blocks: list = [
+        Paragraph(f"{finding.topic} ({VERDICTS[finding.agrees]}). {finding.observed}")
+        for finding in results.findings
+    ]
+    blocks.append(
+        Table(
+            ("topic", "the paper reports", "here"),
+            tuple(
+                (finding.topic, finding.paper, VERDICTS[finding.agrees])
+                for finding in results.findings
+            ),
+            "The paper's findings (Gu, Likhomanenko and Jaitly 2025) and whether this "
+            "experiment shows them.",
+        )
+    )
+    if results.explanations:
+        blocks.append(Paragraph("What might explain the differences:"))
+        blocks += [Paragraph(f"– {reason}.") for reason in results.explanations]
+    return Section("Findings", tuple(blocks))
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def corpus_section(results: ExperimentResults) -> Section:
+    corpus = results.corpus
+    voices = corpus.extra.get("sets", {}) if results.synthetic_corpus else {}
+    rows = tuple(
+        (
+            info.name,
+            info.role,
+            str(info.num_utterances),
+            f"{info.hours:.3f}",
+            _voices(voices.get(info.name)),  # type: ignore[union-attr]
+            info.description,
+        )
+        for info in corpus.sets
+    )
+    built = (
+        f"built from text-to-speech engines (seed {corpus.extra.get('seed')}, "
+        f"scale {corpus.extra.get('scale')})"
+        if results.synthetic_corpus
+        else "prepared from recordings"
+    )
+    total = sum(info.hours for info in corpus.sets)
+    return Section(
+        "Corpus",
+        (
+            Paragraph(
+                f"`{results.corpus_dir}`: corpus {corpus.name}, {built}; {total:.2f} h in all. "
+                f"{corpus.description}".strip()
+            ),
+            Table(("set", "role", "utterances", "hours", "voices", "what it tests"), rows),
+        ),
+    )
+
+
+def models_section(results: ExperimentResults, config: ExperimentConfig) -> Section:
+    rows = []
+    for model, entry in zip(results.models, config.models):
+        experts = f"{model.num_experts} (top-{model.top_k})" if model.num_experts else "–"
+        steps = ", ".join(str(step) for step in model.trained_steps)
+        rows.append(
+            (
+                model.name,
+                model.family,
+                experts,
+                f"{model.num_layers} × {model.model_dim} (FFN {model.ffn_dim})",
+                _millions(model.total_parameters),
+                _millions(model.active_parameters),
+                f"{steps} of {model.max_steps}",
+                ", ".join(str(seed) for seed in model.seeds),
+                " ".join(f"`{item}`" for item in entry.overrides) or "–",
+            )
+        )
+    header = (
+        "model",
+        "family",
+        "experts",
+        "blocks × dim",
+        "parameters (M)",
+        "active per frame (M)",
+        "trained steps",
+        "seeds",
+        "overrides of the shared run config",
+    )
+    train = config.run.train
+    recipe = Paragraph(
+        f"Shared recipe: batches of at most {config.run.data.max_duration:g} s of audio × "
+        f"{train.grad_accumulation} accumulation, AdamW at peak learning rate "
+        f"{train.optimizer.peak_lr:g} (warm-up {train.schedule.warmup_steps} steps, cosine "
+        f"{train.schedule.cosine_steps}), load-balance weight {train.loss.load_balance_weight:g}, "
+        f"vocabulary of {config.run.data.tokenizer.vocab_size} pieces at most. Active "
+        "parameters exclude the experts a frame does not visit."
+    )
+    return Section("Models", (Table(header, tuple(rows)), recipe))
+
+
+def stage_table(stages: Sequence[TaskRecord]) -> Table:
+    rows = []
+    for stage in STAGES[:-1]:  # the report cannot time itself
+        records = [record for record in stages if record.stage == stage]
+        if not records:
+            continue
+        timed = [record for record in records if record.started]
+        ran = sum(record.last_status == RAN for record in records)
+        first = min((record.started for record in timed), default="")
+        last = max((record.ended for record in timed), default="")
+        rows.append(
+            (
+                stage,
+                str(len(records)),
+                _duration(sum(record.seconds for record in records)),
+                _span(first, last),
+                f"{ran} ran, {len(records) - ran} found done",
+            )
+        )
+    return Table(
+        ("stage", "tasks", "wall time", "when (UTC)", "latest invocation"),
+        tuple(rows),
+        "Wall time of the work behind every result (a task found done keeps the time it took "
+        "when it ran; tasks done before the first recorded invocation count 0 s).",
+    )
+
+
+def versions_table(results: ExperimentResults) -> Table:
+    rows = tuple((name, version) for name, version in results.versions.items())
+    return Table(
+        ("package", "version"),
+        rows,
+        f"WER normaliser: {results.normalizer} (the `openai-whisper` package).",
+    )
+
+
+# ---------------------------------------------------------------- files
+
+
+def files_section(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> Section:
+    texts = [
+        "In this folder: `config.yaml` (the resolved experiment configuration: "
+        f"`omnirouter experiment {config.report_path / 'config.yaml'}` repeats the experiment), "
+        "`stages.json` (timings), `experiment.json` (every number above), "
+        "`compare.{md,csv,json}` (WER table of the seed means), `routing/` (the routing "
+        "analysis page and its statistics), `figures/`.",
+        f"Runs (checkpoints, metrics, per-utterance errors) under `{config.exp_root_dir}`; "
+        "each is one `omnirouter train EXP/config.yaml --exp-dir EXP` and "
+        "`omnirouter eval EXP`: " + ", ".join(f"`{run.exp_dir}`" for run in runs) + ".",
+    ]
+    return Section("Files", tuple(Paragraph(text) for text in texts))
+
+
+def _voices(details: dict | None) -> str:
+    """'espeak 4, flite 1' from a synthetic set's voice list ('–' when unknown)."""
+    if not details or not details.get("voices"):
+        return "–"
+    engines = [voice.split(":", 1)[0] for voice in details["voices"]]
+    return ", ".join(f"{engine} {engines.count(engine)}" for engine in dict.fromkeys(engines))
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.3f}" if count < 1e7 else f"{count / 1e6:.1f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.2f} h"
+
+
+def _span(first: str, last: str) -> str:
+    if not first:
+        return "–"
+    start, end = first[:16].replace("T", " "), last[:16].replace("T", " ")
+    return f"{start} – {end[11:] if end[:10] == start[:10] else end}"

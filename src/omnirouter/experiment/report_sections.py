@@ -1,0 +1,259 @@
+"""The result sections of the experiment report: WER, relative reductions, training, routing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from omnirouter.analysis.page import FigureFiles
+from omnirouter.evaluate.tables import TEST_ROLE
+from omnirouter.experiment.gather import ExperimentResults
+from omnirouter.experiment.results import SPIKE_RULE, SeedValues
+from omnirouter.report.page import FigureBlock, Paragraph, Section, Table
+
+
+def format_mean(values: SeedValues | None, digits: int = 2) -> str:
+    """'12.34' for one seed, '12.34 ± 0.56' (sample standard deviation) for several."""
+    if values is None or math.isnan(values.mean):
+        return "–"
+    std = values.std
+    return f"{values.mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def _set_label(name: str, role: str) -> str:
+    return name if role in (TEST_ROLE, "") else f"{name} ({role}, not averaged)"
+
+
+def wer_sections(results: ExperimentResults) -> list[Section]:
+    return [wer_section(results), reduction_section(results)]
+
+
+def wer_section(results: ExperimentResults) -> Section:
+    models = results.models
+    rows = [
+        (_set_label(name, role), *(format_mean(model.set_wer.get(name)) for model in models))
+        for name, role in results.set_roles.items()
+    ]
+    count = len(results.compare.averaged_sets)
+    rows.append(
+        (
+            f"average of the {count} test sets",
+            *(format_mean(model.average_wer) for model in models),
+        )
+    )
+    seeds = ", ".join(f"{model.name} {len(model.seeds)}" for model in models)
+    several = any(len(model.seeds) > 1 for model in models)
+    caption = (
+        f"WER (%) per set, greedy CTC decoding, references and hypotheses normalised with "
+        f"{results.normalizer}. Seeds per model: {seeds}"
+        + ("; mean ± sample standard deviation over seeds." if several else ".")
+    )
+    return Section(
+        "Word error rates",
+        (
+            Table(("set", *(model.name for model in models)), tuple(rows), caption),
+            Paragraph(
+                "The average is the mean of the per-set WERs of the test sets (every set weighs "
+                "the same, as in the paper's tables); dev sets are listed but not averaged."
+            ),
+        ),
+    )
+
+
+def reduction_section(results: ExperimentResults) -> Section:
+    table = results.compare
+    others = [index for index, name in enumerate(table.models) if name != table.baseline]
+    rows = []
+    for row in table.rows:
+        rows.append(
+            (
+                _set_label(row.set_name, row.role),
+                *(_signed(row.relative_reduction_percent[index]) for index in others),
+            )
+        )
+    rows.append(
+        (
+            "mean of the per-set relative reductions",
+            *(_signed(table.mean_relative_reduction_percent[index]) for index in others),
+        )
+    )
+    rows.append(
+        (
+            "relative reduction of the mean WER",
+            *(_signed(table.reduction_of_mean_wer_percent[index]) for index in others),
+        )
+    )
+    header = ("set", *(f"{table.models[index]} vs {table.baseline}" for index in others))
+    caption = (
+        f"Relative WER reduction (%) against {table.baseline}: 100 · (WER_{table.baseline} − "
+        f"WER_model) / WER_{table.baseline}, on the seed-mean WERs; positive = fewer errors."
+    )
+    text = (
+        "Two averages, because 'reduces the average WER by x%' can mean either: the mean of "
+        "the per-set reductions weighs every set the same (the paper's 11.2% and 8.2% are "
+        "this one), the reduction of the mean WER weighs sets with high WER more."
+    )
+    if not others:
+        return Section(
+            "Relative WER reduction", (Paragraph("Only one model: nothing to compare."),)
+        )
+    return Section(
+        f"Relative WER reduction against {table.baseline}",
+        (Table(header, tuple(rows), caption), Paragraph(text)),
+    )
+
+
+def training_section(results: ExperimentResults, figure: Path | None) -> Section:
+    rows = []
+    for model in results.models:
+        for loss in model.losses:
+            rows.append(
+                (
+                    model.name,
+                    str(loss.seed),
+                    str(loss.steps[-1]) if loss.steps else "–",
+                    _number(loss.final_loss, 3),
+                    _number(max(loss.ctc_loss), 3) if loss.ctc_loss else "–",
+                    str(loss.spikes),
+                    str(loss.skipped_nonfinite),
+                )
+            )
+    header = (
+        "model",
+        "seed",
+        "last logged step",
+        "final CTC loss",
+        "highest CTC loss",
+        "spikes",
+        "skipped non-finite steps",
+    )
+    blocks: list = []
+    if figure is not None:
+        blocks.append(
+            FigureBlock(figure, "Training CTC loss of every run (raw faint, smoothed solid).")
+        )
+    blocks += [
+        Table(header, tuple(rows)),
+        Paragraph(
+            "Final CTC loss: the mean of the last 10% of the logged values. A spike is "
+            f"{SPIKE_RULE}."
+        ),
+    ]
+    return Section("Training", tuple(blocks))
+
+
+def routing_section(
+    results: ExperimentResults, figures: FigureFiles | None, page: Path | None, directory: Path
+) -> Section:
+    routed = [model for model in results.models if model.routing is not None]
+    title = "Routing analysis"
+    if not routed or figures is None:
+        return Section(title, (Paragraph("No MoE model was analysed."),))
+    title += f" on {results.analysis_set} (first seed of each model)"
+    blocks: list = [_cramers_v_table(results)]
+    blocks += _routing_figures(figures, ("cramers_v", "contingency"))
+    blocks += [_permutation_table(results), *_routing_figures(figures, ("permutation",))]
+    blocks += [_structure_table(results)]
+    blocks += _routing_figures(figures, ("expert_usage", "expert_load", "expert_roles"))
+    if page is not None:
+        relative = page.relative_to(directory).as_posix()
+        blocks.append(Paragraph(f"The full routing page, with its definitions: `{relative}`."))
+    return Section(title, tuple(blocks))
+
+
+def _cramers_v_table(results: ExperimentResults) -> Table:
+    routed = [model for model in results.models if model.routing is not None]
+    longest = max(routed, key=lambda model: len(model.routing.layer_pairs))  # type: ignore[union-attr]
+    rows = []
+    for index, pair in enumerate(longest.routing.layer_pairs):  # type: ignore[union-attr]
+        rows.append(
+            (
+                pair,
+                *(
+                    f"{model.routing.adjacent_cramers_v[index]:.3f}"  # type: ignore[union-attr]
+                    if index < len(model.routing.adjacent_cramers_v)  # type: ignore[union-attr]
+                    else "–"
+                    for model in routed
+                ),
+            )
+        )
+    rows.append(("mean", *(_number(model.routing.mean_cramers_v, 3) for model in routed)))  # type: ignore[union-attr]
+    return Table(
+        ("layers", *(model.name for model in routed)),
+        tuple(rows),
+        "Cramér's V of the expert choices of adjacent MoE layers (0: independent, 1: one "
+        "determines the other).",
+    )
+
+
+def _permutation_table(results: ExperimentResults) -> Table:
+    routed = [model for model in results.models if model.routing and model.routing.probabilities]
+    probabilities = routed[0].routing.probabilities if routed else ()  # type: ignore[union-attr]
+    rows = tuple(
+        (
+            model.name,
+            *(
+                f"{_number(wer, 1)} ({_signed(change)})"
+                for wer, change in zip(
+                    model.routing.permuted_wer_percent,  # type: ignore[union-attr]
+                    model.routing.permuted_change_percent,  # type: ignore[union-attr]
+                )
+            ),
+        )
+        for model in routed
+    )
+    return Table(
+        ("model", *(f"p = {probability:g}" for probability in probabilities)),
+        rows,
+        "Permutation test: WER % (relative change) when each step's expert is replaced by a "
+        "random one with probability p, in every MoE layer.",
+    )
+
+
+def _structure_table(results: ExperimentResults) -> Table:
+    rows = tuple(
+        (
+            model.name,
+            _number(100 * model.routing.agreement_raw, 1),
+            _number(100 * model.routing.agreement_mapped, 1),
+            _number(model.routing.run_length, 2),
+            _number(model.routing.chance_run_length, 2),
+        )
+        for model in results.models
+        if model.routing is not None
+    )
+    header = (
+        "model",
+        "same expert in adjacent layers %",
+        "… after optimal renaming %",
+        "mean run length (steps)",
+        "… if steps were independent",
+    )
+    return Table(header, rows, "Structure of the routing, averaged over layers and layer pairs.")
+
+
+_FIGURE_CAPTIONS = {
+    "expert_usage": "Fig. 2: spectrogram and the expert chosen per layer (rows) and step.",
+    "permutation": "Fig. 3: relative WER change against the permutation probability p.",
+    "contingency": "Fig. 4: co-occurrence of the experts of the last two MoE layers, "
+    "columns reordered by the optimal matching.",
+    "cramers_v": "Fig. 5: Cramér's V of adjacent layers and of every pair of layers.",
+    "expert_load": "Share of steps each expert receives, per layer.",
+    "expert_roles": "Share of silence and of speech steps each expert takes, per layer.",
+}
+
+
+def _routing_figures(figures: FigureFiles, names: tuple[str, ...]) -> list[FigureBlock]:
+    return [
+        FigureBlock(getattr(figures, name), _FIGURE_CAPTIONS[name])
+        for name in names
+        if getattr(figures, name) is not None
+    ]
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:+.1f}%"

@@ -1,0 +1,255 @@
+"""The numbers an experiment report quotes, gathered from the files its stages wrote.
+
+Per model: its size (total and active parameters), its trained steps, its WER per set and its
+average test WER per seed, its training-loss behaviour per seed, and, for analysed models, the
+routing numbers (Cramér's V, permutation test, structure). Everything here is read back from
+disk (eval tables, metrics.jsonl, the analysis results), so the report can be rebuilt alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from omnirouter.analysis.summary import SummaryConfig
+from omnirouter.evaluate.tables import EvalRow, EvalTable, read_eval_table
+from omnirouter.experiment.config import PlannedRun
+from omnirouter.experiment.runs import trained_step
+from omnirouter.experiment.stages import eval_table_path
+from omnirouter.train.metrics import read_metrics
+
+# A logged CTC loss counts as a spike when it exceeds the median of the SPIKE_WINDOW records
+# before it by more than SPIKE_FACTOR - 1 times that median AND by more than SPIKE_NOISE_MADS
+# median absolute deviations of those records: a jump of half its recent level that the
+# batch-to-batch noise does not explain (records of single steps are noisy, averages over
+# many steps smooth). Fig. 6 of the paper shows the Switch model's early spike.
+SPIKE_WINDOW = 10
+SPIKE_FACTOR = 1.5
+SPIKE_NOISE_MADS = 5.0
+SPIKE_RULE = (
+    f"a logged CTC loss more than {SPIKE_FACTOR - 1:.0%} above the median of the "
+    f"{SPIKE_WINDOW} logged values before it, and more than {SPIKE_NOISE_MADS:g} median "
+    "absolute deviations of them"
+)
+FINAL_LOSS_FRACTION = 0.1  # the final loss is the mean over the last 10% of the records
+
+
+@dataclass(frozen=True)
+class SeedValues:
+    """One number measured once per seed (in the model's seed order)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (n − 1); None with a single seed."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def count(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class LossSummary:
+    seed: int
+    steps: tuple[int, ...]
+    ctc_loss: tuple[float, ...]
+    spikes: int  # see SPIKE_FACTOR
+    skipped_nonfinite: int  # optimiser steps skipped for a non-finite loss or gradient
+
+    @property
+    def final_loss(self) -> float | None:
+        if not self.ctc_loss:
+            return None
+        count = max(1, math.ceil(FINAL_LOSS_FRACTION * len(self.ctc_loss)))
+        return statistics.fmean(self.ctc_loss[-count:])
+
+
+@dataclass(frozen=True)
+class RoutingNumbers:
+    """One analysed model's routing on the analysis set (its first seed)."""
+
+    layer_pairs: tuple[str, ...]  # "1–2", 1-based block numbers of adjacent MoE layers
+    adjacent_cramers_v: tuple[float, ...]
+    probabilities: tuple[float, ...]  # of the permutation test
+    permuted_wer_percent: tuple[float, ...]
+    permuted_change_percent: tuple[float, ...]  # relative to the unpermuted WER
+    agreement_raw: float  # mean over adjacent pairs: same expert id
+    agreement_mapped: float  # ... after the optimal renaming of each pair
+    run_length: float  # mean steps per run of one expert, averaged over layers
+    chance_run_length: float  # the same for independent steps with the same loads
+
+    @property
+    def mean_cramers_v(self) -> float:
+        return float(np.mean(self.adjacent_cramers_v)) if self.adjacent_cramers_v else math.nan
+
+    @property
+    def largest_change_percent(self) -> float:
+        """Relative WER change at the largest permutation probability."""
+        return self.permuted_change_percent[-1] if self.permuted_change_percent else math.nan
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    family: str  # "dense" | "switch" | "omni"
+    seeds: tuple[int, ...]
+    average_wer: SeedValues  # mean of the per-set WERs over the averaged sets, per seed
+    set_wer: dict[str, SeedValues | None] = field(default_factory=dict)  # None: not scored
+    num_experts: int = 0  # 0 for a dense model
+    top_k: int = 0
+    num_layers: int = 0
+    model_dim: int = 0
+    ffn_dim: int = 0
+    total_parameters: int = 0
+    active_parameters: int = 0  # used per frame: the experts a frame does not visit excluded
+    max_steps: int = 0
+    trained_steps: tuple[int, ...] = ()  # per seed
+    losses: tuple[LossSummary, ...] = ()  # per seed
+    routing: RoutingNumbers | None = None
+
+
+def count_spikes(losses: Sequence[float], window: int = SPIKE_WINDOW) -> int:
+    """Records far above the `window` records before them (see SPIKE_FACTOR)."""
+    spikes = 0
+    for index in range(window, len(losses)):
+        recent = losses[index - window : index]
+        median = statistics.median(recent)
+        spread = statistics.median(abs(value - median) for value in recent)
+        rise = losses[index] - median
+        spikes += rise > (SPIKE_FACTOR - 1) * median and rise > SPIKE_NOISE_MADS * spread
+    return spikes
+
+
+def read_losses(run: PlannedRun) -> LossSummary:
+    records = read_metrics(run.exp_dir, kind="train")
+    points = {int(record["step"]): record for record in records if "ctc_loss" in record}
+    steps = sorted(points)
+    losses = tuple(float(points[step]["ctc_loss"]) for step in steps)
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    skipped = int(points[steps[-1]].get("skipped_nonfinite", 0)) if steps else 0
+    return LossSummary(run.seed, tuple(steps), losses, count_spikes(finite), skipped)
+
+
+def read_eval_tables(runs: Sequence[PlannedRun]) -> list[EvalTable]:
+    return [read_eval_table(eval_table_path(run)) for run in runs]
+
+
+def seed_mean_table(name: str, tables: Sequence[EvalTable]) -> EvalTable:
+    """One table whose WERs are the means over seeds, for `compare_tables`. The counts are
+    the first seed's (the sets are the same for every seed); only the WERs are compared."""
+    first = tables[0]
+    rows = []
+    for row in first.rows:
+        wers = [_wer(table, row.set_name) for table in tables]
+        mean = None if any(wer is None for wer in wers) else statistics.fmean(wers)  # type: ignore[arg-type]
+        rows.append(EvalRow(**{**vars(row), "wer_percent": mean}))
+    return EvalTable(name, tuple(rows), first.normalizer, first.normalizer_version)
+
+
+def set_wers(tables: Sequence[EvalTable]) -> dict[str, SeedValues | None]:
+    wers: dict[str, SeedValues | None] = {}
+    for row in tables[0].rows:
+        values = [_wer(table, row.set_name) for table in tables]
+        scored = None if any(value is None for value in values) else tuple(values)
+        wers[row.set_name] = SeedValues(scored) if scored else None  # type: ignore[arg-type]
+    return wers
+
+
+def average_wers(tables: Sequence[EvalTable]) -> SeedValues:
+    values = [table.average_wer_percent for table in tables]
+    return SeedValues(tuple(math.nan if value is None else value for value in values))
+
+
+def _wer(table: EvalTable, set_name: str) -> float | None:
+    row = table.row(set_name)
+    return None if row is None else row.wer_percent
+
+
+def model_size(run: PlannedRun) -> tuple[int, int]:
+    """(total, active) parameters of the run's model, counted on the built model."""
+    from omnirouter.data.tokenizer import Tokenizer
+    from omnirouter.model import build_model, count_parameters
+    from omnirouter.model.moe import Experts
+    from omnirouter.train.checkpoint import TOKENIZER_DIR
+
+    vocab_size = Tokenizer.load(run.exp_dir / TOKENIZER_DIR).vocab_size
+    model = build_model(run.config.model, vocab_size)
+    total = count_parameters(model)
+    inactive = 0.0
+    for module in model.modules():
+        if isinstance(module, Experts):
+            # each frame visits top_k of the E experts of a layer
+            unused = (module.num_experts - run.config.model.top_k) / module.num_experts
+            inactive += unused * sum(parameter.numel() for parameter in module.parameters())
+    return total, total - round(inactive)
+
+
+def summarize_model(
+    name: str,
+    runs: Sequence[PlannedRun],
+    routing: RoutingNumbers | None,
+) -> ModelSummary:
+    tables = read_eval_tables(runs)
+    model = runs[0].config.model
+    total, active = model_size(runs[0])
+    moe = model.is_moe
+    return ModelSummary(
+        name=name,
+        family=model.family.value,
+        seeds=tuple(run.seed for run in runs),
+        average_wer=average_wers(tables),
+        set_wer=set_wers(tables),
+        num_experts=model.num_experts if moe else 0,
+        top_k=model.top_k if moe else 0,
+        num_layers=model.num_layers,
+        model_dim=model.model_dim,
+        ffn_dim=model.ffn_dim,
+        total_parameters=total,
+        active_parameters=active,
+        max_steps=runs[0].config.train.max_steps,
+        trained_steps=tuple(trained_step(run) for run in runs),
+        losses=tuple(read_losses(run) for run in runs),
+        routing=routing,
+    )
+
+
+def routing_numbers(directory: Path, config: SummaryConfig) -> dict[str, RoutingNumbers]:
+    """The routing numbers of every MoE model of an analysis directory, by model name."""
+    from omnirouter.analysis.results import load_results
+    from omnirouter.analysis.summary import summarize
+
+    numbers = {}
+    for model in load_results(directory).moe_models:
+        summary = summarize(model.records, config)  # type: ignore[arg-type]
+        layers = [layer + 1 for layer in summary.layers]
+        permutation = model.permutation
+        numbers[model.name] = RoutingNumbers(
+            layer_pairs=tuple(f"{first}–{second}" for first, second in itertools.pairwise(layers)),
+            adjacent_cramers_v=tuple(float(v) for v in summary.adjacent_cramers_v_P),
+            probabilities=permutation.probabilities if permutation else (),
+            permuted_wer_percent=tuple(100 * wer for wer in permutation.wers)
+            if permutation
+            else (),
+            permuted_change_percent=permutation.relative_change_percent if permutation else (),
+            agreement_raw=_mean_or_nan(summary.agreement_raw_P),
+            agreement_mapped=_mean_or_nan(summary.agreement_mapped_P),
+            run_length=_mean_or_nan(summary.run_length_L),
+            chance_run_length=_mean_or_nan(summary.chance_run_length_L),
+        )
+    return numbers
+
+
+def _mean_or_nan(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else math.nan

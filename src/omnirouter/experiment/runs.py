@@ -1,0 +1,164 @@
+"""One training run of an experiment: is it finished, can it be continued, train or resume it.
+
+A run is finished when its step checkpoint of `train.max_steps` exists, or when it stopped
+early: the trainer reports that in its result only, so after `train` returns this module
+writes `EXP/done.json` (the step, whether it stopped early, the best dev WER), and a stopped
+run counts as finished while its last step checkpoint is the one done.json names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from omnirouter.config import ConfigError, config_to_dict, load_config
+from omnirouter.errors import OmnirouterError
+from omnirouter.experiment.config import PlannedRun
+from omnirouter.train import checkpoint as ckpt
+from omnirouter.train.config import RunConfig
+from omnirouter.train.metrics import LOG_FILE
+
+log = logging.getLogger(__name__)
+
+DONE_FILE = "done.json"
+SAVED_CONFIG_FILE = "config.yaml"  # written by the trainer
+# Keys a run may change between invocations and still be continued: more steps, another
+# device, other loader processes, the console bar. Any other change needs a fresh run.
+CONTINUABLE_KEYS = frozenset(
+    {"train.max_steps", "train.device", "train.progress", "data.num_workers"}
+)
+
+
+class TrainingInterruptedError(OmnirouterError):
+    """Training was interrupted (Ctrl-C, SIGTERM) after saving a checkpoint."""
+
+
+@dataclass(frozen=True)
+class RunState:
+    finished: bool
+    started: bool  # it has a step checkpoint to continue from
+    step: int  # of its last step checkpoint; 0 when there is none
+    note: str  # what was found, for the log and stages.json
+
+
+def run_state(run: PlannedRun) -> RunState:
+    checkpoints = ckpt.step_checkpoints(run.exp_dir)
+    if not checkpoints:
+        return RunState(False, False, 0, "not started")
+    done = read_done(run.exp_dir)
+    if ckpt.step_checkpoint_path(run.exp_dir, run.config.train.max_steps).is_file():
+        step = run.config.train.max_steps
+        return RunState(True, True, step, f"finished at step {step}")
+    if done and done["stopped_early"] and checkpoints[-1] == _checkpoint(run, done["step"]):
+        return RunState(True, True, done["step"], f"stopped early at step {done['step']}")
+    step = int(ckpt.load_checkpoint(checkpoints[-1])["step"])
+    return RunState(False, True, step, f"continued from step {step}")
+
+
+def check_saved_config(run: PlannedRun) -> None:
+    """Refuse to reuse or continue a run trained with another configuration."""
+    path = run.exp_dir / SAVED_CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        saved = load_config(RunConfig, [path])
+    except (ConfigError, ValueError) as error:
+        raise ConfigError(f"{path} cannot be read ({error}): remove {run.exp_dir}") from None
+    changed = sorted(set(differing_keys(config_to_dict(saved), config_to_dict(run.config))))
+    blocking = [key for key in changed if key not in CONTINUABLE_KEYS]
+    if blocking:
+        raise ConfigError(
+            f"{run.exp_dir} was trained with another configuration ({', '.join(blocking)} "
+            f"differ from the experiment's {run.model} model): re-run with "
+            "--force-stage train to train again, or restore the configuration"
+        )
+
+
+def differing_keys(first: dict, second: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    keys = []
+    for key in sorted(set(first) | set(second)):
+        left, right = first.get(key), second.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            keys += differing_keys(left, right, f"{prefix}{key}.")
+        elif left != right:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def train_run(run: PlannedRun, state: RunState) -> RunState:
+    """Train the run, or continue it from its last checkpoint; return its new state."""
+    from omnirouter.train.trainer import train
+
+    if not state.started and run.exp_dir.exists():
+        # Nothing to continue from; old metrics would mix with the new run's.
+        log.info("removing %s: it holds no checkpoint", run.exp_dir)
+        shutil.rmtree(run.exp_dir)
+    try:
+        result = train(run.config, run.exp_dir, resume=state.started)
+    finally:
+        _detach_log_file(run.exp_dir)
+    if result.interrupted:
+        raise TrainingInterruptedError(
+            f"training of {run.label} was interrupted at step {result.step} (checkpoint "
+            "saved): run the same command again to continue"
+        )
+    write_done(run.exp_dir, result.step, result.stopped_early, result.best_dev_wer)
+    return run_state(run)
+
+
+def remove_run(run: PlannedRun) -> None:
+    if run.exp_dir.exists():
+        log.warning("removing %s to train it again", run.exp_dir)
+        shutil.rmtree(run.exp_dir)
+
+
+def write_done(exp_dir: Path, step: int, stopped_early: bool, best_dev_wer: float | None) -> Path:
+    path = exp_dir / DONE_FILE
+    record = {"step": step, "stopped_early": stopped_early, "best_dev_wer": best_dev_wer}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def read_done(exp_dir: Path) -> dict | None:
+    path = exp_dir / DONE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return {"step": int(record["step"]), "stopped_early": bool(record["stopped_early"])} | {
+            "best_dev_wer": record.get("best_dev_wer")
+        }
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("%s is unreadable: ignoring it", path)
+        return None
+
+
+def trained_step(run: PlannedRun) -> int:
+    """The step of the run's last checkpoint (0 before training)."""
+    return run_state(run).step
+
+
+def newest_checkpoint_time(exp_dir: Path) -> float:
+    """Modification time of the newest checkpoint file (step or best); 0 when there is none."""
+    directory = exp_dir / ckpt.CHECKPOINT_DIR
+    times = [path.stat().st_mtime for path in directory.glob("*.pt")] if directory.is_dir() else []
+    return max(times, default=0.0)
+
+
+def _checkpoint(run: PlannedRun, step: int) -> Path:
+    return ckpt.step_checkpoint_path(run.exp_dir, step)
+
+
+def _detach_log_file(exp_dir: Path) -> None:
+    """The trainer mirrors the package's log into EXP/train.log; detach that file once the run
+    is over, so the next run of this process does not write into it too."""
+    logger = logging.getLogger("omnirouter")
+    target = (exp_dir / LOG_FILE).resolve()
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == target:
+            logger.removeHandler(handler)
+            handler.close()

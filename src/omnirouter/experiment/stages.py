@@ -1,0 +1,211 @@
+"""The work of each stage and the test of whether it is already done.
+
+    corpus     build the corpus from its synth config when sets are missing (build_corpus)
+    tokenizer  train every tokenizer the runs need and lack
+    train      see `runs`
+    eval       every run on the evaluation sets, unless its table is newer than its checkpoints
+    analysis   the routing analysis of the chosen models, unless measured from these checkpoints
+
+Each `*_pending` function returns why the work is needed, or None when it is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from omnirouter.config import config_to_dict, load_config
+from omnirouter.data.corpus import CORPUS_INFO_FILE, CorpusInfo, cuts_path, read_corpus_info
+from omnirouter.data.tokenizer import MODEL_FILE
+from omnirouter.errors import OmnirouterError
+from omnirouter.evaluate.tables import EVAL_DIR, EVAL_TABLE_STEM, read_eval_table
+from omnirouter.experiment.config import CorpusStageConfig, ExperimentConfig, PlannedRun
+from omnirouter.experiment.runs import newest_checkpoint_time
+from omnirouter.model.config import Family
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_STAMP_FILE = "experiment_inputs.json"  # what an analysis directory was measured from
+
+
+class CorpusError(OmnirouterError):
+    """The corpus lacks sets the experiment needs and cannot be built."""
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def needed_sets(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> list[str]:
+    """Every set a run trains or validates on, the evaluation sets, and the analysed set."""
+    names = [name for run in runs for name in run.config.data.train_sets]
+    names += [run.config.data.dev_set for run in runs] + list(config.eval_sets)
+    if config.analysis.enabled:
+        names.append(config.analysis.set_name)
+    return list(dict.fromkeys(names))
+
+
+def corpus_pending(corpus_dir: Path, sets: Sequence[str]) -> str | None:
+    if not (corpus_dir / CORPUS_INFO_FILE).is_file():
+        return f"{corpus_dir / CORPUS_INFO_FILE} is missing"
+    info = read_corpus_info(corpus_dir)
+    missing = [name for name in sets if name not in info.set_names()]
+    missing += [name for name in info.set_names() if not cuts_path(corpus_dir, name).is_file()]
+    if missing:
+        return f"sets {sorted(set(missing))} are missing from {corpus_dir}"
+    return None
+
+
+def build_experiment_corpus(config: CorpusStageConfig, sets: Sequence[str]) -> CorpusInfo:
+    """Build (or complete) the corpus from the synth config; fail if sets are still missing."""
+    from omnirouter.data.synth.build import build_corpus
+    from omnirouter.data.synth.config import SynthConfig
+
+    corpus_dir = Path(config.corpus_dir)
+    if not config.synth_config:
+        raise CorpusError(
+            f"{corpus_pending(corpus_dir, sets)}, and corpus.synth_config is empty: prepare "
+            "the corpus first (omnirouter data prepare | import) or name a synth config"
+        )
+    synth = load_config(SynthConfig, [config.synth_config], config.synth_overrides)
+    info = build_corpus(synth, corpus_dir, jobs=config.jobs or None)
+    still = corpus_pending(corpus_dir, sets)
+    if still:
+        raise CorpusError(f"after building from {config.synth_config}: {still}")
+    return info
+
+
+def corpus_differs_from_config(config: CorpusStageConfig) -> bool:
+    """Whether an existing synthetic corpus was built from another synth config than the
+    experiment names (it is then used as it is, with a warning)."""
+    if not config.synth_config:
+        return False
+    from omnirouter.data.synth.config import SynthConfig
+
+    built = read_corpus_info(config.corpus_dir).extra.get("config")
+    wanted = config_to_dict(load_config(SynthConfig, [config.synth_config], config.synth_overrides))
+    return built is not None and built != wanted
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def missing_tokenizers(runs: Sequence[PlannedRun], force: bool = False) -> list[PlannedRun]:
+    """One run per tokenizer directory that must be trained (each directory once)."""
+    chosen: dict[Path, PlannedRun] = {}
+    for run in runs:
+        directory = run.config.data.tokenizer_dir
+        if force or not (directory / MODEL_FILE).is_file():
+            chosen.setdefault(directory, run)
+    return list(chosen.values())
+
+
+def train_tokenizer(run: PlannedRun) -> Path:
+    from omnirouter.data.prepare import train_corpus_tokenizer
+
+    data = run.config.data
+    train_corpus_tokenizer(data.corpus_dir, data.tokenizer, data.train_sets)
+    return data.tokenizer_dir
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def eval_table_path(run: PlannedRun) -> Path:
+    return run.exp_dir / EVAL_DIR / f"{EVAL_TABLE_STEM}.json"
+
+
+def eval_pending(run: PlannedRun, sets: Sequence[str]) -> str | None:
+    path = eval_table_path(run)
+    if not path.is_file():
+        return "not evaluated"
+    if path.stat().st_mtime < newest_checkpoint_time(run.exp_dir):
+        return "its checkpoints are newer than its evaluation"
+    evaluated = {row.set_name for row in read_eval_table(path).rows}
+    if evaluated != set(sets):
+        return f"evaluated on {sorted(evaluated)}, not on {sorted(sets)}"
+    return None
+
+
+def evaluate_run(run: PlannedRun, sets: Sequence[str], device: str) -> Path:
+    import shlex
+
+    from omnirouter.evaluate.suite import evaluate_checkpoint
+
+    command = shlex.join(
+        ["omnirouter", "eval", str(run.exp_dir), "--sets", ",".join(sets), "--device", device]
+    )
+    result = evaluate_checkpoint(run.exp_dir, sets, device=device, command=command)
+    return result.table_files.json
+
+
+# ---------------------------------------------------------------- routing analysis
+
+
+def analysed_runs(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """The first-seed run of each analysed model (default: every MoE model)."""
+    first: dict[str, PlannedRun] = {}
+    for run in runs:
+        first.setdefault(run.model, run)
+    names = config.analysis.models or [
+        name for name, run in first.items() if run.config.model.family is not Family.dense
+    ]
+    return [first[name] for name in names]
+
+
+def analysis_dir(config: ExperimentConfig) -> Path:
+    return config.exp_root_dir / "analysis" / config.analysis.set_name
+
+
+def analysis_pending(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> str | None:
+    from omnirouter.analysis.results import RESULTS_FILE
+    from omnirouter.analysis.run import STATISTICS_FILE
+
+    directory = analysis_dir(config)
+    stamp = directory / ANALYSIS_STAMP_FILE
+    if not (stamp.is_file() and (directory / STATISTICS_FILE).is_file()):
+        return "not analysed"
+    if json.loads(stamp.read_text()).get("fingerprint") != _analysis_fingerprint(config, runs):
+        return "the analysed models or the analysis settings changed"
+    measured = (directory / RESULTS_FILE).stat().st_mtime
+    if any(measured < newest_checkpoint_time(run.exp_dir) for run in runs):
+        return "checkpoints are newer than the analysis"
+    return None
+
+
+def analyze_runs(config: ExperimentConfig, runs: Sequence[PlannedRun], command: str) -> Path:
+    """`omnirouter analyze` of the runs, each named after its model rather than its directory
+    (every run directory is called seed<k>)."""
+    from omnirouter.analysis.experiments import load_subject
+    from omnirouter.analysis.measure import measure
+    from omnirouter.analysis.results import save_results
+    from omnirouter.analysis.run import write_outputs
+
+    def subjects():
+        for run in runs:
+            subject = load_subject(run.exp_dir, config.analysis)
+            curve = subject.loss_curve
+            yield dataclasses.replace(
+                subject,
+                name=run.model,
+                loss_curve=dataclasses.replace(curve, name=run.model) if curve else None,
+            )
+
+    directory = analysis_dir(config)
+    results = measure(subjects(), config.analysis, command)
+    save_results(results, directory)
+    write_outputs(results, config.analysis.summary, directory)
+    stamp = {"fingerprint": _analysis_fingerprint(config, runs), "models": [r.label for r in runs]}
+    (directory / ANALYSIS_STAMP_FILE).write_text(json.dumps(stamp, indent=1) + "\n")
+    return directory
+
+
+def _analysis_fingerprint(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> str:
+    inputs = {
+        "analysis": config_to_dict(config.analysis),
+        "runs": [[run.model, str(run.exp_dir.resolve())] for run in runs],
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
