@@ -45,21 +45,28 @@ def load_config(
             raise ConfigError(f"override {override!r} is not of the form key.sub=value")
         try:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
-        except OmegaConfBaseException as error:
+        except (OmegaConfBaseException, TypeError) as error:
+            # TypeError: OmegaConf cannot merge a dotted key into a list of dataclasses.
             raise ConfigError(f"override {override!r}: {_describe(error)}") from None
+    return _instantiate(merged)
+
+
+def _instantiate(merged: Any) -> Any:
     try:
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        return OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error)) from None
+    except ValueError as error:  # a dataclass's own __post_init__ check
+        raise ConfigError(str(error)) from None
 
 
 def config_from_dict(schema: type[ConfigT], values: dict[str, Any]) -> ConfigT:
     """A `schema` instance from a plain (possibly partial) dict, checked like a YAML file."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(values))
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error)) from None
+    return _instantiate(merged)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -76,7 +83,7 @@ def save_config(config: Any, path: str | Path) -> None:
     path.write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
 
 
-def _describe(error: OmegaConfBaseException) -> str:
+def _describe(error: Exception) -> str:
     key = getattr(error, "full_key", None)
     message = str(error).splitlines()[0]
     return f"key '{key}': {message}" if key else message
