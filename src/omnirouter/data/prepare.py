@@ -147,3 +147,35 @@ def _with_stored_features(
     storage = Path(corpus_dir) / STORED_FEATURES_DIR / prepared.name
     cuts = store_features(prepared.cuts.to_eager(), config, storage, options.num_jobs)
     return replace(prepared, cuts=cuts)
+
+
+def store_corpus_features(
+    corpus_dir: str | Path,
+    config: FeatureConfig,
+    sets: Sequence[str] = (),
+    num_jobs: int = 1,
+) -> list[str]:
+    """Store raw log-mel features for the sets of a prepared corpus (default: all of them) and
+    point their manifests at them; returns the sets it stored. Sets whose every utterance
+    already has stored features are left alone, so a second call costs a manifest read.
+
+    Training then reads features instead of computing them (set `data.features.use_stored`),
+    which on a 2-core machine roughly halves the time of a step of a small model.
+    """
+    info = read_corpus_info(corpus_dir)
+    names = list(sets) or info.set_names()
+    stored = []
+    for name in names:
+        info.set(name)
+        path = cuts_path(corpus_dir, name)
+        cuts = CutSet.from_file(path).to_eager()
+        if all(cut.has_features for cut in cuts):
+            continue
+        storage = Path(corpus_dir) / STORED_FEATURES_DIR / name
+        with_features = store_features(cuts, config, storage, num_jobs)
+        temporary = path.with_name(f".{path.name}.tmp.jsonl.gz")
+        with_features.to_file(temporary)
+        temporary.replace(path)  # atomic: a kill leaves the old manifest or the new one
+        stored.append(name)
+        log.info("stored features of %s (%d utterances) in %s", name, len(cuts), storage)
+    return stored

@@ -1,0 +1,58 @@
+"""Stored features of a whole corpus equal the ones computed on the fly."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from lhotse import CutSet
+
+from omnirouter.data.corpus import cuts_path
+from omnirouter.data.features import FeatureConfig, cut_features
+from omnirouter.data.prepare import store_corpus_features
+from omnirouter.data.synth.build import build_corpus
+from omnirouter.data.synth.config import Role, SetConfig, SynthConfig, TextSplit
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    corpus_dir = tmp_path_factory.mktemp("stored")
+    config = SynthConfig(
+        voice_pools={"training": ["espeak:en-us"]},
+        sets=[
+            SetConfig(
+                name="train",
+                role=Role.train,
+                minutes=0.3,
+                voice_pool="training",
+                text_split=TextSplit.train,
+            ),
+            SetConfig(
+                name="dev",
+                role=Role.dev,
+                minutes=0.2,
+                voice_pool="training",
+                text_split=TextSplit.dev,
+            ),
+        ],
+    )
+    build_corpus(config, corpus_dir, jobs=1)
+    return corpus_dir
+
+
+def test_stored_features_equal_computed_ones_and_are_stored_once(small_corpus: Path) -> None:
+    computed_config = FeatureConfig()
+    before = {
+        cut.id: cut_features(cut, computed_config)
+        for cut in CutSet.from_file(cuts_path(small_corpus, "train"))
+    }
+
+    assert store_corpus_features(small_corpus, FeatureConfig()) == ["train", "dev"]
+    assert store_corpus_features(small_corpus, FeatureConfig()) == []  # nothing left to do
+
+    stored_config = FeatureConfig(use_stored=True)
+    cuts = CutSet.from_file(cuts_path(small_corpus, "train"))
+    assert all(cut.has_features for cut in cuts)
+    for cut in cuts:
+        torch.testing.assert_close(
+            cut_features(cut, stored_config), before[cut.id], atol=1e-4, rtol=1e-4
+        )
