@@ -36,6 +36,9 @@ class CorpusStageConfig:
 @dataclass(frozen=True)
 class ModelEntry:
     name: str = ""  # shown in tables and figures; the experiment directory's name
+    # RunConfig YAML files merged onto the shared run config, in order, before the overrides
+    # (e.g. configs/experiments/paper/librispeech.yaml and .../omni-8e.yaml).
+    files: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)  # dotted RunConfig overrides
     seeds: list[int] = field(default_factory=list)  # empty = the experiment's seeds
 
@@ -60,6 +63,7 @@ class ExperimentConfig:
     eval_sets: list[str] = field(default_factory=list)  # empty = the dev set and every test set
     eval_device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     analysis: ExperimentAnalysisConfig = field(default_factory=ExperimentAnalysisConfig)
+    cpu_threads: int = 0  # torch threads on CPU while the experiment runs; 0 = torch's default
     exp_root: str = ""  # the runs' directories; "" = exp/<name>
     report_dir: str = ""  # the report (commit-able: no checkpoints or audio); "" = reports/<name>
 
@@ -82,6 +86,8 @@ class ExperimentConfig:
         if unknown:
             raise ValueError(f"analysis.models: {unknown} are not among the models {names}")
         _check_unique(self.eval_sets, "eval_sets")
+        if self.cpu_threads < 0:
+            raise ValueError("cpu_threads must be >= 0 (0 = torch's default)")
 
     @property
     def baseline_name(self) -> str:
@@ -147,8 +153,11 @@ def plan_runs(config: ExperimentConfig) -> list[PlannedRun]:
 
 
 def model_run_config(config: ExperimentConfig, model: ModelEntry) -> RunConfig:
-    """The shared run config with the model's overrides; the corpus is always the experiment's."""
+    """The shared run config with the model's files and overrides; the corpus is always the
+    experiment's."""
     values = config_to_dict(config.run)
+    for path in model.files:
+        values = _merge_file(values, Path(path), f"models[{model.name}]")
     for override in model.overrides:
         values = _merge_override(values, override, f"models[{model.name}]")
     values["data"]["corpus_dir"] = config.corpus.corpus_dir
@@ -165,11 +174,21 @@ def _merge_override(values: dict, override: str, context: str) -> dict:
     try:
         merged = OmegaConf.merge(values, OmegaConf.from_dotlist([override]))
         config_from_dict(RunConfig, OmegaConf.to_container(merged))  # type: ignore[arg-type]
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"{context}: override {override!r}: {error}") from None
-    except (ConfigError, ValueError) as error:
+    except (OmegaConfBaseException, ValueError) as error:  # ConfigError is a ValueError
         raise ConfigError(f"{context}: override {override!r}: {error}") from None
     return OmegaConf.to_container(merged)  # type: ignore[return-value]
+
+
+def _merge_file(values: dict, path: Path, context: str) -> dict:
+    """`values` with a RunConfig YAML file merged in, checked against RunConfig."""
+    if not path.is_file():
+        raise ConfigError(f"{context}: run config file {path} not found")
+    try:
+        merged = OmegaConf.to_container(OmegaConf.merge(values, OmegaConf.load(path)))
+        config_from_dict(RunConfig, merged)  # type: ignore[arg-type]
+    except (OmegaConfBaseException, ValueError) as error:
+        raise ConfigError(f"{context}: {path}: {error}") from None
+    return merged  # type: ignore[return-value]
 
 
 def _check_name(name: str, key: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from omnirouter.experiment import stages as work
@@ -49,6 +50,9 @@ def run_experiment(
     runs = plan_runs(config)
     report_dir = config.report_path
     ledger = Ledger(report_dir / STAGES_FILE, config.name, command, sorted(forced))
+    threads = torch.get_num_threads()
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
     try:
         corpus_stage(config, runs, ledger, "corpus" in forced)
         tokenizer_stage(runs, ledger, "tokenizer" in forced)
@@ -58,6 +62,7 @@ def run_experiment(
         compare_stage(config, runs, ledger, "compare" in forced)
         readme, html = report_stage(config, runs, ledger, forced, analysis_dir, command)
     finally:
+        torch.set_num_threads(threads)
         ledger.finish()
     return ExperimentOutputs(report_dir, readme, html, ledger.path)
 
@@ -84,12 +89,13 @@ def corpus_stage(
 
 
 def tokenizer_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None:
-    missing = work.missing_tokenizers(runs, force)
-    if not missing:
-        ledger.skip("tokenizer", "tokenizer", "every run's tokenizer exists")
-    for run in missing:
+    for run in work.tokenizer_runs(runs):
         directory = run.config.data.tokenizer_dir
-        with ledger.run("tokenizer", directory.name, "forced" if force else "missing"):
+        reason = "forced" if force else work.tokenizer_pending(run)
+        if reason is None:
+            ledger.skip("tokenizer", directory.name, f"{directory} exists")
+            continue
+        with ledger.run("tokenizer", directory.name, reason):
             work.train_tokenizer(run)
 
 

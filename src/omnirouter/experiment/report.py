@@ -106,20 +106,20 @@ VERDICTS = {True: "as in the paper", False: "differs from the paper", None: "not
 
 def findings_section(results: ExperimentResults) -> Section:
     blocks: list = [
-        Paragraph(f"{finding.topic} ({VERDICTS[finding.agrees]}). {finding.observed}")
+        Table(
+            ("topic", "here"),
+            tuple((finding.topic, VERDICTS[finding.agrees]) for finding in results.findings),
+            "The paper's findings (Gu, Likhomanenko and Jaitly 2025) and whether this "
+            "experiment shows them; each is stated below.",
+        )
+    ]
+    blocks += [
+        Paragraph(
+            f"{finding.topic}: {VERDICTS[finding.agrees]}. The paper: {finding.paper}. "
+            f"Here: {finding.observed}"
+        )
         for finding in results.findings
     ]
-    blocks.append(
-        Table(
-            ("topic", "the paper reports", "here"),
-            tuple(
-                (finding.topic, finding.paper, VERDICTS[finding.agrees])
-                for finding in results.findings
-            ),
-            "The paper's findings (Gu, Likhomanenko and Jaitly 2025) and whether this "
-            "experiment shows them.",
-        )
-    )
     if results.explanations:
         blocks.append(Paragraph("What might explain the differences:"))
         blocks += [Paragraph(f"– {reason}.") for reason in results.explanations]
@@ -222,6 +222,8 @@ def stage_table(stages: Sequence[TaskRecord]) -> Table:
                 f"{ran} ran, {len(records) - ran} found done",
             )
         )
+    total = sum(record.seconds for record in stages if record.stage != STAGES[-1])
+    rows.append(("all", "", _duration(total), "", ""))
     return Table(
         ("stage", "tasks", "wall time", "when (UTC)", "latest invocation"),
         tuple(rows),
@@ -249,7 +251,8 @@ def files_section(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> Secti
         "`stages.json` (timings), `experiment.json` (every number above), "
         "`compare.{md,csv,json}` (WER table of the seed means), `routing/` (the routing "
         "analysis page and its statistics), `figures/`.",
-        f"Runs (checkpoints, metrics, per-utterance errors) under `{config.exp_root_dir}`; "
+        f"Runs (checkpoints, metrics, per-utterance errors) and the routing records under "
+        f"`{config.exp_root_dir}`; "
         "each is one `omnirouter train EXP/config.yaml --exp-dir EXP` and "
         "`omnirouter eval EXP`: " + ", ".join(f"`{run.exp_dir}`" for run in runs) + ".",
     ]

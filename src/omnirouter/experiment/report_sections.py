@@ -235,8 +235,8 @@ def _structure_table(results: ExperimentResults) -> Table:
 _FIGURE_CAPTIONS = {
     "expert_usage": "Fig. 2: spectrogram and the expert chosen per layer (rows) and step.",
     "permutation": "Fig. 3: relative WER change against the permutation probability p.",
-    "contingency": "Fig. 4: co-occurrence of the experts of the last two MoE layers, "
-    "columns reordered by the optimal matching.",
+    "contingency": "Fig. 4: co-occurrence of the experts of two MoE layers (named on the axes), "
+    "the columns reordered by the optimal matching.",
     "cramers_v": "Fig. 5: Cramér's V of adjacent layers and of every pair of layers.",
     "expert_load": "Share of steps each expert receives, per layer.",
     "expert_roles": "Share of silence and of speech steps each expert takes, per layer.",

@@ -93,14 +93,17 @@ def corpus_differs_from_config(config: CorpusStageConfig) -> bool:
 # ---------------------------------------------------------------- tokenizer
 
 
-def missing_tokenizers(runs: Sequence[PlannedRun], force: bool = False) -> list[PlannedRun]:
-    """One run per tokenizer directory that must be trained (each directory once)."""
+def tokenizer_runs(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """One run per tokenizer directory the runs use, in run order."""
     chosen: dict[Path, PlannedRun] = {}
     for run in runs:
-        directory = run.config.data.tokenizer_dir
-        if force or not (directory / MODEL_FILE).is_file():
-            chosen.setdefault(directory, run)
+        chosen.setdefault(run.config.data.tokenizer_dir, run)
     return list(chosen.values())
+
+
+def tokenizer_pending(run: PlannedRun) -> str | None:
+    path = run.config.data.tokenizer_dir / MODEL_FILE
+    return None if path.is_file() else f"{path} is missing"
 
 
 def train_tokenizer(run: PlannedRun) -> Path:

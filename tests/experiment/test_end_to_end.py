@@ -1,0 +1,179 @@
+"""`configs/experiments/tiny.yaml` from nothing to the report, then once more: the second run
+finds every stage done and retrains nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from omnirouter.experiment.config import ExperimentConfig, load_experiment_config
+from omnirouter.experiment.pipeline import ExperimentOutputs, run_experiment
+
+pytestmark = [pytest.mark.slow, pytest.mark.corpus]
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "experiments" / "tiny.yaml"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RUN_LABELS = ["dense/seed0", "dense/seed1", "switch/seed0", "omni/seed0"]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    root: Path
+    config: ExperimentConfig
+    first_stages: dict
+    checkpoint_times: dict[Path, int]
+    outputs: ExperimentOutputs  # of the second run
+
+
+def tiny_config(root: Path) -> ExperimentConfig:
+    return load_experiment_config(
+        TINY,
+        [
+            f"corpus.corpus_dir={root / 'corpus'}",
+            f"corpus.synth_config={REPO / 'configs' / 'data' / 'builtin-tiny.yaml'}",
+            f"exp_root={root / 'exp'}",
+            f"report_dir={root / 'report'}",
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
+    root = tmp_path_factory.mktemp("experiment")
+    config = tiny_config(root)
+    first = run_experiment(config, command="omnirouter experiment tiny.yaml")
+    first_stages = json.loads(first.stages.read_text())
+    times = {path: path.stat().st_mtime_ns for path in (root / "exp").rglob("*.pt")}
+    second = run_experiment(config, command="omnirouter experiment tiny.yaml # again")
+    return Experiment(root, config, first_stages, times, second)
+
+
+def eval_wers(root: Path, label: str) -> dict[str, float]:
+    """WER per set of one run, read straight from its eval table's JSON."""
+    table = json.loads((root / "exp" / label / "eval" / "wer.json").read_text())
+    return {row["set_name"]: row["wer_percent"] for row in table["rows"]}
+
+
+def test_every_report_file_is_written(experiment: Experiment) -> None:
+    report = experiment.outputs.report_dir
+    for name in ("README.md", "index.html", "stages.json", "experiment.json", "config.yaml"):
+        assert (report / name).is_file(), name
+    for suffix in ("md", "csv", "json"):
+        assert (report / f"compare.{suffix}").is_file()
+    readme = experiment.outputs.readme.read_text()
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert "figures/training_loss.png" in linked
+    assert any(link.startswith("routing/fig5_cramers_v") for link in linked)
+    for link in linked:
+        assert (report / link).read_bytes().startswith(PNG_SIGNATURE), link
+    html = experiment.outputs.html.read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == len(linked)
+    # The folder is commit-able: no checkpoints, no audio.
+    assert not [path for path in report.rglob("*") if path.suffix in (".pt", ".wav", ".npz")]
+    for heading in ("Findings", "Corpus", "Models", "Word error rates", "Training", "Software"):
+        assert f"## {heading}" in readme
+    assert "omnirouter experiment tiny.yaml" in readme
+    assert "openai-whisper" in readme
+
+
+def test_first_run_does_every_task_once(experiment: Experiment) -> None:
+    tasks = experiment.first_stages["tasks"]
+    by_stage: dict[str, list[str]] = {}
+    for task in tasks:
+        by_stage.setdefault(task["stage"], []).append(task["task"])
+        assert task["last_status"] == "ran"
+        assert task["ended"] >= task["started"]
+    assert by_stage["train"] == RUN_LABELS
+    assert by_stage["eval"] == RUN_LABELS
+    for stage in ("corpus", "tokenizer", "analysis", "compare", "report"):
+        assert len(by_stage[stage]) == 1, stage
+
+
+def test_second_run_skips_every_stage(experiment: Experiment) -> None:
+    document = json.loads(experiment.outputs.stages.read_text())
+    assert len(document["invocations"]) == 2
+    assert document["invocations"][1]["ran"] == []
+    first = {(task["stage"], task["task"]): task for task in experiment.first_stages["tasks"]}
+    for task in document["tasks"]:
+        assert task["last_status"] == "skipped", task
+        # The times of the run that did the work are kept.
+        assert task["seconds"] == first[(task["stage"], task["task"])]["seconds"]
+    now = {path: path.stat().st_mtime_ns for path in (experiment.root / "exp").rglob("*.pt")}
+    assert now == experiment.checkpoint_times
+
+
+def test_wer_table_is_the_mean_and_spread_of_the_seeds(experiment: Experiment) -> None:
+    root = experiment.root
+    dense = [eval_wers(root, "dense/seed0"), eval_wers(root, "dense/seed1")]
+    numbers = json.loads((experiment.outputs.report_dir / "experiment.json").read_text())
+    reported = {model["name"]: model for model in numbers["models"]}
+    readme = experiment.outputs.readme.read_text()
+    assert "Seeds per model: dense 2, switch 1, omni 1" in readme
+    for set_name in dense[0]:
+        values = [seeds[set_name] for seeds in dense]
+        mean, std = statistics.fmean(values), statistics.stdev(values)
+        assert reported["dense"]["wer_percent"][set_name]["mean"] == pytest.approx(mean)
+        assert reported["dense"]["wer_percent"][set_name]["std"] == pytest.approx(std)
+        wer_table = readme[readme.index("## Word error rates") :]
+        row = next(line for line in wer_table.splitlines() if line.startswith(f"| {set_name} "))
+        assert f"{mean:.2f} ± {std:.2f}" in row
+
+
+def test_relative_reductions_follow_the_hand_formula(experiment: Experiment) -> None:
+    root = experiment.root
+    numbers = json.loads((experiment.outputs.report_dir / "experiment.json").read_text())
+    test_sets = numbers["averaged_sets"]
+    dense = {
+        name: statistics.fmean([eval_wers(root, f"dense/seed{seed}")[name] for seed in (0, 1)])
+        for name in test_sets
+    }
+    omni = eval_wers(root, "omni/seed0")
+    per_set = [100 * (dense[name] - omni[name]) / dense[name] for name in test_sets]
+    mean_dense = statistics.fmean(dense.values())
+    mean_omni = statistics.fmean(omni[name] for name in test_sets)
+    reductions = numbers["relative_reduction_percent"]
+    assert reductions["mean_of_per_set_reductions"]["omni"] == pytest.approx(
+        statistics.fmean(per_set)
+    )
+    assert reductions["reduction_of_mean_wer"]["omni"] == pytest.approx(
+        100 * (mean_dense - mean_omni) / mean_dense
+    )
+
+
+def test_parameter_counts_follow_the_model_shapes(experiment: Experiment) -> None:
+    """D = 32, F = 64, 4 blocks, 4 experts, top-1: an expert is D·F + F + F·D + D weights."""
+    numbers = json.loads((experiment.outputs.report_dir / "experiment.json").read_text())
+    models = {model["name"]: model for model in numbers["models"]}
+    expert, layers, experts, router = 32 * 64 + 64 + 64 * 32 + 32, 4, 4, 32 * 4
+    dense = models["dense"]["total_parameters"]
+    assert models["dense"]["active_parameters"] == dense
+    extra_experts = layers * (experts - 1) * expert
+    assert models["switch"]["total_parameters"] == dense + extra_experts + layers * router
+    assert models["omni"]["total_parameters"] == dense + extra_experts + router
+    assert models["switch"]["active_parameters"] == dense + layers * router
+    assert models["omni"]["active_parameters"] == dense + router
+
+
+def test_findings_order_the_models_by_their_measured_wer(experiment: Experiment) -> None:
+    root = experiment.root
+    test_sets = json.loads((experiment.outputs.report_dir / "experiment.json").read_text())[
+        "averaged_sets"
+    ]
+    averages = {
+        "dense": statistics.fmean(
+            statistics.fmean(eval_wers(root, f"dense/seed{seed}")[name] for name in test_sets)
+            for seed in (0, 1)
+        ),
+        "switch": statistics.fmean(eval_wers(root, "switch/seed0")[name] for name in test_sets),
+        "omni": statistics.fmean(eval_wers(root, "omni/seed0")[name] for name in test_sets),
+    }
+    readme = experiment.outputs.readme.read_text()
+    sentence = next(line for line in readme.splitlines() if line.startswith("WER ("))
+    positions = sorted(averages, key=lambda name: sentence.index(f" {name} "))
+    assert [averages[name] for name in positions] == sorted(averages.values(), reverse=True)
