@@ -9,34 +9,12 @@ from lhotse import CutSet
 from omnirouter.data.corpus import cuts_path
 from omnirouter.data.features import FeatureConfig, cut_features
 from omnirouter.data.prepare import store_corpus_features
-from omnirouter.data.synth.build import build_corpus
-from omnirouter.data.synth.config import Role, SetConfig, SynthConfig, TextSplit
+from tests.corpora import espeak_corpus
 
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    corpus_dir = tmp_path_factory.mktemp("stored")
-    config = SynthConfig(
-        voice_pools={"training": ["espeak:en-us"]},
-        sets=[
-            SetConfig(
-                name="train",
-                role=Role.train,
-                minutes=0.3,
-                voice_pool="training",
-                text_split=TextSplit.train,
-            ),
-            SetConfig(
-                name="dev",
-                role=Role.dev,
-                minutes=0.2,
-                voice_pool="training",
-                text_split=TextSplit.dev,
-            ),
-        ],
-    )
-    build_corpus(config, corpus_dir, jobs=1)
-    return corpus_dir
+    return espeak_corpus(tmp_path_factory.mktemp("stored"), 0.3, 0.2, ["en-us"])
 
 
 def test_stored_features_equal_computed_ones_and_are_stored_once(small_corpus: Path) -> None:

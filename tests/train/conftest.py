@@ -6,36 +6,16 @@ import pytest
 
 from omnirouter.config import config_from_dict
 from omnirouter.data.prepare import train_corpus_tokenizer
-from omnirouter.data.synth.build import build_corpus
-from omnirouter.data.synth.config import Role, SetConfig, SynthConfig, TextSplit
 from omnirouter.data.tokenizer import TokenizerConfig
 from omnirouter.train.config import RunConfig
+from tests.corpora import espeak_corpus
 
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    corpus_dir = tmp_path_factory.mktemp("corpus")
-    config = SynthConfig(
-        name="train-test",
-        voice_pools={"training": ["espeak:en-us", "espeak:en-gb", "espeak:en-us+m3"]},
-        sets=[
-            SetConfig(
-                name="train",
-                role=Role.train,
-                minutes=2.5,
-                voice_pool="training",
-                text_split=TextSplit.train,
-            ),
-            SetConfig(
-                name="dev",
-                role=Role.dev,
-                minutes=0.4,
-                voice_pool="training",
-                text_split=TextSplit.dev,
-            ),
-        ],
+    corpus_dir = espeak_corpus(
+        tmp_path_factory.mktemp("corpus"), 2.5, 0.4, ["en-us", "en-gb", "en-us+m3"]
     )
-    build_corpus(config, corpus_dir, jobs=2)
     # Multi-process runs need the tokenizer beforehand (single-process runs would train it).
     train_corpus_tokenizer(corpus_dir, TokenizerConfig(vocab_size=64))
     return corpus_dir
