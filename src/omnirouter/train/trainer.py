@@ -6,11 +6,9 @@ both end up here.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +36,9 @@ from omnirouter.train.distributed import (
     stop_runtime,
     sum_over_ranks,
 )
+from omnirouter.train.interrupts import catch_interrupts, restore_interrupts
 from omnirouter.train.metrics import MetricsWriter, attach_log_file
+from omnirouter.train.optimizer import build_optimizer
 from omnirouter.train.schedule import lr_multiplier
 from omnirouter.train.step import StepStats, train_step
 
@@ -85,6 +85,12 @@ class _Trainer:
         self.progress = _Progress()
         self.interrupted = False
 
+    def request_stop(self) -> bool:
+        """Ctrl-C or SIGTERM: stop after this step; True when a stop was already asked for."""
+        already = self.interrupted
+        self.interrupted = True
+        return already
+
     # ---------------------------------------------------------------- set-up
 
     def run(self, resume: bool) -> TrainResult:
@@ -93,7 +99,7 @@ class _Trainer:
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
         self.tokenizer = self._tokenizer()
         self.model = build_model(config.model, self.tokenizer.vocab_size).to(runtime.device)
-        self.optimizer = _adamw(self.model, config)
+        self.optimizer = build_optimizer(self.model, config.train.optimizer)
         self.loader = build_train_loader(
             config.data,
             self.tokenizer,
@@ -210,7 +216,7 @@ class _Trainer:
 
     def _loop(self, batches: Iterator[Batch]) -> TrainResult:
         train_config = self.config.train
-        previous_handlers = _catch_interrupts(self)
+        previous_handlers = catch_interrupts(self.request_stop)
         bar = tqdm(
             total=train_config.max_steps,
             initial=self.progress.step,
@@ -250,7 +256,7 @@ class _Trainer:
                     break
         finally:
             bar.close()
-            _restore_interrupts(previous_handlers)
+            restore_interrupts(previous_handlers)
         if self.interrupted or self.progress.step % train_config.checkpoint_every:
             self._save()
         if self.metrics is not None:
@@ -413,22 +419,6 @@ class _Trainer:
         return payload
 
 
-def _adamw(model: nn.Module, config: RunConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on weight matrices only, not on biases and LayerNorm gains."""
-    optimizer_config = config.train.optimizer
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": optimizer_config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=optimizer_config.peak_lr,
-        betas=(optimizer_config.beta1, optimizer_config.beta2),
-        eps=optimizer_config.eps,
-    )
-
-
 def _gather_loader_states(runtime: Runtime, loader: TrainLoader) -> list[dict[str, Any]]:
     """Every rank's sampler position, so each rank resumes where it was."""
     state = loader.state_dict()
@@ -439,24 +429,3 @@ def _gather_loader_states(runtime: Runtime, loader: TrainLoader) -> list[dict[st
     states: list[Any] = [None] * runtime.world_size
     dist.all_gather_object(states, state)
     return states
-
-
-def _catch_interrupts(trainer: _Trainer) -> dict[int, Any]:
-    """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, exit cleanly."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if trainer.interrupted:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        trainer.interrupted = True
-        log.warning("interrupted: saving a checkpoint after this step (Ctrl-C again to abort)")
-
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError):  # only the main thread may set handlers
-            previous[signum] = signal.signal(signum, handler)
-    return previous
-
-
-def _restore_interrupts(previous: dict[int, Any]) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
