@@ -174,6 +174,7 @@ def test_findings_order_the_models_by_their_measured_wer(experiment: Experiment)
         "omni": statistics.fmean(eval_wers(root, "omni/seed0")[name] for name in test_sets),
     }
     readme = experiment.outputs.readme.read_text()
-    sentence = next(line for line in readme.splitlines() if line.startswith("WER ("))
-    positions = sorted(averages, key=lambda name: sentence.index(f" {name} "))
+    finding = next(line for line in readme.splitlines() if line.startswith("WER: "))
+    measured = finding.split("Here: ", 1)[1]
+    positions = sorted(averages, key=lambda name: measured.index(f" {name} "))
     assert [averages[name] for name in positions] == sorted(averages.values(), reverse=True)

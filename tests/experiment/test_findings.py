@@ -135,7 +135,7 @@ def test_routing_findings_compare_omni_with_switch() -> None:
     assert v.agrees is True
     assert f"om {np.mean([0.5, 0.6, 0.9]):.3f}, sw {np.mean([0.1, 0.2, 0.3]):.3f}" in v.observed
     # deeper half of 3 pairs: the last two
-    assert "deeper half of the network: 0.750 against 0.250" in v.observed
+    assert "deeper half of the layer pairs: om 0.750, sw 0.250." in v.observed
     permutation = permutation_finding(chosen)
     assert permutation.agrees is True
     assert "p = 0.5: om +40.0%, sw +5.0%" in permutation.observed

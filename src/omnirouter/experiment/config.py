@@ -154,41 +154,23 @@ def plan_runs(config: ExperimentConfig) -> list[PlannedRun]:
 
 def model_run_config(config: ExperimentConfig, model: ModelEntry) -> RunConfig:
     """The shared run config with the model's files and overrides; the corpus is always the
-    experiment's."""
-    values = config_to_dict(config.run)
-    for path in model.files:
-        values = _merge_file(values, Path(path), f"models[{model.name}]")
-    for override in model.overrides:
-        values = _merge_override(values, override, f"models[{model.name}]")
-    values["data"]["corpus_dir"] = config.corpus.corpus_dir
+    experiment's. Checked once, at the end: the error names the key (and the model)."""
+    context = f"models[{model.name}]"
+    merged = OmegaConf.create(config_to_dict(config.run))
     try:
-        return config_from_dict(RunConfig, values)
-    except (ConfigError, ValueError) as error:
-        raise ConfigError(f"models[{model.name}]: {error}") from None
-
-
-def _merge_override(values: dict, override: str, context: str) -> dict:
-    """`values` with one `key.sub=value` override merged in, checked against RunConfig."""
-    if "=" not in override:
-        raise ConfigError(f"{context}: override {override!r} is not of the form key.sub=value")
-    try:
-        merged = OmegaConf.merge(values, OmegaConf.from_dotlist([override]))
-        config_from_dict(RunConfig, OmegaConf.to_container(merged))  # type: ignore[arg-type]
+        for path in model.files:
+            if not Path(path).is_file():
+                raise ConfigError(f"run config file {path} not found")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        for override in model.overrides:
+            if "=" not in override:
+                raise ConfigError(f"override {override!r} is not of the form key.sub=value")
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+        values = OmegaConf.to_container(merged)
+        values["data"]["corpus_dir"] = config.corpus.corpus_dir  # type: ignore[index]
+        return config_from_dict(RunConfig, values)  # type: ignore[arg-type]
     except (OmegaConfBaseException, ValueError) as error:  # ConfigError is a ValueError
-        raise ConfigError(f"{context}: override {override!r}: {error}") from None
-    return OmegaConf.to_container(merged)  # type: ignore[return-value]
-
-
-def _merge_file(values: dict, path: Path, context: str) -> dict:
-    """`values` with a RunConfig YAML file merged in, checked against RunConfig."""
-    if not path.is_file():
-        raise ConfigError(f"{context}: run config file {path} not found")
-    try:
-        merged = OmegaConf.to_container(OmegaConf.merge(values, OmegaConf.load(path)))
-        config_from_dict(RunConfig, merged)  # type: ignore[arg-type]
-    except (OmegaConfBaseException, ValueError) as error:
-        raise ConfigError(f"{context}: {path}: {error}") from None
-    return merged  # type: ignore[return-value]
+        raise ConfigError(f"{context}: {error}") from None
 
 
 def _check_name(name: str, key: str) -> None:

@@ -130,9 +130,13 @@ def cramers_v_finding(chosen: dict[str, ModelSummary]) -> Finding:
         f"{switch.name} {switch_v:.3f}; "
         + ("higher for Omni-router, as in the paper." if agrees else "not higher for Omni-router.")
     )
-    deep = [_deep_half(model) for model in (omni, switch)]
-    if all(value is not None for value in deep):
-        text += f" In the deeper half of the network: {deep[0]:.3f} against {deep[1]:.3f}."
+    omni_deep, switch_deep = _deep_half(omni), _deep_half(switch)
+    if omni_deep is not None and switch_deep is not None:
+        text += (
+            f" Over the deeper half of the layer pairs: {omni.name} {omni_deep:.3f}, "
+            f"{switch.name} {switch_deep:.3f}"
+            + ("." if omni_deep > switch_deep else ", not higher for Omni-router there.")
+        )
     return Finding("Cramér's V", paper, text + ONE_SEED_NOTE, agrees)
 
 
@@ -165,7 +169,7 @@ def permutation_finding(chosen: dict[str, ModelSummary]) -> Finding:
 def spike_finding(chosen: dict[str, ModelSummary]) -> Finding:
     paper = (
         "Switch training shows early loss spikes and instability (conversational data, larger "
-        "models); Omni-router trains stably. On read LibriSpeech Switch trained stably too."
+        "models) and Omni-router trains stably; on read LibriSpeech Switch trained stably too"
     )
     if "switch" not in chosen or "omni" not in chosen:
         return Finding("Loss spikes", paper, _only(chosen, "stability comparison"), None)

@@ -23,6 +23,7 @@ from omnirouter.experiment.results import (
     seed_mean_table,
     summarize_model,
 )
+from omnirouter.experiment.stages import corpus_differs_from_config
 
 SYNTH_BUILDER = "omnirouter data synth"  # corpus.json's extra["builder"] of a synthetic corpus
 # Distributions whose versions a result depends on; openai-whisper holds the WER normaliser.
@@ -46,6 +47,7 @@ class ExperimentResults:
     corpus_dir: Path
     corpus: CorpusInfo
     synthetic_corpus: bool  # built by the synthetic-speech builder
+    corpus_config_differs: bool  # built from another synth config than the experiment names
     models: tuple[ModelSummary, ...]
     baseline: str
     compare: CompareTable  # WERs are the means over each model's seeds
@@ -92,6 +94,7 @@ def gather(
         corpus_dir=Path(config.corpus.corpus_dir),
         corpus=corpus,
         synthetic_corpus=synthetic,
+        corpus_config_differs=corpus_differs_from_config(config.corpus),
         models=models,
         baseline=config.baseline_name,
         compare=compare,

@@ -79,6 +79,20 @@ class Ledger:
         self.tasks = {(record.stage, record.task): record for record in records}
 
     @contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        """Log a stage's wall time in this invocation and how many of its tasks ran."""
+        clock = time.perf_counter()
+        ran, skipped = len(self.current.ran), len(self.current.skipped)
+        yield
+        log.info(
+            "stage %s: %.1f s, %d task(s) run, %d found done",
+            stage,
+            time.perf_counter() - clock,
+            len(self.current.ran) - ran,
+            len(self.current.skipped) - skipped,
+        )
+
+    @contextmanager
     def run(self, stage: str, task: str, note: str = "") -> Iterator[None]:
         """Time the work done inside the block; record it if it completes."""
         started, clock = _now(), time.perf_counter()

@@ -4,6 +4,10 @@ Every stage first asks whether its work is already done (see `stages` and `runs`
 if so, so a re-run of the same command continues an interrupted experiment and redoes nothing
 else. `force_stage` redoes a stage and every stage after it (they depend on it). Each task's
 wall time goes to REPORT_DIR/stages.json (see `ledger`).
+
+Training runs in this process, on one device. For several GPUs, train a run with torchrun
+into its directory (`torchrun ... -m omnirouter train <its config.yaml> --exp-dir
+EXP_ROOT/<model>/seed<k>`): the experiment then finds it finished and goes on from there.
 """
 
 from __future__ import annotations
@@ -54,13 +58,20 @@ def run_experiment(
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
     try:
-        corpus_stage(config, runs, ledger, "corpus" in forced)
-        tokenizer_stage(runs, ledger, "tokenizer" in forced)
-        train_stage(runs, ledger, "train" in forced)
-        eval_stage(config, runs, ledger, "eval" in forced)
-        analysis_dir = analysis_stage(config, runs, ledger, "analysis" in forced, command)
-        compare_stage(config, runs, ledger, "compare" in forced)
-        readme, html = report_stage(config, runs, ledger, forced, analysis_dir, command)
+        with ledger.stage("corpus"):
+            corpus_stage(config, runs, ledger, "corpus" in forced)
+        with ledger.stage("tokenizer"):
+            tokenizer_stage(runs, ledger, "tokenizer" in forced)
+        with ledger.stage("train"):
+            train_stage(runs, ledger, "train" in forced)
+        with ledger.stage("eval"):
+            eval_stage(config, runs, ledger, "eval" in forced)
+        with ledger.stage("analysis"):
+            analysis_dir = analysis_stage(config, runs, ledger, "analysis" in forced, command)
+        with ledger.stage("compare"):
+            compare_stage(config, runs, ledger, "compare" in forced)
+        with ledger.stage("report"):
+            readme, html = report_stage(config, runs, ledger, forced, analysis_dir, command)
     finally:
         torch.set_num_threads(threads)
         ledger.finish()

@@ -150,16 +150,21 @@ def corpus_section(results: ExperimentResults) -> Section:
         else "prepared from recordings"
     )
     total = sum(info.hours for info in corpus.sets)
-    return Section(
-        "Corpus",
-        (
-            Paragraph(
-                f"`{results.corpus_dir}`: corpus {corpus.name}, {built}; {total:.2f} h in all. "
-                f"{corpus.description}".strip()
-            ),
-            Table(("set", "role", "utterances", "hours", "voices", "what it tests"), rows),
+    blocks: list = [
+        Paragraph(
+            f"`{results.corpus_dir}`: corpus {corpus.name}, {built}; {total:.2f} h in all. "
+            f"{corpus.description}".strip()
         ),
-    )
+        Table(("set", "role", "utterances", "hours", "voices", "what it tests"), rows),
+    ]
+    if results.corpus_config_differs:
+        blocks.append(
+            Paragraph(
+                "Note: this corpus was built from another synth configuration than the "
+                "experiment names (`corpus.synth_config` and its overrides); it was used as it is."
+            )
+        )
+    return Section("Corpus", tuple(blocks))
 
 
 def models_section(results: ExperimentResults, config: ExperimentConfig) -> Section:

@@ -127,7 +127,10 @@ def eval_pending(run: PlannedRun, sets: Sequence[str]) -> str | None:
         return "not evaluated"
     if path.stat().st_mtime < newest_checkpoint_time(run.exp_dir):
         return "its checkpoints are newer than its evaluation"
-    evaluated = {row.set_name for row in read_eval_table(path).rows}
+    try:
+        evaluated = {row.set_name for row in read_eval_table(path).rows}
+    except ValueError:
+        return f"{path} is unreadable"
     if evaluated != set(sets):
         return f"evaluated on {sorted(evaluated)}, not on {sorted(sets)}"
     return None
@@ -171,7 +174,11 @@ def analysis_pending(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> st
     stamp = directory / ANALYSIS_STAMP_FILE
     if not (stamp.is_file() and (directory / STATISTICS_FILE).is_file()):
         return "not analysed"
-    if json.loads(stamp.read_text()).get("fingerprint") != _analysis_fingerprint(config, runs):
+    try:
+        measured_from = json.loads(stamp.read_text()).get("fingerprint")
+    except json.JSONDecodeError:
+        measured_from = None
+    if measured_from != _analysis_fingerprint(config, runs):
         return "the analysed models or the analysis settings changed"
     measured = (directory / RESULTS_FILE).stat().st_mtime
     if any(measured < newest_checkpoint_time(run.exp_dir) for run in runs):
