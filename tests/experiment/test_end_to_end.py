@@ -93,6 +93,10 @@ def test_first_run_does_every_task_once(experiment: Experiment) -> None:
     assert by_stage["eval"] == RUN_LABELS
     for stage in ("corpus", "tokenizer", "analysis", "compare", "report"):
         assert len(by_stage[stage]) == 1, stage
+    # Each run's train.log holds its own training only.
+    log = (experiment.root / "exp" / "dense" / "seed0" / "train.log").read_text()
+    assert "dense model" in log
+    assert "switch model" not in log
 
 
 def test_second_run_skips_every_stage(experiment: Experiment) -> None:

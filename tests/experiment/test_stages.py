@@ -162,6 +162,9 @@ def test_ledger_keeps_the_time_of_the_work(tmp_path: Path) -> None:
         "30 steps",
     )
     assert not again.ran_any(("train",))
+    assert again.current_records() == [again.tasks[("train", "a/seed0")]]
+    third = Ledger(path, "trial", "third", [])  # a configuration without that run
+    assert third.current_records() == []
 
 
 def test_failed_work_is_not_recorded(tmp_path: Path) -> None:

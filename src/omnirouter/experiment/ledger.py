@@ -118,6 +118,14 @@ class Ledger:
         """Whether the current invocation ran a task of any of `stages`."""
         return any(entry.split(" ", 1)[0] in stages for entry in self.current.ran)
 
+    def current_records(self) -> list[TaskRecord]:
+        """The records of the tasks this invocation ran or found done (not those of models
+        an earlier invocation had and the configuration has since dropped)."""
+        touched = set(self.current.ran) | set(self.current.skipped)
+        return [
+            record for record in self.tasks.values() if f"{record.stage} {record.task}" in touched
+        ]
+
     def stage_records(self, stage: str) -> list[TaskRecord]:
         return [record for (name, _), record in self.tasks.items() if name == stage]
 

@@ -24,6 +24,7 @@ from omnirouter.experiment import stages as work
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
 from omnirouter.experiment.ledger import STAGES, STAGES_FILE, Ledger
 from omnirouter.experiment.runs import check_saved_config, remove_run, run_state, train_run
+from omnirouter.train.checkpoint import step_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ def run_experiment(
     runs = plan_runs(config)
     report_dir = config.report_path
     ledger = Ledger(report_dir / STAGES_FILE, config.name, command, sorted(forced))
+    if "train" not in forced:  # before any work: a run trained otherwise fails at once
+        for run in runs:
+            if step_checkpoints(run.exp_dir):
+                check_saved_config(run)
     threads = torch.get_num_threads()
     if config.cpu_threads:
         torch.set_num_threads(config.cpu_threads)
@@ -116,8 +121,6 @@ def train_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None
             remove_run(run)
     for run in runs:
         state = run_state(run)
-        if state.started:
-            check_saved_config(run)
         if state.finished:
             ledger.skip("train", run.label, state.note)
             continue
@@ -210,7 +213,7 @@ def report_stage(
     with ledger.run("report", "report", reason):
         results = gather(config, runs, analysis_dir)
         figures = draw_report_figures(config, runs, analysis_dir)
-        stages = list(ledger.tasks.values())
+        stages = ledger.current_records()
         write_report(results, figures, config, runs, stages, command)
         (report_dir / CONFIG_FILE).write_text(_config_text(config))
     log.info("report: %s and %s", readme, html)

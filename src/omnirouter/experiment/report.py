@@ -182,7 +182,7 @@ def models_section(results: ExperimentResults, config: ExperimentConfig) -> Sect
                 _millions(model.active_parameters),
                 f"{steps} of {model.max_steps}",
                 ", ".join(str(seed) for seed in model.seeds),
-                " ".join(f"`{item}`" for item in entry.overrides) or "–",
+                " ".join(f"`{item}`" for item in [*entry.files, *entry.overrides]) or "–",
             )
         )
     header = (
@@ -194,11 +194,11 @@ def models_section(results: ExperimentResults, config: ExperimentConfig) -> Sect
         "active per frame (M)",
         "trained steps",
         "seeds",
-        "overrides of the shared run config",
+        "files and overrides on the shared run config",
     )
     train = config.run.train
     recipe = Paragraph(
-        f"Shared recipe: batches of at most {config.run.data.max_duration:g} s of audio × "
+        f"Shared recipe (before each model's files and overrides): batches of at most {config.run.data.max_duration:g} s of audio × "
         f"{train.grad_accumulation} accumulation, AdamW at peak learning rate "
         f"{train.optimizer.peak_lr:g} (warm-up {train.schedule.warmup_steps} steps, cosine "
         f"{train.schedule.cosine_steps}), load-balance weight {train.loss.load_balance_weight:g}, "
