@@ -19,7 +19,6 @@ from omnirouter.errors import OmnirouterError
 from omnirouter.experiment.config import PlannedRun
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
-from omnirouter.train.metrics import LOG_FILE
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +106,7 @@ def train_run(run: PlannedRun, state: RunState) -> RunState:
         # Nothing to continue from; old metrics would mix with the new run's.
         log.info("removing %s: it holds no checkpoint", run.exp_dir)
         shutil.rmtree(run.exp_dir)
-    try:
-        result = train(run.config, run.exp_dir, resume=state.started)
-    finally:
-        _detach_log_file(run.exp_dir)
+    result = train(run.config, run.exp_dir, resume=state.started)
     if result.interrupted:
         raise TrainingInterruptedError(
             f"training of {run.label} was interrupted at step {result.step} (checkpoint "
@@ -161,14 +157,3 @@ def newest_checkpoint_time(exp_dir: Path) -> float:
 
 def _checkpoint(run: PlannedRun, step: int) -> Path:
     return ckpt.step_checkpoint_path(run.exp_dir, step)
-
-
-def _detach_log_file(exp_dir: Path) -> None:
-    """The trainer mirrors the package's log into EXP/train.log; detach that file once the run
-    is over, so the next run of this process does not write into it too."""
-    logger = logging.getLogger("omnirouter")
-    target = (exp_dir / LOG_FILE).resolve()
-    for handler in list(logger.handlers):
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == target:
-            logger.removeHandler(handler)
-            handler.close()

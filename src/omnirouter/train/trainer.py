@@ -71,9 +71,11 @@ class _Progress:
 
 def train(config: RunConfig, exp_dir: str | Path, resume: bool = False) -> TrainResult:
     runtime = start_runtime(config.train.device, config.train.precision)
+    trainer = _Trainer(config, Path(exp_dir), runtime)
     try:
-        return _Trainer(config, Path(exp_dir), runtime).run(resume)
+        return trainer.run(resume)
     finally:
+        trainer.detach_log_file()
         stop_runtime(runtime)
 
 
@@ -84,6 +86,15 @@ class _Trainer:
         self.runtime = runtime
         self.progress = _Progress()
         self.interrupted = False
+        self.log_handler: logging.Handler | None = None
+
+    def detach_log_file(self) -> None:
+        """Stop mirroring the log into this run's train.log (a next run in the same process
+        gets its own)."""
+        if self.log_handler is not None:
+            logging.getLogger("omnirouter").removeHandler(self.log_handler)
+            self.log_handler.close()
+            self.log_handler = None
 
     def request_stop(self) -> bool:
         """Ctrl-C or SIGTERM: stop after this step; True when a stop was already asked for."""
@@ -137,7 +148,7 @@ class _Trainer:
         if self.runtime.is_main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.exp_dir / "config.yaml")
-            attach_log_file(self.exp_dir)
+            self.log_handler = attach_log_file(self.exp_dir)
         if resume and not existing:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.exp_dir)
         return existing[-1] if existing else None
