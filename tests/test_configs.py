@@ -40,3 +40,19 @@ def test_paper_model_sizes_match_tables_two_and_three() -> None:
         with torch.device("meta"):
             model = build_model(config.model, config.data.tokenizer.vocab_size)
         assert abs(count_parameters(model) / 1e6 - millions) / millions < 0.01, stem
+
+
+@pytest.mark.parametrize(
+    "path", sorted((CONFIGS / "experiments").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_experiment_configs_load(path: Path) -> None:
+    from omnirouter.experiment.config import load_experiment_config, plan_runs
+
+    config = load_experiment_config(path, [])
+    names = [model.name for model in config.models]
+    assert config.baseline in names
+    assert {run.config.model.family.value for run in plan_runs(config)} == {
+        "dense",
+        "switch",
+        "omni",
+    }
