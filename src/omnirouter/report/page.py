@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,7 @@ body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; pa
 table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f2f2f2; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, td.text { text-align: left; }
 caption { caption-side: top; font-style: italic; text-align: left; padding-bottom: 0.3em; }
 figure { margin: 1em 0 1.6em; }
 figure img { max-width: 100%; }
@@ -160,11 +161,18 @@ def _html_paragraph(paragraph: Paragraph) -> str:
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str) -> str:
     head = "".join(f"<th>{_inline_html(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_inline_html(cell)}</td>" for cell in row) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(_html_cell(cell) for cell in row) + "</tr>" for row in rows)
     caption_html = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
     return f"<table>{caption_html}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_NUMBER = re.compile(r"^[\s\d.,%+\-−±×x()eE]*$|^(n/a|—|-)$")
+
+
+def _html_cell(cell: str) -> str:
+    """Numbers align right (so digits line up); words and sentences align left."""
+    align = "" if _NUMBER.match(cell.strip()) else ' class="text"'
+    return f"<td{align}>{_inline_html(cell)}</td>"
 
 
 def _inline_html(text: str) -> str:
