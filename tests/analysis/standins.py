@@ -14,7 +14,8 @@ from omnirouter.data.batch import Batch
 from omnirouter.data.tokenizer import Tokenizer
 from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.run import recognize, score_set
-from omnirouter.model import CtcModel, Family, ModelConfig, RoutingOverride, build_model
+from omnirouter.model import CtcModel, RoutingOverride, build_model
+from tests.models import tiny_config
 
 SENTENCES = (
     "the cat sat on the mat",
@@ -34,16 +35,7 @@ def train_tokenizer(directory: Path) -> Tokenizer:
 
 def tiny_model(family: str, vocab_size: int = 30, num_experts: int = 4, seed: int = 0) -> CtcModel:
     torch.manual_seed(seed)
-    config = ModelConfig(
-        family=Family(family),
-        model_dim=32,
-        num_heads=4,
-        num_layers=4,
-        ffn_dim=64,
-        num_experts=num_experts,
-        dropout=0.0,
-        attention_dropout=0.0,
-    )
+    config = tiny_config(family, num_layers=4, num_experts=num_experts)
     return build_model(config, vocab_size=vocab_size).eval()
 
 

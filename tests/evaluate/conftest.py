@@ -9,7 +9,8 @@ import soundfile
 import torch
 
 from omnirouter.data.batch import Batch
-from omnirouter.model import Family, ModelConfig, build_model
+from omnirouter.model import build_model
+from tests.models import tiny_config
 
 
 class CharacterTokenizer:
@@ -35,17 +36,7 @@ def tokenizer() -> CharacterTokenizer:
 
 def tiny_model(family: str = "omni", vocab_size: int = 28, seed: int = 0):
     torch.manual_seed(seed)
-    config = ModelConfig(
-        family=Family(family),
-        model_dim=32,
-        num_heads=4,
-        num_layers=3,
-        ffn_dim=64,
-        num_experts=4,
-        dropout=0.1,
-        attention_dropout=0.1,
-    )
-    return build_model(config, vocab_size)
+    return build_model(tiny_config(family, dropout=0.1, attention_dropout=0.1), vocab_size)
 
 
 def make_batch(lengths: list[int], seed: int, prefix: str = "utt") -> Batch:

@@ -3,22 +3,15 @@
 import pytest
 import torch
 
-from omnirouter.model import Family, ModelConfig, build_model
+from omnirouter.model import build_model
 from omnirouter.model.config import PositionEncoding
 from omnirouter.model.frontend import stacked_lengths
+from tests.models import tiny_config
 
 
 def tiny_model(family: str, position: str = "sinusoidal", seed: int = 0):
     torch.manual_seed(seed)
-    config = ModelConfig(
-        family=Family(family),
-        model_dim=32,
-        num_heads=4,
-        num_layers=3,
-        ffn_dim=64,
-        num_experts=4,
-        position=PositionEncoding(position),
-    )
+    config = tiny_config(family, position=PositionEncoding(position), dropout=0.1)
     return build_model(config, vocab_size=12).eval()
 
 

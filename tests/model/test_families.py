@@ -3,23 +3,14 @@
 import pytest
 import torch
 
-from omnirouter.model import Family, ModelConfig, build_model, count_parameters
+from omnirouter.model import ModelConfig, build_model, count_parameters
 from omnirouter.model.moe import MoEFeedForward
 from omnirouter.model.presets import PAPER_VOCAB_SIZE, preset
+from tests.models import tiny_config
 
 
 def tiny(family: str, **changes) -> ModelConfig:
-    return ModelConfig(
-        family=Family(family),
-        model_dim=32,
-        num_heads=4,
-        num_layers=4,
-        ffn_dim=64,
-        num_experts=4,
-        dropout=0.0,
-        attention_dropout=0.0,
-        **changes,
-    )
+    return tiny_config(family, **{"num_layers": 4, **changes})
 
 
 def router_weights_of_layers(model) -> list[torch.Tensor]:
