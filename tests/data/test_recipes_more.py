@@ -289,3 +289,96 @@ def test_eval2000_layout(tmp_path: Path, spoken: dict[str, Path], sph2pipe: None
     samples = load_cut_audio(cut).samples
     reference = load_audio(spoken[SENTENCES[14]]).samples
     assert abs(len(samples) - len(reference)) < 0.02 * SAMPLE_RATE
+
+
+# --- AMI (individual headsets): <meeting>/audio/<meeting>.Headset-<n>.wav and the NXT
+# annotations ami_public_manual_1.6.2/{corpusResources/meetings.xml,segments,words}; the
+# recipe needs a meeting in each of train, dev and test of its partition.
+
+AMI_MEETINGS = {  # meeting -> (speaker letter, global speaker, sentence) per headset
+    "ES2002a": [("A", "FEE005", SENTENCES[1]), ("B", "MEE006", SENTENCES[2])],
+    "ES2011a": [("A", "FEE041", SENTENCES[3])],
+    "ES2004a": [("A", "MEE014", SENTENCES[4])],
+}
+NITE = 'xmlns:nite="http://nite.sourceforge.net/"'
+
+
+def ami_words(meeting: str, letter: str, text: str, start: float, end: float) -> str:
+    """Word-level times spread evenly over the utterance, then a full stop as punctuation."""
+    words = text.split()
+    step = (end - start) / len(words)
+    items = [
+        f'<w nite:id="{meeting}.{letter}.words{index}" starttime="{start + index * step:.3f}" '
+        f'endtime="{start + (index + 1) * step:.3f}">{word}</w>'
+        for index, word in enumerate(words)
+    ]
+    items.append(
+        f'<w nite:id="{meeting}.{letter}.words{len(words)}" starttime="{end:.3f}" '
+        f'endtime="{end:.3f}" punc="true">.</w>'
+    )
+    return f'<nite:root nite:id="{meeting}.{letter}.words" {NITE}>{"".join(items)}</nite:root>'
+
+
+def test_ami_layout(tmp_path: Path, spoken: dict[str, Path]) -> None:
+    annotations = tmp_path / "ami_public_manual_1.6.2"
+    for directory in ("corpusResources", "segments", "words"):
+        (annotations / directory).mkdir(parents=True)
+    meetings_xml = []
+    for meeting, headsets in AMI_MEETINGS.items():
+        audio_dir = tmp_path / meeting / "audio"
+        audio_dir.mkdir(parents=True)
+        pieces = [audio_dir / f"{letter}.wav" for letter, _, _ in headsets]
+        for piece, (_, _, text) in zip(pieces, headsets, strict=True):
+            sox(spoken[text], "-r", "16000", piece)
+        lengths = [duration(piece) for piece in pieces]
+        total, offset, speakers = sum(lengths), 0.0, []
+        # Speakers take turns; each headset is silent while the others speak.
+        for channel, (letter, speaker, text) in enumerate(headsets):
+            start, end = offset, offset + lengths[channel]
+            headset = audio_dir / f"{meeting}.Headset-{channel}.wav"
+            sox(pieces[channel], headset, "pad", f"{start}", f"{total - end}")
+            pieces[channel].unlink()
+            end = math.floor(end * 1000) / 1000  # the recipe drops segments ending past the audio
+            segment = (
+                f'<segment nite:id="{meeting}.{letter}.seg0" transcriber_start="{start:.3f}" '
+                f'transcriber_end="{end:.3f}"/>'
+            )
+            (annotations / "segments" / f"{meeting}.{letter}.segments.xml").write_text(
+                f'<nite:root nite:id="{meeting}.{letter}.segs" {NITE}>{segment}</nite:root>'
+            )
+            (annotations / "words" / f"{meeting}.{letter}.words.xml").write_text(
+                ami_words(meeting, letter, text, start, end)
+            )
+            speakers.append(
+                f'<speaker nxt_agent="{letter}" global_name="{speaker}" channel="{channel}"/>'
+            )
+            offset = start + lengths[channel]
+        meetings_xml.append(f'<meeting observation="{meeting}">{"".join(speakers)}</meeting>')
+    (annotations / "corpusResources" / "meetings.xml").write_text(
+        f"<meetings {NITE}>{''.join(meetings_xml)}</meetings>"
+    )
+    corpus = tmp_path / "corpus"
+    info = prepare_corpus("ami", tmp_path, corpus)
+    assert set_summary(info) == [
+        ("ami_dev", "dev", 1),
+        ("ami_test", "test", 1),
+        ("ami_train", "train", 2),
+    ]
+    cuts = read_cuts(corpus, "ami_train")
+    assert sorted(cuts) == ["ES2002a-0-0", "ES2002a-1-0"]
+    cut = cuts["ES2002a-1-0"]
+    # Kaldi-style normalisation (the recipe's default): upper case, punctuation dropped.
+    assert cut_text(cut) == SENTENCES[2].upper()
+    assert cut.supervisions[0].speaker == "MEE006"
+    samples = load_cut_audio(cut).samples
+    reference = load_audio(spoken[SENTENCES[2]]).samples
+    assert abs(len(samples) - len(reference)) < 0.01 * SAMPLE_RATE
+    # The cut reads speaker B's headset only (headset A is silent while B speaks).
+    audio_dir = tmp_path / "ES2002a" / "audio"
+    first = round(cut.start * SAMPLE_RATE)
+    span = slice(first, first + len(samples))
+    headset_b, _ = soundfile.read(audio_dir / "ES2002a.Headset-1.wav", dtype="float32")
+    headset_a, _ = soundfile.read(audio_dir / "ES2002a.Headset-0.wav", dtype="float32")
+    np.testing.assert_allclose(samples, headset_b[span])
+    assert np.abs(headset_a[span]).max() == 0
+    assert np.abs(samples).max() > 0.1
