@@ -140,8 +140,6 @@ def tedlium_copy(root: Path, spoken: dict[str, Path]) -> Path:
 def test_tedlium_layout(tmp_path: Path, spoken: dict[str, Path], sph2pipe: None) -> None:
     root = tedlium_copy(tmp_path / "TEDLIUM_release-3", spoken)
     corpus = tmp_path / "corpus"
-    # prepare_tedlium writes its manifests without creating its output directory.
-    (corpus / "lhotse" / "tedlium").mkdir(parents=True)
     info = prepare_corpus("tedlium", root, corpus, parts=["test"])
     assert set_summary(info) == [("tedlium_test", "test", 3)]
     cuts = read_cuts(corpus, "tedlium_test")
@@ -154,21 +152,12 @@ def test_tedlium_layout(tmp_path: Path, spoken: dict[str, Path], sph2pipe: None)
     assert abs(len(samples) - len(reference)) < 0.02 * SAMPLE_RATE  # STM times to 10 ms
 
 
-@pytest.mark.xfail(
-    raises=FileNotFoundError,
-    strict=True,
-    reason="prepare_tedlium does not create output_dir and recipe_sets does not either",
-)
 def test_tedlium_into_new_corpus_directory(
     tmp_path: Path, spoken: dict[str, Path], sph2pipe: None
 ) -> None:
     root = tedlium_copy(tmp_path / "TEDLIUM_release-3", spoken)
     info = prepare_corpus("tedlium", root, tmp_path / "corpus", parts=["test"])
     assert set_summary(info) == [("tedlium_test", "test", 3)]
-
-
-# --- VoxPopuli (ASR): raw_audios/<lang>/<year>/<session>_<lang>.ogg and asr_<lang>.tsv.gz;
-# the recipe needs every split (train, dev, test) to have at least one segment.
 
 
 def test_voxpopuli_layout(
@@ -195,11 +184,11 @@ def test_voxpopuli_layout(
             rows.append(
                 f"{session}|{session}_{index}|{start}|{end}|{index}|{split}|female|{original}|{text}"
             )
-    # Lhotse looks for the annotation table in its output directory, nowhere else.
     corpus = tmp_path / "corpus"
-    scratch = corpus / "lhotse" / "voxpopuli"
-    scratch.mkdir(parents=True)
-    with gzip.open(scratch / "asr_en.tsv.gz", "wt") as file:
+    with pytest.raises(FileNotFoundError, match=r"asr_en\.tsv\.gz is missing"):
+        prepare_corpus("voxpopuli", root, corpus)
+    # The table ships beside the audio; the wrapper hands it to Lhotse (which would download it).
+    with gzip.open(root / "asr_en.tsv.gz", "wt") as file:
         file.write("\n".join(rows) + "\n")
     info = prepare_corpus("voxpopuli", root, corpus)
     assert set_summary(info) == [

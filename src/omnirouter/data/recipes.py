@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,24 @@ class Recipe:
     parts_argument: str | None = None  # its argument selecting splits, when it has one
     # Splits one prepared manifest pair into several sets (eval2000 holds two test sets).
     split: Callable[[Manifests], list[Manifests]] | None = None
+    # Puts inputs the Lhotse function expects in its output directory (source, scratch, kwargs).
+    stage_inputs: Callable[[Path, Path, Mapping[str, Any]], None] | None = None
+
+
+def _stage_voxpopuli_table(source_dir: Path, scratch: Path, kwargs: Mapping[str, Any]) -> None:
+    """Lhotse's VoxPopuli recipe reads its transcript table from its output directory and
+    downloads it when absent; we never download, so the table must come with the corpus."""
+    table = f"asr_{kwargs.get('lang', 'en')}.tsv.gz"
+    if (scratch / table).is_file():
+        return
+    for candidate in (source_dir / table, source_dir / "transcribed_data" / table):
+        if candidate.is_file():
+            shutil.copy2(candidate, scratch / table)
+            return
+    raise FileNotFoundError(
+        f"{source_dir}: VoxPopuli's transcript table {table} is missing; put it in {source_dir} "
+        "(it is distributed beside the audio: nothing is downloaded here)"
+    )
 
 
 def _split_eval2000(manifests: Manifests) -> list[Manifests]:
@@ -94,6 +113,7 @@ RECIPES: dict[str, Recipe] = {
         lhotse_recipes.prepare_voxpopuli,
         "VoxPopuli European Parliament speeches",
         defaults={"task": "asr", "lang": "en"},
+        stage_inputs=_stage_voxpopuli_table,
     ),
     "eval2000": Recipe(
         lhotse_recipes.prepare_eval2000,
@@ -126,6 +146,9 @@ def recipe_sets(
         raise FileNotFoundError(f"{source_dir}: no such corpus directory")
     kwargs = _arguments(recipe, options or {}, parts, num_jobs)
     scratch = Path(corpus_dir) / "lhotse" / name
+    scratch.mkdir(parents=True, exist_ok=True)  # some recipes (tedlium) do not create it
+    if recipe.stage_inputs is not None:
+        recipe.stage_inputs(source_dir, scratch, kwargs)
     log.info("running lhotse.recipes.%s on %s", recipe.prepare.__name__, source_dir)
     manifests = list(_flatten(recipe.prepare(source_dir, output_dir=scratch, **kwargs)))
     if recipe.split is not None:
