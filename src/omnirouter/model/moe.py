@@ -144,14 +144,16 @@ class MoEFeedForward(nn.Module):
         # boolean-mask gathers and scatters (forward and backward) on CPU.
         x_MD = x_BTD.reshape(-1, x_BTD.shape[-1])
         valid_rows_N = valid_BT.reshape(-1).nonzero().squeeze(1)
-        x_ND = x_MD.index_select(0, valid_rows_N)
-        router_input_ND = x_ND
+        router_input_MD = x_MD
         if self.training and self.router_jitter > 0:
-            noise_ND = torch.empty_like(x_ND).uniform_(
+            noise_MD = torch.empty_like(x_MD).uniform_(
                 1 - self.router_jitter, 1 + self.router_jitter
             )
-            router_input_ND = x_ND * noise_ND
-        logits_NE = self.router(router_input_ND)
+            router_input_MD = x_MD * noise_MD
+        # The router runs on every row (E outputs each: cheap) and only the valid rows' logits
+        # are kept, which saves gathering the D-wide valid frames twice; padding rows never
+        # reach the softmax, the statistics or the losses.
+        logits_NE = self.router(router_input_MD).index_select(0, valid_rows_N)
         probs_NE = logits_NE.softmax(dim=-1)
         gates_NK, experts_NK = probs_NE.topk(self.top_k, dim=-1)
         if self.renormalize_top_k:
@@ -159,7 +161,7 @@ class MoEFeedForward(nn.Module):
         if override is not None:
             experts_NK = override.apply(experts_NK, self.router.num_experts)
 
-        out_MD = self._dispatch_combine(x_ND, experts_NK, gates_NK, valid_rows_N, x_MD.shape[0])
+        out_MD = self._dispatch_combine(x_MD, experts_NK, gates_NK, valid_rows_N)
         out_BTD = out_MD.view((*x_BTD.shape[:-1], out_MD.shape[-1]))
         routing = RoutingInfo(
             layer=self.layer,
@@ -174,20 +176,20 @@ class MoEFeedForward(nn.Module):
 
     def _dispatch_combine(
         self,
-        x_ND: torch.Tensor,
+        x_MD: torch.Tensor,
         experts_NK: torch.Tensor,
         gates_NK: torch.Tensor,
         valid_rows_N: torch.Tensor,
-        num_rows: int,
     ) -> torch.Tensor:
         """Expert outputs of the valid frames, scaled by their gates, placed at their rows of a
-        zero (num_rows, D) output: padding rows stay exactly zero."""
+        zero output shaped like x_MD: padding rows stay exactly zero."""
         experts_S = experts_NK.reshape(-1)
         # A stable sort keeps frames of one expert in time order: the result is deterministic.
         order_S = torch.argsort(experts_S, stable=True)
         frame_of_slot_S = order_S // self.top_k
         counts_E = torch.bincount(experts_S, minlength=self.experts.num_experts)
-        x_SD = x_ND.index_select(0, frame_of_slot_S)
+        row_of_slot_S = valid_rows_N.index_select(0, frame_of_slot_S)
+        x_SD = x_MD.index_select(0, row_of_slot_S)
         if self._use_grouped_mm(x_SD):
             out_SD = self.experts.forward_grouped_mm(x_SD.to(torch.bfloat16), counts_E)
         else:
@@ -195,8 +197,7 @@ class MoEFeedForward(nn.Module):
         # Paper eq. (2): each expert output scaled by its router probability.
         gate_S = gates_NK.reshape(-1).index_select(0, order_S).unsqueeze(-1)
         out_SD = out_SD * gate_S.to(out_SD.dtype)
-        out_MD = out_SD.new_zeros(num_rows, out_SD.shape[-1])
-        row_of_slot_S = valid_rows_N.index_select(0, frame_of_slot_S)
+        out_MD = out_SD.new_zeros(x_MD.shape[0], out_SD.shape[-1])
         if self.top_k == 1:
             # Slots are a permutation of the valid frames: a copy by index is all it takes.
             return out_MD.index_copy(0, row_of_slot_S, out_SD)
