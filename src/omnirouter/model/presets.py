@@ -17,8 +17,8 @@ _TRUNKS = {
     "tiny": ModelConfig(
         model_dim=64, num_heads=4, num_layers=4, ffn_dim=256, dropout=0.0, attention_dropout=0.0
     ),
-    # The built-in demo's size: trains in minutes on a 2-core CPU.
-    "small": ModelConfig(model_dim=144, num_heads=4, num_layers=6, ffn_dim=576),
+    # The built-in demo's size (configs/experiments/demo.yaml): minutes on a 2-core CPU.
+    "demo": ModelConfig(model_dim=96, num_heads=4, num_layers=4, ffn_dim=384),
 }
 
 
@@ -27,7 +27,3 @@ def preset(name: str, family: Family | str = Family.dense, num_experts: int = 4)
     if name not in _TRUNKS:
         raise KeyError(f"unknown model preset {name!r}; known: {', '.join(sorted(_TRUNKS))}")
     return dataclasses.replace(_TRUNKS[name], family=Family(family), num_experts=num_experts)
-
-
-def preset_names() -> list[str]:
-    return sorted(_TRUNKS)

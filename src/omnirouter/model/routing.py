@@ -39,17 +39,6 @@ class RoutingInfo:
         experts_BT[self.valid_BT] = self.experts_NK[:, 0]
         return experts_BT
 
-    def detach(self) -> RoutingInfo:
-        return RoutingInfo(
-            layer=self.layer,
-            router_id=self.router_id,
-            logits_NE=self.logits_NE.detach(),
-            probs_NE=self.probs_NE.detach(),
-            experts_NK=self.experts_NK,
-            gates_NK=self.gates_NK.detach(),
-            valid_BT=self.valid_BT,
-        )
-
 
 @dataclass(frozen=True)
 class RoutingOverride:

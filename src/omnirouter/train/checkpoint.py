@@ -10,6 +10,7 @@ An experiment directory:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -185,9 +186,16 @@ def load_inference_model(path: str | Path, device: str | torch.device = "cpu") -
 def _tokenizer_of(payload: dict[str, Any], exp_dir: Path | None) -> Tokenizer:
     if exp_dir is not None and (exp_dir / TOKENIZER_DIR / MODEL_FILE).is_file():
         return Tokenizer.load(exp_dir / TOKENIZER_DIR)
-    # A checkpoint file on its own carries its tokenizer's bytes.
-    cache = Path(tempfile.mkdtemp(prefix="omnirouter-tokenizer-"))
-    (cache / MODEL_FILE).write_bytes(payload["tokenizer_model"])
+    # A checkpoint file on its own carries its tokenizer's bytes; they are written once to a
+    # cache named by their hash, so loading the same checkpoint again writes nothing.
+    model_bytes = payload["tokenizer_model"]
+    digest = hashlib.sha256(model_bytes).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / f"omnirouter-tokenizer-{digest}"
+    if not (cache / MODEL_FILE).is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        temporary = cache / f".{MODEL_FILE}.{os.getpid()}.tmp"
+        temporary.write_bytes(model_bytes)
+        os.replace(temporary, cache / MODEL_FILE)
     return Tokenizer.load(cache)
 
 
