@@ -56,18 +56,26 @@ def one_hot_einsum(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nec,ecd->nd", combine_NEC, y_ECD)
 
 
-def time_interleaved(fns: list[Callable[[], torch.Tensor]], repeats: int) -> list[float]:
+def time_interleaved(
+    fns: list[Callable[[], torch.Tensor]], tensors: list[torch.Tensor], repeats: int
+) -> list[float]:
     """Median ms of forward + backward per function. The functions take turns within every
-    repeat, so a change in machine load affects all of them alike and the ratios stay fair."""
-    for fn in fns:  # warm-up
-        for _ in range(2):
-            fn().sum().backward()
+    repeat, so a change in machine load affects all of them alike and the ratios stay fair.
+    Before every pass the gradients of `tensors` are set to None, as training does
+    (`optimizer.zero_grad(set_to_none=True)`), so no pass pays for accumulating into old ones."""
+
+    def forward_backward(fn: Callable[[], torch.Tensor]) -> None:
+        fn().sum().backward()
+
     samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
+    for repeat in range(-2, repeats):  # two warm-up rounds
         for fn, fn_samples in zip(fns, samples):
+            for tensor in tensors:
+                tensor.grad = None
             start = time.perf_counter()
-            fn().sum().backward()
-            fn_samples.append(time.perf_counter() - start)
+            forward_backward(fn)
+            if repeat >= 0:
+                fn_samples.append(time.perf_counter() - start)
     return [statistics.median(fn_samples) * 1e3 for fn_samples in samples]
 
 
@@ -112,6 +120,7 @@ def main() -> None:
                 lambda layer=layer, x_ND=x_ND: masked_loop(layer, x_ND),
                 lambda layer=layer, x_ND=x_ND: one_hot_einsum(layer, x_ND),
             ],
+            [x_BTD, *dense.parameters(), *layer.parameters()],
             args.repeats,
         )
         cells = " | ".join(f"{ms:7.1f} ms {ms / dense_ms:5.2f}x" for ms in results)

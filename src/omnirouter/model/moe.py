@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from omnirouter.model.config import Activation
-from omnirouter.model.grouped_linear import grouped_linear
+from omnirouter.model.expert_ffn import sorted_expert_ffn
 from omnirouter.model.routing import RoutingInfo, RoutingOverride
 
 
@@ -49,8 +49,8 @@ class Experts(nn.Module):
         self.b1_EF = nn.Parameter(torch.empty(num_experts, ffn_dim))
         self.w2_EFD = nn.Parameter(torch.empty(num_experts, ffn_dim, model_dim))
         self.b2_ED = nn.Parameter(torch.empty(num_experts, model_dim))
-        self.activation = F.gelu if activation is Activation.gelu else F.relu
-        self.dropout = nn.Dropout(dropout)
+        self.activation = activation
+        self.dropout = dropout  # between the two matmuls, while training
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -64,25 +64,42 @@ class Experts(nn.Module):
     def num_experts(self) -> int:
         return self.w1_EDF.shape[0]
 
-    def forward_sorted(self, x_SD: torch.Tensor, counts_E: list[int]) -> torch.Tensor:
-        """Rows of x_SD grouped by expert (counts_E rows each, in expert order), one matmul pair
-        per expert over a contiguous slice. An expert with no rows gets a zero gradient, so
-        every expert's weights take part in every step (DDP needs no find_unused_parameters)."""
-        hidden_SF = self.activation(grouped_linear(x_SD, self.w1_EDF, self.b1_EF, counts_E))
-        return grouped_linear(self.dropout(hidden_SF), self.w2_EFD, self.b2_ED, counts_E)
+    def forward_sorted(
+        self,
+        x_MD: torch.Tensor,
+        gate_S: torch.Tensor,
+        row_of_slot_S: torch.Tensor,
+        counts_E: list[int],
+        accumulate: bool,
+    ) -> torch.Tensor:
+        """out_MD: each slot's expert output × gate at its row of x_MD (summed over slots when
+        `accumulate`); slots are grouped by expert, counts_E per expert, in expert order. One
+        expert at a time over its contiguous slots, with a hand-written backward
+        (`expert_ffn.py`); an expert with no slots gets a zero gradient, so every expert's
+        weights take part in every step (DDP needs no find_unused_parameters)."""
+        return sorted_expert_ffn(
+            x_MD,
+            gate_S,
+            (self.w1_EDF, self.b1_EF, self.w2_EFD, self.b2_ED),
+            row_of_slot_S,
+            counts_E,
+            self.activation,
+            self.dropout if self.training else 0.0,
+            accumulate,
+        )
 
     def forward_grouped_mm(self, x_SD: torch.Tensor, counts_E: torch.Tensor) -> torch.Tensor:
-        """The same as `forward_sorted` in two grouped GEMMs (CUDA, bf16, sm90+)."""
+        """The expert outputs of slot-ordered rows x_SD in two grouped GEMMs (CUDA, bf16, sm90+)."""
         offsets_E = torch.cumsum(counts_E, dim=0).to(torch.int32)
         expert_of_row_S = torch.repeat_interleave(
             torch.arange(self.num_experts, device=x_SD.device), counts_E, output_size=x_SD.shape[0]
         )
         weight1 = self.w1_EDF.to(x_SD.dtype)
         hidden_SF = torch._grouped_mm(x_SD, weight1, offs=offsets_E)
-        hidden_SF = self.activation(hidden_SF + self.b1_EF.to(x_SD.dtype)[expert_of_row_S])
-        out_SD = torch._grouped_mm(
-            self.dropout(hidden_SF), self.w2_EFD.to(x_SD.dtype), offs=offsets_E
-        )
+        activation = F.gelu if self.activation is Activation.gelu else F.relu
+        hidden_SF = activation(hidden_SF + self.b1_EF.to(x_SD.dtype)[expert_of_row_S])
+        hidden_SF = F.dropout(hidden_SF, self.dropout, training=self.training)
+        out_SD = torch._grouped_mm(hidden_SF, self.w2_EFD.to(x_SD.dtype), offs=offsets_E)
         return out_SD + self.b2_ED.to(x_SD.dtype)[expert_of_row_S]
 
 
@@ -181,22 +198,22 @@ class MoEFeedForward(nn.Module):
         gates_NK: torch.Tensor,
         valid_rows_N: torch.Tensor,
     ) -> torch.Tensor:
-        """Expert outputs of the valid frames, scaled by their gates, placed at their rows of a
-        zero output shaped like x_MD: padding rows stay exactly zero."""
+        """Expert outputs of the valid frames, scaled by their gates (paper eq. 2), at their
+        rows of an output shaped like x_MD; padding rows stay exactly zero."""
         experts_S = experts_NK.reshape(-1)
         # A stable sort keeps frames of one expert in time order: the result is deterministic.
         order_S = torch.argsort(experts_S, stable=True)
-        frame_of_slot_S = order_S // self.top_k
         counts_E = torch.bincount(experts_S, minlength=self.experts.num_experts)
-        row_of_slot_S = valid_rows_N.index_select(0, frame_of_slot_S)
-        x_SD = x_MD.index_select(0, row_of_slot_S)
-        if self._use_grouped_mm(x_SD):
-            out_SD = self.experts.forward_grouped_mm(x_SD.to(torch.bfloat16), counts_E)
-        else:
-            out_SD = self.experts.forward_sorted(x_SD, counts_E.tolist())
-        # Paper eq. (2): each expert output scaled by its router probability.
-        gate_S = gates_NK.reshape(-1).index_select(0, order_S).unsqueeze(-1)
-        out_SD = out_SD * gate_S.to(out_SD.dtype)
+        row_of_slot_S = valid_rows_N.index_select(0, order_S // self.top_k)
+        gate_S = gates_NK.reshape(-1).index_select(0, order_S)
+        if not self._use_grouped_mm(x_MD):
+            return self.experts.forward_sorted(
+                x_MD, gate_S, row_of_slot_S, counts_E.tolist(), accumulate=self.top_k > 1
+            )
+        x_SD = x_MD.index_select(0, row_of_slot_S).to(torch.bfloat16)
+        out_SD = self.experts.forward_grouped_mm(x_SD, counts_E) * gate_S.unsqueeze(-1).to(
+            x_SD.dtype
+        )
         out_MD = out_SD.new_zeros(x_MD.shape[0], out_SD.shape[-1])
         if self.top_k == 1:
             # Slots are a permutation of the valid frames: a copy by index is all it takes.

@@ -1,0 +1,217 @@
+"""Every expert's FFN over its own frames, gated and put back in place, with a hand-written backward.
+
+`sorted_expert_ffn` takes the frames as rows of x_MD and a slot plan (the row each slot reads,
+slots grouped by expert, counts_E slots per expert) and returns out_MD with
+
+    out[row(s)] (+)= gate(s) · (dropout(act(x[row(s)] W1[e] + b1[e])) W2[e] + b2[e])
+
+for every slot s of expert e (paper eq. 2); rows no slot reads stay zero. It runs one expert at
+a time, so the expert's slice of frames stays in cache from its first matmul to the scatter: the
+gather, activation, dropout, gate product and scatter (and in the backward the gather, gate
+gradient, activation mask and bias sums) work on data a neighbouring matmul has just touched,
+where a chain of autograd ops would sweep each whole (S, F) or (S, D) tensor through memory once
+per op. Each expert's weight gradient is written straight into its slot of the stacked (E, D, F)
+gradient, and an expert without frames gets an exact zero gradient, so every expert takes part
+in every step (DDP needs no find_unused_parameters). See benchmarks/moe_layer.py.
+
+With ReLU the backward needs only the hidden units after dropout (a unit passes gradient iff it
+is positive there); with GELU the pre-activations and the dropout mask are kept too.
+
+Shape legend: M rows of x, S slots (valid frames × top-k, grouped by expert), n slots of one
+expert, D model dim, F FFN dim, E experts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from omnirouter.model.config import Activation
+
+
+class _SortedExpertFFN(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x_MD: torch.Tensor,
+        gate_S: torch.Tensor,
+        w1_EDF: torch.Tensor,
+        b1_EF: torch.Tensor,
+        w2_EFD: torch.Tensor,
+        b2_ED: torch.Tensor,
+        row_of_slot_S: torch.Tensor,
+        counts_E: list[int],
+        activation: Activation,
+        dropout: float,
+        accumulate: bool,
+    ) -> torch.Tensor:
+        num_slots, ffn_dim = row_of_slot_S.shape[0], w1_EDF.shape[2]
+        gelu = activation is Activation.gelu
+        x_SD = x_MD.index_select(0, row_of_slot_S)
+        hidden_SF = x_MD.new_empty(num_slots, ffn_dim)  # after activation and dropout
+        pre_activation_SF = x_MD.new_empty(num_slots, ffn_dim) if gelu else None
+        keep_SF = None  # GELU's dropout mask; with ReLU it can be read off hidden_SF
+        if gelu and dropout > 0:
+            keep_SF = torch.empty(num_slots, ffn_dim, dtype=torch.bool, device=x_MD.device)
+        expert_out_SD = x_MD.new_empty(num_slots, x_MD.shape[1])  # before the gate
+        for expert, start, end in _nonempty_slices(counts_E):
+            x_nD, hidden_nF = x_SD[start:end], hidden_SF[start:end]
+            if pre_activation_SF is None:
+                torch.addmm(b1_EF[expert], x_nD, w1_EDF[expert], out=hidden_nF).relu_()
+            else:
+                pre_nF = pre_activation_SF[start:end]
+                torch.addmm(b1_EF[expert], x_nD, w1_EDF[expert], out=pre_nF)
+                hidden_nF.copy_(F.gelu(pre_nF))
+            if dropout > 0:
+                keep_nF = torch.empty_like(hidden_nF).bernoulli_(1 - dropout)
+                if keep_SF is not None:
+                    keep_SF[start:end] = keep_nF != 0
+                hidden_nF.mul_(keep_nF.mul_(1 / (1 - dropout)))
+            torch.addmm(b2_ED[expert], hidden_nF, w2_EFD[expert], out=expert_out_SD[start:end])
+        out_MD = _output_buffer(x_MD.shape[0], expert_out_SD, accumulate)
+        _put_rows(out_MD, row_of_slot_S, expert_out_SD * gate_S.unsqueeze(1), accumulate)
+        ctx.save_for_backward(
+            x_SD,
+            gate_S,
+            w1_EDF,
+            w2_EFD,
+            row_of_slot_S,
+            hidden_SF,
+            expert_out_SD,
+            pre_activation_SF,
+            keep_SF,
+        )
+        ctx.num_rows, ctx.counts_E = x_MD.shape[0], counts_E
+        ctx.dropout, ctx.accumulate = dropout, accumulate
+        return out_MD
+
+    @staticmethod
+    def backward(ctx: Any, grad_out_MD: torch.Tensor) -> tuple[Any, ...]:
+        (
+            x_SD,
+            gate_S,
+            w1_EDF,
+            w2_EFD,
+            row_of_slot_S,
+            hidden_SF,
+            expert_out_SD,
+            pre_activation_SF,
+            keep_SF,
+        ) = ctx.saved_tensors
+        need_x, need_gate, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad[:6]
+        num_experts, ffn_dim = w1_EDF.shape[0], w1_EDF.shape[2]
+        grad_SD = grad_out_MD.index_select(0, row_of_slot_S)  # of the gated expert outputs
+        grad_gate_S = torch.linalg.vecdot(grad_SD, expert_out_SD) if need_gate else None
+        grad_SD.mul_(gate_S.unsqueeze(1))  # now of the expert outputs themselves
+        grad_x_SD = torch.empty_like(x_SD) if need_x else None
+        grad_w1 = torch.empty_like(w1_EDF) if need_w1 else None
+        grad_b1 = w1_EDF.new_empty(num_experts, ffn_dim) if need_b1 else None
+        grad_w2 = torch.empty_like(w2_EFD) if need_w2 else None
+        grad_b2 = w2_EFD.new_empty(num_experts, w2_EFD.shape[2]) if need_b2 else None
+        for expert, count in enumerate(ctx.counts_E):
+            if count == 0:  # an expert without frames: an exact zero gradient, but a gradient
+                for grad in (grad_w1, grad_b1, grad_w2, grad_b2):
+                    if grad is not None:
+                        grad[expert].zero_()
+        # One (n, F) buffer for every expert in turn: fresh ones would each cost page faults.
+        grad_hidden_buffer = x_SD.new_empty(max(ctx.counts_E, default=0) * ffn_dim)
+        for expert, start, end in _nonempty_slices(ctx.counts_E):
+            hidden_nF, grad_nD = hidden_SF[start:end], grad_SD[start:end]
+            if grad_w2 is not None:
+                torch.mm(hidden_nF.t(), grad_nD, out=grad_w2[expert])
+            if grad_b2 is not None:
+                torch.sum(grad_nD, dim=0, out=grad_b2[expert])
+            if not (need_x or need_w1 or need_b1):
+                continue
+            grad_hidden_nF = grad_hidden_buffer[: (end - start) * ffn_dim].view(-1, ffn_dim)
+            torch.mm(grad_nD, w2_EFD[expert].t(), out=grad_hidden_nF)
+            if pre_activation_SF is None:
+                # ReLU after dropout: positive exactly where the unit was kept and active.
+                # (threshold_backward is ReLU's own vectorised backward; masked_fill_ with a
+                # boolean mask measured several times slower on CPU.)
+                torch.ops.aten.threshold_backward.grad_input(
+                    grad_hidden_nF, hidden_nF, 0, grad_input=grad_hidden_nF
+                )
+                if ctx.dropout > 0:
+                    grad_hidden_nF.mul_(1 / (1 - ctx.dropout))
+            else:
+                if keep_SF is not None:
+                    grad_hidden_nF.mul_(keep_SF[start:end]).mul_(1 / (1 - ctx.dropout))
+                grad_hidden_nF = torch.ops.aten.gelu_backward(
+                    grad_hidden_nF, pre_activation_SF[start:end]
+                )
+            if grad_w1 is not None:
+                torch.mm(x_SD[start:end].t(), grad_hidden_nF, out=grad_w1[expert])
+            if grad_b1 is not None:
+                torch.sum(grad_hidden_nF, dim=0, out=grad_b1[expert])
+            if grad_x_SD is not None:
+                torch.mm(grad_hidden_nF, w1_EDF[expert].t(), out=grad_x_SD[start:end])
+        grad_x_MD = None
+        if grad_x_SD is not None:
+            grad_x_MD = _output_buffer(ctx.num_rows, grad_x_SD, ctx.accumulate)
+            _put_rows(grad_x_MD, row_of_slot_S, grad_x_SD, ctx.accumulate)
+        return (grad_x_MD, grad_gate_S, grad_w1, grad_b1, grad_w2, grad_b2) + (None,) * 5
+
+
+def _output_buffer(num_rows: int, values_SD: torch.Tensor, accumulate: bool) -> torch.Tensor:
+    """A (num_rows, D) buffer for slot values put back by row. When the slots cover every row
+    exactly once (top-1, no padding) each row is written once and no zero-fill is needed."""
+    if not accumulate and values_SD.shape[0] == num_rows:
+        return values_SD.new_empty(num_rows, values_SD.shape[1])
+    return values_SD.new_zeros(num_rows, values_SD.shape[1])
+
+
+def _put_rows(
+    buffer_MD: torch.Tensor, rows_S: torch.Tensor, values_SD: torch.Tensor, accumulate: bool
+) -> None:
+    if accumulate:  # top-k > 1: a row receives one value per expert it was sent to
+        buffer_MD.index_add_(0, rows_S, values_SD)
+    else:
+        buffer_MD.index_copy_(0, rows_S, values_SD)
+
+
+def _nonempty_slices(counts_E: list[int]) -> Iterator[tuple[int, int, int]]:
+    start = 0
+    for expert, count in enumerate(counts_E):
+        if count:
+            yield expert, start, start + count
+        start += count
+
+
+def sorted_expert_ffn(
+    x_MD: torch.Tensor,
+    gate_S: torch.Tensor,
+    weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    row_of_slot_S: torch.Tensor,
+    counts_E: list[int],
+    activation: Activation,
+    dropout: float,
+    accumulate: bool,
+) -> torch.Tensor:
+    """out_MD with every slot's gated expert output at its row (added up when `accumulate`,
+    i.e. top-k > 1; copied when each row has at most one slot). `weights` = (W1[E,D,F], b1[E,F],
+    W2[E,F,D], b2[E,D]); `dropout` is the probability actually applied (0 in eval mode).
+
+    Under autocast the inputs are cast to the autocast dtype here; the kernel itself runs with
+    autocast off, since `out=` matmuls cannot be autocast."""
+    if sum(counts_E) != row_of_slot_S.shape[0]:
+        raise ValueError(f"counts_E sums to {sum(counts_E)}, not to {row_of_slot_S.shape[0]} slots")
+    device_type = x_MD.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        x_MD, gate_S = x_MD.to(dtype), gate_S.to(dtype)
+        weights = tuple(weight.to(dtype) for weight in weights)  # type: ignore[assignment]
+    with torch.autocast(device_type=device_type, enabled=False):
+        return _SortedExpertFFN.apply(
+            x_MD.contiguous(),
+            gate_S.contiguous(),
+            *weights,
+            row_of_slot_S,
+            counts_E,
+            activation,
+            dropout,
+            accumulate,
+        )
