@@ -6,7 +6,7 @@ Three dispatch styles are measured side by side in one run, on the same input an
 - one-hot einsum: dispatch/combine tensors of shape (T, E, C) (GShard / fairseq), with the
   capacity C set to the largest expert load so that it drops nothing, like the others.
 
-Prints times in ms and the ratio to the dense FFN. Timings are medians over repeats; nothing here
+Prints times in ms and the ratio to the dense FFN (median of per-repeat ratios); nothing here
 asserts a time. Usage: python benchmarks/moe_layer.py [--frames 4096] [--repeats 20]
 """
 
@@ -58,25 +58,25 @@ def one_hot_einsum(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
 
 def time_interleaved(
     fns: list[Callable[[], torch.Tensor]], tensors: list[torch.Tensor], repeats: int
-) -> list[float]:
-    """Median ms of forward + backward per function. The functions take turns within every
-    repeat, so a change in machine load affects all of them alike and the ratios stay fair.
-    Before every pass the gradients of `tensors` are set to None, as training does
-    (`optimizer.zero_grad(set_to_none=True)`), so no pass pays for accumulating into old ones."""
-
-    def forward_backward(fn: Callable[[], torch.Tensor]) -> None:
-        fn().sum().backward()
-
+) -> list[list[float]]:
+    """Seconds of forward + backward per function and repeat. The functions take turns within
+    every repeat, so each repeat compares them under the same machine load. Before every pass
+    the gradients of `tensors` are set to None, as training does (`zero_grad(set_to_none=True)`),
+    and the backward starts from a fixed random output gradient, as inside a network."""
     samples: list[list[float]] = [[] for _ in fns]
+    grad_out = None
     for repeat in range(-2, repeats):  # two warm-up rounds
         for fn, fn_samples in zip(fns, samples):
             for tensor in tensors:
                 tensor.grad = None
             start = time.perf_counter()
-            forward_backward(fn)
+            out = fn()
+            if grad_out is None:
+                grad_out = torch.randn_like(out)
+            out.backward(grad_out.reshape(out.shape))
             if repeat >= 0:
                 fn_samples.append(time.perf_counter() - start)
-    return [statistics.median(fn_samples) * 1e3 for fn_samples in samples]
+    return samples
 
 
 def main() -> None:
@@ -113,7 +113,7 @@ def main() -> None:
         x_ND = x_BTD[0]
         with torch.no_grad():
             load_E = torch.bincount(router(x_ND).argmax(-1), minlength=num_experts).float()
-        dense_ms, *results = time_interleaved(
+        dense_s, *results = time_interleaved(
             [
                 lambda: dense(x_BTD),
                 lambda layer=layer: layer(x_BTD, valid_BT)[0],
@@ -123,10 +123,20 @@ def main() -> None:
             [x_BTD, *dense.parameters(), *layer.parameters()],
             args.repeats,
         )
-        cells = " | ".join(f"{ms:7.1f} ms {ms / dense_ms:5.2f}x" for ms in results)
+        # A ratio per repeat (both measured within moments of each other), then the median:
+        # steadier than a ratio of medians when the machine's speed drifts during the run.
+        cells = " | ".join(
+            f"{statistics.median(fn_s) * 1e3:7.1f} ms "
+            f"{statistics.median(t / d for t, d in zip(fn_s, dense_s)):5.2f}x"
+            for fn_s in results
+        )
+        dense_ms = statistics.median(dense_s) * 1e3
         balance = float(load_E.max() / load_E.mean())
         print(f"{num_experts:>3} {balance:>13.2f} | {dense_ms:6.1f} ms | {cells}")
-    print("ratios are time / dense FFN time; target for omnirouter at E=8 on CPU: <= 1.15x")
+    print(
+        "ms: median over repeats; ratios: median over repeats of time / dense FFN time in the "
+        "same repeat; target for omnirouter at E=8 on CPU: <= 1.15x"
+    )
 
 
 if __name__ == "__main__":

@@ -170,9 +170,14 @@ class MoEFeedForward(nn.Module):
         # The router runs on every row (E outputs each: cheap) and only the valid rows' logits
         # are kept, which saves gathering the D-wide valid frames twice; padding rows never
         # reach the softmax, the statistics or the losses.
-        logits_NE = self.router(router_input_MD).index_select(0, valid_rows_N)
+        logits_NE = self.router(router_input_MD)
+        if valid_rows_N.shape[0] < logits_NE.shape[0]:
+            logits_NE = logits_NE.index_select(0, valid_rows_N)
         probs_NE = logits_NE.softmax(dim=-1)
-        gates_NK, experts_NK = probs_NE.topk(self.top_k, dim=-1)
+        if self.top_k == 1:  # max is the same choice as topk(1), and measured faster on CPU
+            gates_NK, experts_NK = probs_NE.max(dim=-1, keepdim=True)
+        else:
+            gates_NK, experts_NK = probs_NE.topk(self.top_k, dim=-1)
         if self.renormalize_top_k:
             gates_NK = gates_NK / gates_NK.sum(dim=-1, keepdim=True)
         if override is not None:
