@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from omnirouter.model.config import Activation
+from omnirouter.model.expert_ffn import sorted_expert_ffn
 from omnirouter.model.moe import Experts, MoEFeedForward, Router
 from omnirouter.model.transformer import FeedForward
 
@@ -56,6 +57,28 @@ def one_hot_einsum(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nec,ecd->nd", combine_NEC, y_ECD)
 
 
+def experts_only(layer: MoEFeedForward, x_ND: torch.Tensor) -> list[Callable[[], torch.Tensor]]:
+    """The layer's expert computation alone (sorted_expert_ffn, gates fixed at 0.5), on the
+    slots the router chose and with every frame on expert 0: the first against the whole layer
+    shows what routing costs, the second against the first what splitting the frames into E
+    groups of matmuls costs."""
+    with torch.no_grad():
+        expert_N = layer.router(x_ND).argmax(-1)
+    row_of_slot_N = torch.argsort(expert_N, stable=True)
+    counts_E = torch.bincount(expert_N, minlength=layer.experts.num_experts).tolist()
+    one_expert_E = [x_ND.shape[0]] + [0] * (layer.experts.num_experts - 1)
+    gate_N = torch.full((x_ND.shape[0],), 0.5, requires_grad=True)
+    experts = layer.experts
+    weights = (experts.w1_EDF, experts.b1_EF, experts.w2_EFD, experts.b2_ED)
+
+    def run(counts: list[int]) -> torch.Tensor:
+        return sorted_expert_ffn(
+            x_ND, gate_N, weights, row_of_slot_N, counts, Activation.relu, 0.0, accumulate=False
+        )
+
+    return [lambda: run(counts_E), lambda: run(one_expert_E)]
+
+
 def time_interleaved(
     fns: list[Callable[[], torch.Tensor]], tensors: list[torch.Tensor], repeats: int
 ) -> list[list[float]]:
@@ -87,6 +110,12 @@ def main() -> None:
     parser.add_argument("--experts", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the experts alone: on the routed slots (no router, sort or routing "
+        "gradients) and with every frame on one expert (no splitting into E matmuls)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,6 +133,8 @@ def main() -> None:
         f"{'E':>3} {'max/mean load':>13} | {'dense FFN':>9} | {'omnirouter':>16} | "
         f"{'masked loop':>16} | {'one-hot einsum':>16}"
     )
+    if args.breakdown:
+        header += f" | {'experts only':>16} | {'one expert':>16}"
     print(header)
     print("-" * len(header))
     for num_experts in args.experts:
@@ -113,15 +144,16 @@ def main() -> None:
         x_ND = x_BTD[0]
         with torch.no_grad():
             load_E = torch.bincount(router(x_ND).argmax(-1), minlength=num_experts).float()
+        fns = [
+            lambda: dense(x_BTD),
+            lambda layer=layer: layer(x_BTD, valid_BT)[0],
+            lambda layer=layer, x_ND=x_ND: masked_loop(layer, x_ND),
+            lambda layer=layer, x_ND=x_ND: one_hot_einsum(layer, x_ND),
+        ]
+        if args.breakdown:
+            fns += experts_only(layer, x_ND)
         dense_s, *results = time_interleaved(
-            [
-                lambda: dense(x_BTD),
-                lambda layer=layer: layer(x_BTD, valid_BT)[0],
-                lambda layer=layer, x_ND=x_ND: masked_loop(layer, x_ND),
-                lambda layer=layer, x_ND=x_ND: one_hot_einsum(layer, x_ND),
-            ],
-            [x_BTD, *dense.parameters(), *layer.parameters()],
-            args.repeats,
+            fns, [x_BTD, *dense.parameters(), *layer.parameters()], args.repeats
         )
         # A ratio per repeat (both measured within moments of each other), then the median:
         # steadier than a ratio of medians when the machine's speed drifts during the run.

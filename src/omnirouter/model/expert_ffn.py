@@ -5,14 +5,20 @@ slots grouped by expert, counts_E slots per expert) and returns out_MD with
 
     out[row(s)] (+)= gate(s) · (dropout(act(x[row(s)] W1[e] + b1[e])) W2[e] + b2[e])
 
-for every slot s of expert e (paper eq. 2); rows no slot reads stay zero. It runs one expert at
-a time, so the expert's slice of frames stays in cache from its first matmul to the scatter: the
-gather, activation, dropout, gate product and scatter (and in the backward the gather, gate
-gradient, activation mask and bias sums) work on data a neighbouring matmul has just touched,
-where a chain of autograd ops would sweep each whole (S, F) or (S, D) tensor through memory once
-per op. Each expert's weight gradient is written straight into its slot of the stacked (E, D, F)
-gradient, and an expert without frames gets an exact zero gradient, so every expert takes part
-in every step (DDP needs no find_unused_parameters). See benchmarks/moe_layer.py.
+for every slot s of expert e (paper eq. 2); rows no slot reads stay zero.
+
+Why one autograd function rather than a chain of autograd ops (each measured on CPU, see
+benchmarks/moe_layer.py):
+- the F-wide work runs one expert at a time, so the activation, dropout, ReLU mask and bias
+  gradient touch an (n, F) slice the neighbouring matmul has just written, instead of sweeping
+  the whole (S, F) tensor through memory once per op (applying ReLU to the whole tensor after
+  the first matmuls measured slower);
+- each expert's weight gradient is written straight into its slot of the stacked (E, D, F)
+  gradient (autograd over `w[e]` costs a zero-filled (E, D, F) tensor per expert);
+- the D-wide gather, gate product and scatter are one op each over all slots, and a top-1
+  scatter that covers every row needs no zero-filled buffer;
+- an expert without frames still gets an exact zero gradient, so every expert takes part in
+  every step (DDP needs no find_unused_parameters).
 
 With ReLU the backward needs only the hidden units after dropout (a unit passes gradient iff it
 is positive there); with GELU the pre-activations and the dropout mask are kept too.
