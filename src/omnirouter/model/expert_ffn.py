@@ -20,8 +20,10 @@ benchmarks/moe_layer.py):
 - an expert without frames still gets an exact zero gradient, so every expert takes part in
   every step (DDP needs no find_unused_parameters).
 
-With ReLU the backward needs only the hidden units after dropout (a unit passes gradient iff it
-is positive there); with GELU the pre-activations and the dropout mask are kept too.
+Dropout zeroes hidden units; its 1/(1-p) rescaling rides on the alpha of the matmuls that
+read the hidden units (free in a GEMM), so it costs no pass of its own. With ReLU the backward
+needs only the hidden units after dropout (a unit passes gradient iff it is positive there);
+with GELU the pre-activations and the dropout mask are kept too.
 
 Shape legend: M rows of x, S slots (valid frames × top-k, grouped by expert), n slots of one
 expert, D model dim, F FFN dim, E experts.
@@ -57,7 +59,8 @@ class _SortedExpertFFN(torch.autograd.Function):
         num_slots, ffn_dim = row_of_slot_S.shape[0], w1_EDF.shape[2]
         gelu = activation is Activation.gelu
         x_SD = x_MD.index_select(0, row_of_slot_S)
-        hidden_SF = x_MD.new_empty(num_slots, ffn_dim)  # after activation and dropout
+        hidden_SF = x_MD.new_empty(num_slots, ffn_dim)  # act(...) × keep, not yet rescaled
+        scale = 1 / (1 - dropout)
         pre_activation_SF = x_MD.new_empty(num_slots, ffn_dim) if gelu else None
         keep_SF = None  # GELU's dropout mask; with ReLU it can be read off hidden_SF
         if gelu and dropout > 0:
@@ -75,8 +78,10 @@ class _SortedExpertFFN(torch.autograd.Function):
                 keep_nF = torch.empty_like(hidden_nF).bernoulli_(1 - dropout)
                 if keep_SF is not None:
                     keep_SF[start:end] = keep_nF != 0
-                hidden_nF.mul_(keep_nF.mul_(1 / (1 - dropout)))
-            torch.addmm(b2_ED[expert], hidden_nF, w2_EFD[expert], out=expert_out_SD[start:end])
+                hidden_nF.mul_(keep_nF)
+            torch.addmm(
+                b2_ED[expert], hidden_nF, w2_EFD[expert], alpha=scale, out=expert_out_SD[start:end]
+            )
         out_MD = _output_buffer(x_MD.shape[0], expert_out_SD, accumulate)
         _put_rows(out_MD, row_of_slot_S, expert_out_SD * gate_S.unsqueeze(1), accumulate)
         ctx.save_for_backward(
@@ -91,7 +96,7 @@ class _SortedExpertFFN(torch.autograd.Function):
             keep_SF,
         )
         ctx.num_rows, ctx.counts_E = x_MD.shape[0], counts_E
-        ctx.dropout, ctx.accumulate = dropout, accumulate
+        ctx.scale, ctx.accumulate = scale, accumulate
         return out_MD
 
     @staticmethod
@@ -127,13 +132,13 @@ class _SortedExpertFFN(torch.autograd.Function):
         for expert, start, end in _nonempty_slices(ctx.counts_E):
             hidden_nF, grad_nD = hidden_SF[start:end], grad_SD[start:end]
             if grad_w2 is not None:
-                torch.mm(hidden_nF.t(), grad_nD, out=grad_w2[expert])
+                _matmul(hidden_nF.t(), grad_nD, grad_w2[expert], alpha=ctx.scale)
             if grad_b2 is not None:
                 torch.sum(grad_nD, dim=0, out=grad_b2[expert])
             if not (need_x or need_w1 or need_b1):
                 continue
             grad_hidden_nF = grad_hidden_buffer[: (end - start) * ffn_dim].view(-1, ffn_dim)
-            torch.mm(grad_nD, w2_EFD[expert].t(), out=grad_hidden_nF)
+            _matmul(grad_nD, w2_EFD[expert].t(), grad_hidden_nF, alpha=ctx.scale)
             if pre_activation_SF is None:
                 # ReLU after dropout: positive exactly where the unit was kept and active.
                 # (threshold_backward is ReLU's own vectorised backward; masked_fill_ with a
@@ -141,11 +146,9 @@ class _SortedExpertFFN(torch.autograd.Function):
                 torch.ops.aten.threshold_backward.grad_input(
                     grad_hidden_nF, hidden_nF, 0, grad_input=grad_hidden_nF
                 )
-                if ctx.dropout > 0:
-                    grad_hidden_nF.mul_(1 / (1 - ctx.dropout))
             else:
                 if keep_SF is not None:
-                    grad_hidden_nF.mul_(keep_SF[start:end]).mul_(1 / (1 - ctx.dropout))
+                    grad_hidden_nF.mul_(keep_SF[start:end])
                 grad_hidden_nF = torch.ops.aten.gelu_backward(
                     grad_hidden_nF, pre_activation_SF[start:end]
                 )
@@ -160,6 +163,14 @@ class _SortedExpertFFN(torch.autograd.Function):
             grad_x_MD = _output_buffer(ctx.num_rows, grad_x_SD, ctx.accumulate)
             _put_rows(grad_x_MD, row_of_slot_S, grad_x_SD, ctx.accumulate)
         return (grad_x_MD, grad_gate_S, grad_w1, grad_b1, grad_w2, grad_b2) + (None,) * 5
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, alpha: float) -> None:
+    """out = alpha · a @ b (with beta = 0 the old contents of out are never read)."""
+    if alpha == 1:
+        torch.mm(a, b, out=out)
+    else:
+        torch.addmm(out, a, b, beta=0, alpha=alpha, out=out)
 
 
 def _output_buffer(num_rows: int, values_SD: torch.Tensor, accumulate: bool) -> torch.Tensor:
