@@ -117,9 +117,64 @@ def test_gradcheck_with_dropout(activation: Activation) -> None:
         assert not torch.allclose(seeded(*leaves), fused(x_MD, gate_S, weights, plan, activation))
 
 
-def test_counts_must_match_the_slots() -> None:
+@pytest.mark.parametrize(
+    ("counts_E", "message"), [([1, 2, 3, 4], "counts_E sums to"), ([20, 3], "2 entries for 4")]
+)
+def test_counts_must_match_the_slots_and_the_experts(counts_E: list[int], message: str) -> None:
     x_MD, gate_S, weights, plan = make_inputs(top_k=1, covered_rows=NUM_ROWS)
-    with pytest.raises(ValueError, match="counts_E sums to"):
+    with pytest.raises(ValueError, match=message):
         sorted_expert_ffn(
-            x_MD, gate_S, weights, plan["row_of_slot_S"], [1, 2, 3, 4], Activation.relu, 0.0, False
+            x_MD, gate_S, weights, plan["row_of_slot_S"], counts_E, Activation.relu, 0.0, False
         )
+
+
+@pytest.mark.parametrize(
+    "needs_grad",
+    [
+        ("x",),
+        ("gate",),
+        ("w1", "b1", "w2", "b2"),
+        ("x", "w2"),
+        ("gate", "b1"),
+    ],
+)
+def test_gradcheck_when_only_some_inputs_need_gradients(needs_grad: tuple[str, ...]) -> None:
+    """The backward skips work for inputs without requires_grad; the rest must stay right."""
+    x_MD, gate_S, weights, plan = make_inputs(top_k=1, covered_rows=17)
+    names = ["x", "gate", "w1", "b1", "w2", "b2"]
+    inputs = [x_MD, gate_S, *weights]
+    for name, tensor in zip(names, inputs, strict=True):
+        tensor.requires_grad_(name in needs_grad)
+
+    def seeded(*args: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(2)
+        return fused(args[0], args[1], args[2:], plan, Activation.relu, dropout=0.2)
+
+    assert torch.autograd.gradcheck(seeded, tuple(inputs))
+
+
+def test_a_bf16_model_without_autocast_runs_in_bf16() -> None:
+    """The router's gates are fp32; the experts' output keeps the experts' dtype."""
+    x_MD, gate_S, weights, plan = make_inputs(top_k=2, covered_rows=NUM_ROWS, dtype=torch.float32)
+    bf16_weights = tuple(weight.bfloat16() for weight in weights)
+    out = fused(x_MD.bfloat16(), gate_S, bf16_weights, plan, Activation.relu)
+    assert out.dtype == torch.bfloat16
+    expected = reference(x_MD, gate_S, weights, plan, Activation.relu)
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
+
+
+def test_cpu_autocast_runs_the_experts_in_bf16_and_returns_fp32_gradients() -> None:
+    x_MD, gate_S, weights, plan = make_inputs(top_k=1, covered_rows=NUM_ROWS, dtype=torch.float32)
+    leaves = [x_MD, gate_S, *weights]
+    for leaf in leaves:
+        leaf.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fused(x_MD, gate_S, weights, plan, Activation.gelu)
+    assert out.dtype == torch.bfloat16
+    grads = torch.autograd.grad(out.float().sum(), leaves)
+    assert all(grad.dtype == torch.float32 for grad in grads)
+    expected = reference(x_MD, gate_S, weights, plan, Activation.gelu)
+    expected_grads = torch.autograd.grad(expected.sum(), leaves)
+    torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.05)
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=0.1, rtol=0.05)

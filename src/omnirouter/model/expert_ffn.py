@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from omnirouter.model.config import Activation
 
@@ -100,6 +101,7 @@ class _SortedExpertFFN(torch.autograd.Function):
         return out_MD
 
     @staticmethod
+    @once_differentiable  # the `out=` matmuls build no graph: no double backward
     def backward(ctx: Any, grad_out_MD: torch.Tensor) -> tuple[Any, ...]:
         (
             x_SD,
@@ -128,7 +130,7 @@ class _SortedExpertFFN(torch.autograd.Function):
                     if grad is not None:
                         grad[expert].zero_()
         # One (n, F) buffer for every expert in turn: fresh ones would each cost page faults.
-        grad_hidden_buffer = x_SD.new_empty(max(ctx.counts_E, default=0) * ffn_dim)
+        grad_hidden_buffer = x_SD.new_empty(max([0, *ctx.counts_E]) * ffn_dim)
         for expert, start, end in _nonempty_slices(ctx.counts_E):
             hidden_nF, grad_nD = hidden_SF[start:end], grad_SD[start:end]
             if grad_w2 is not None:
@@ -214,13 +216,17 @@ def sorted_expert_ffn(
 
     Under autocast the inputs are cast to the autocast dtype here; the kernel itself runs with
     autocast off, since `out=` matmuls cannot be autocast."""
+    if len(counts_E) != weights[0].shape[0]:
+        raise ValueError(f"counts_E has {len(counts_E)} entries for {weights[0].shape[0]} experts")
     if sum(counts_E) != row_of_slot_S.shape[0]:
         raise ValueError(f"counts_E sums to {sum(counts_E)}, not to {row_of_slot_S.shape[0]} slots")
     device_type = x_MD.device.type
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
-        x_MD, gate_S = x_MD.to(dtype), gate_S.to(dtype)
+        x_MD = x_MD.to(dtype)
         weights = tuple(weight.to(dtype) for weight in weights)  # type: ignore[assignment]
+    # The router's gates are fp32 whatever the experts run in (a bf16 model, autocast).
+    gate_S = gate_S.to(x_MD.dtype)
     with torch.autocast(device_type=device_type, enabled=False):
         return _SortedExpertFFN.apply(
             x_MD.contiguous(),
