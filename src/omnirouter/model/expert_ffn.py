@@ -85,14 +85,16 @@ class _SortedExpertFFN(torch.autograd.Function):
             )
         out_MD = _output_buffer(x_MD.shape[0], expert_out_SD, accumulate)
         _put_rows(out_MD, row_of_slot_S, expert_out_SD * gate_S.unsqueeze(1), accumulate)
+        # Kept only for the gradients that need them: x_SD for W1's, expert_out_SD for the gate's.
+        need_gate, need_w1 = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         ctx.save_for_backward(
-            x_SD,
+            x_SD if need_w1 else None,
             gate_S,
             w1_EDF,
             w2_EFD,
             row_of_slot_S,
             hidden_SF,
-            expert_out_SD,
+            expert_out_SD if need_gate else None,
             pre_activation_SF,
             keep_SF,
         )
@@ -119,7 +121,7 @@ class _SortedExpertFFN(torch.autograd.Function):
         grad_SD = grad_out_MD.index_select(0, row_of_slot_S)  # of the gated expert outputs
         grad_gate_S = torch.linalg.vecdot(grad_SD, expert_out_SD) if need_gate else None
         grad_SD.mul_(gate_S.unsqueeze(1))  # now of the expert outputs themselves
-        grad_x_SD = torch.empty_like(x_SD) if need_x else None
+        grad_x_SD = torch.empty_like(grad_SD) if need_x else None
         grad_w1 = torch.empty_like(w1_EDF) if need_w1 else None
         grad_b1 = w1_EDF.new_empty(num_experts, ffn_dim) if need_b1 else None
         grad_w2 = torch.empty_like(w2_EFD) if need_w2 else None
@@ -130,7 +132,7 @@ class _SortedExpertFFN(torch.autograd.Function):
                     if grad is not None:
                         grad[expert].zero_()
         # One (n, F) buffer for every expert in turn: fresh ones would each cost page faults.
-        grad_hidden_buffer = x_SD.new_empty(max([0, *ctx.counts_E]) * ffn_dim)
+        grad_hidden_buffer = grad_SD.new_empty(max([0, *ctx.counts_E]) * ffn_dim)
         for expert, start, end in _nonempty_slices(ctx.counts_E):
             hidden_nF, grad_nD = hidden_SF[start:end], grad_SD[start:end]
             if grad_w2 is not None:
