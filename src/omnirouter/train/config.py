@@ -39,7 +39,7 @@ class TrainConfig:
     valid_every: int = 2000  # steps between dev WER measurements; 0 = never
     valid_max_utterances: int = 0  # dev utterances decoded per validation; 0 = all
     checkpoint_every: int = 2000  # steps between checkpoints (one is also written at the end)
-    keep_last: int = 3  # step checkpoints kept besides best.pt
+    keep_last: int = 3  # newest step checkpoints kept besides best.pt; 0 = keep them all
     early_stop_patience: int = 0  # validations without a better dev WER before stopping; 0 = off
     early_stop_min_delta: float = 0.0  # WER points an improvement must exceed
     max_consecutive_nonfinite: int = 20  # skipped non-finite steps in a row before giving up

@@ -18,7 +18,7 @@ from omnirouter.data.batch import Batch
 from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.train.config import LossConfig
 from omnirouter.train.distributed import Runtime, all_ranks_agree
-from omnirouter.train.losses import total_loss
+from omnirouter.train.losses import LossTerms, total_loss
 
 
 @dataclass
@@ -31,7 +31,6 @@ class StepStats:
     total_loss: float = 0.0
     micro_batches: int = 0
     audio_seconds: float = 0.0
-    utterances: int = 0
     expert_counts: list[torch.Tensor] = field(default_factory=list)  # per MoE layer, (E,)
 
     def add(self, other: StepStats) -> None:
@@ -41,7 +40,6 @@ class StepStats:
         self.total_loss += other.total_loss
         self.micro_batches += other.micro_batches
         self.audio_seconds += other.audio_seconds
-        self.utterances += other.utterances
         if not self.expert_counts:
             self.expert_counts = [counts.clone() for counts in other.expert_counts]
         else:
@@ -120,15 +118,18 @@ def _clip(model: nn.Module, max_norm: float) -> float:
 
 
 def _accumulate(
-    stats: StepStats, terms, output: ModelOutput, batch: Batch, frame_shift: float
+    stats: StepStats,
+    terms: LossTerms,
+    output: ModelOutput,
+    batch: Batch,
+    frame_shift_seconds: float,
 ) -> None:
     stats.ctc_loss += float(terms.ctc.detach())
     stats.load_balance_loss += float(terms.load_balance.detach())
     stats.z_loss += float(terms.z_loss.detach())
     stats.total_loss += float(terms.total.detach())
     stats.micro_batches += 1
-    stats.audio_seconds += batch.num_frames * frame_shift
-    stats.utterances += batch.size
+    stats.audio_seconds += batch.num_frames * frame_shift_seconds
     counts = [
         torch.bincount(routing.experts_NK[:, 0].cpu(), minlength=routing.num_experts).float()
         for routing in output.routing

@@ -261,10 +261,10 @@ class _Trainer:
                     window, window_start = StepStats(), time.perf_counter()
                 if train_config.valid_every and step % train_config.valid_every == 0:
                     stopped_early = self._validate()
-                if step % train_config.checkpoint_every == 0 or stopped_early:
+                if step % train_config.checkpoint_every == 0:
                     self._save()
                 if stopped_early:
-                    break
+                    break  # saved below unless this step's checkpoint was just written
         finally:
             bar.close()
             restore_interrupts(previous_handlers)
@@ -418,7 +418,7 @@ class _Trainer:
             "step": self.progress.step,
             "model": self.model.state_dict(),
             "config": config_to_dict(self.config),
-            "tokenizer_model": (self.tokenizer.model_path).read_bytes(),
+            "tokenizer_model": self.tokenizer.model_path.read_bytes(),
             "progress": vars(self.progress).copy(),
         }
         if loader_states is not None:  # a resumable checkpoint, not only weights
