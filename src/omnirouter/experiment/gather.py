@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnirouter.data.corpus import CorpusInfo, read_corpus_info
-from omnirouter.evaluate.compare import CompareTable, compare_tables
+from omnirouter.evaluate.compare import CompareTable
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
 from omnirouter.experiment.findings import Circumstances, Finding, find, possible_explanations
 from omnirouter.experiment.results import (
     ModelSummary,
     RoutingNumbers,
     SeedValues,
-    read_eval_tables,
+    compare_seed_means,
     routing_numbers,
-    seed_mean_table,
+    runs_of,
     summarize_model,
 )
 from omnirouter.experiment.stages import corpus_differs_from_config
@@ -69,12 +69,10 @@ def gather(
         routing_numbers(analysis_dir, config.analysis.summary) if analysis_dir is not None else {}
     )
     models = tuple(
-        summarize_model(entry.name, _runs_of(runs, entry.name), routing.get(entry.name))
+        summarize_model(entry.name, runs_of(runs, entry.name), routing.get(entry.name))
         for entry in config.models
     )
-    names = [model.name for model in models]
-    mean_tables = [seed_mean_table(name, read_eval_tables(_runs_of(runs, name))) for name in names]
-    compare = compare_tables(mean_tables, names, config.baseline_name)
+    compare = compare_seed_means(config, runs)
     corpus = read_corpus_info(config.corpus.corpus_dir)
     synthetic = corpus.extra.get("builder") == SYNTH_BUILDER
     circumstances = Circumstances(
@@ -104,10 +102,6 @@ def gather(
         explanations=tuple(possible_explanations(circumstances)) if differs else (),
         versions=package_versions(),
     )
-
-
-def _runs_of(runs: Sequence[PlannedRun], model: str) -> list[PlannedRun]:
-    return [run for run in runs if run.model == model]
 
 
 def package_versions() -> dict[str, str]:

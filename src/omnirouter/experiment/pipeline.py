@@ -177,16 +177,11 @@ def compare_stage(
     if reason is None:
         ledger.skip("compare", "compare", f"{target} is up to date")
         return
-    from omnirouter.evaluate.compare import compare_tables, write_compare_table
-    from omnirouter.experiment.results import read_eval_tables, seed_mean_table
+    from omnirouter.evaluate.compare import write_compare_table
+    from omnirouter.experiment.results import compare_seed_means
 
     with ledger.run("compare", "compare", reason):
-        names = [model.name for model in config.models]
-        tables = [
-            seed_mean_table(name, read_eval_tables([run for run in runs if run.model == name]))
-            for name in names
-        ]
-        write_compare_table(compare_tables(tables, names, config.baseline_name), report_dir)
+        write_compare_table(compare_seed_means(config, runs), report_dir)
 
 
 def report_stage(
@@ -207,14 +202,15 @@ def report_stage(
         ledger.skip("report", "report", f"{readme} is up to date")
         return readme, html
     from omnirouter.experiment.gather import gather
-    from omnirouter.experiment.report import write_report
+    from omnirouter.experiment.report import build_page, write_report
     from omnirouter.experiment.report_figures import draw_report_figures
 
     with ledger.run("report", "report", reason):
         results = gather(config, runs, analysis_dir)
-        figures = draw_report_figures(config, runs, analysis_dir)
+        figures = draw_report_figures(config, results, analysis_dir)
         stages = ledger.current_records()
-        write_report(results, figures, config, runs, stages, command)
+        page = build_page(results, figures, config, runs, stages, command)
+        write_report(page, results, report_dir)
         (report_dir / CONFIG_FILE).write_text(_config_text(config))
     log.info("report: %s and %s", readme, html)
     return readme, html

@@ -49,16 +49,8 @@ class ReportFigures:
     routing_page: Path | None  # the analysis page (HTML) inside the report directory
 
 
-def write_report(
-    results: ExperimentResults,
-    figures: ReportFigures,
-    config: ExperimentConfig,
-    runs: Sequence[PlannedRun],
-    stages: Sequence[TaskRecord],
-    command: str,
-) -> PageFiles:
-    directory = config.report_path
-    page = build_page(results, figures, config, runs, stages, command)
+def write_report(page: Page, results: ExperimentResults, directory: Path) -> PageFiles:
+    """The page as README.md and index.html, and its numbers as experiment.json."""
     markdown, html = directory / README_FILE, directory / HTML_FILE
     markdown.write_text(render_markdown(page, directory))
     html.write_text(render_html(page))

@@ -3,31 +3,33 @@ routing analysis (figures, page and statistics) redrawn from its saved results."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from omnirouter.analysis.training import LossCurve
-from omnirouter.experiment.config import ExperimentConfig, PlannedRun
+from omnirouter.experiment.config import ExperimentConfig
+from omnirouter.experiment.gather import ExperimentResults
 from omnirouter.experiment.report import ReportFigures
-from omnirouter.experiment.results import read_losses
 
 FIGURES_DIR = "figures"
 ROUTING_DIR = "routing"
 
 
 def draw_report_figures(
-    config: ExperimentConfig, runs: Sequence[PlannedRun], analysis_dir: Path | None
+    config: ExperimentConfig, results: ExperimentResults, analysis_dir: Path | None
 ) -> ReportFigures:
     from omnirouter.analysis.figures import draw_training_loss
 
     report_dir = config.report_path
-    several = {run.model for run in runs if sum(other.model == run.model for other in runs) > 1}
-    curves = []
-    for run in runs:
-        loss = read_losses(run)
-        if loss.steps:
-            label = f"{run.model} seed {run.seed}" if run.model in several else run.model
-            curves.append(LossCurve(label, loss.steps, loss.ctc_loss))
+    curves = [
+        LossCurve(
+            f"{model.name} seed {loss.seed}" if len(model.losses) > 1 else model.name,
+            loss.steps,
+            loss.ctc_loss,
+        )
+        for model in results.models
+        for loss in model.losses
+        if loss.steps
+    ]
     training_loss = (
         draw_training_loss(curves, report_dir / FIGURES_DIR / "training_loss.png")
         if curves

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from omnirouter.analysis.summary import SummaryConfig
+from omnirouter.evaluate.compare import CompareTable, compare_tables
 from omnirouter.evaluate.tables import EvalRow, EvalTable, read_eval_table
-from omnirouter.experiment.config import PlannedRun
+from omnirouter.experiment.config import ExperimentConfig, PlannedRun
 from omnirouter.experiment.runs import trained_step
 from omnirouter.experiment.stages import eval_table_path
 from omnirouter.train.metrics import read_metrics
@@ -144,6 +145,17 @@ def read_losses(run: PlannedRun) -> LossSummary:
 
 def read_eval_tables(runs: Sequence[PlannedRun]) -> list[EvalTable]:
     return [read_eval_table(eval_table_path(run)) for run in runs]
+
+
+def runs_of(runs: Sequence[PlannedRun], model: str) -> list[PlannedRun]:
+    return [run for run in runs if run.model == model]
+
+
+def compare_seed_means(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> CompareTable:
+    """Every model's WER per set (the means over its seeds) against the baseline."""
+    names = [model.name for model in config.models]
+    tables = [seed_mean_table(name, read_eval_tables(runs_of(runs, name))) for name in names]
+    return compare_tables(tables, names, config.baseline_name)
 
 
 def seed_mean_table(name: str, tables: Sequence[EvalTable]) -> EvalTable:

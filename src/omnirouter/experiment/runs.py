@@ -135,8 +135,10 @@ def read_done(exp_dir: Path) -> dict | None:
         return None
     try:
         record = json.loads(path.read_text())
-        return {"step": int(record["step"]), "stopped_early": bool(record["stopped_early"])} | {
-            "best_dev_wer": record.get("best_dev_wer")
+        return {
+            "step": int(record["step"]),
+            "stopped_early": bool(record["stopped_early"]),
+            "best_dev_wer": record.get("best_dev_wer"),
         }
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         log.warning("%s is unreadable: ignoring it", path)
