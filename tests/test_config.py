@@ -42,7 +42,7 @@ def test_unknown_keys_and_wrong_types_name_the_key(override: str, named: str) ->
 
 
 def test_semantic_checks_name_the_field() -> None:
-    with pytest.raises(ValueError, match="num_heads"):
+    with pytest.raises(ConfigError, match="num_heads"):
         load_config(RunConfig, [], ["model.model_dim=30", "model.num_heads=4"])
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(RunConfig, [], ["model.num_experts"])

@@ -78,6 +78,14 @@ def read_cuts(corpus: Path, name: str) -> dict[str, object]:
     return {cut.id: cut for cut in CutSet.from_file(cuts_path(corpus, name))}
 
 
+def spoken_samples(cut: object, spoken: dict[str, Path], text: str, seconds: float) -> np.ndarray:
+    """The cut's samples, checked to be as long as `text` spoken alone (to within `seconds`)."""
+    samples = load_cut_audio(cut).samples  # type: ignore[arg-type]
+    reference = load_audio(spoken[text]).samples
+    assert abs(len(samples) - len(reference)) < seconds * SAMPLE_RATE
+    return samples
+
+
 # --- FLEURS: <lang>/<split>/<id>.wav and metadata/<lang>/<split>.tsv (7 columns, no header).
 
 
@@ -146,10 +154,8 @@ def test_tedlium_layout(tmp_path: Path, spoken: dict[str, Path], sph2pipe: None)
     assert sorted(cut_text(cut) for cut in cuts.values()) == sorted(SENTENCES[4:7])
     cut = cuts["AimeeMullins_2009P-1"]
     assert cut_text(cut) == SENTENCES[5]
-    samples = load_cut_audio(cut).samples
+    samples = spoken_samples(cut, spoken, SENTENCES[5], 0.02)  # STM times to 10 ms
     assert len(samples) == pytest.approx(cut.duration * SAMPLE_RATE, abs=2)
-    reference = load_audio(spoken[SENTENCES[5]]).samples
-    assert abs(len(samples) - len(reference)) < 0.02 * SAMPLE_RATE  # STM times to 10 ms
 
 
 def test_tedlium_into_new_corpus_directory(
@@ -200,9 +206,7 @@ def test_voxpopuli_layout(
     assert sorted(cuts) == ["20090113-0900-PLENARY-4-1", "20090113-0900-PLENARY-4-2"]
     cut = cuts["20090113-0900-PLENARY-4-2"]
     assert cut_text(cut) == SENTENCES[8]
-    samples = load_cut_audio(cut).samples
-    reference = load_audio(spoken[SENTENCES[8]]).samples
-    assert abs(len(samples) - len(reference)) < 0.01 * SAMPLE_RATE
+    spoken_samples(cut, spoken, SENTENCES[8], 0.01)
 
 
 # --- CHiME-6 (worn microphones): audio/<split>/<session>_P<nn>.wav (binaural, stereo) and
@@ -241,10 +245,7 @@ def test_chime6_layout(tmp_path: Path, spoken: dict[str, Path]) -> None:
     assert sorted(cut_text(cut) for cut in cuts.values()) == sorted(SENTENCES[10:13])
     cut = cuts["S02-1"]
     assert cut_text(cut) == SENTENCES[11]
-    samples = load_cut_audio(cut).samples
-    assert samples.ndim == 1
-    reference = load_audio(spoken[SENTENCES[11]]).samples
-    assert abs(len(samples) - len(reference)) < 0.02 * SAMPLE_RATE
+    assert spoken_samples(cut, spoken, SENTENCES[11], 0.02).ndim == 1
 
 
 # --- eval2000: LDC2002S09/hub5e_00/english/<conv>.sph (two-channel, 8 kHz) and
@@ -275,9 +276,7 @@ def test_eval2000_layout(tmp_path: Path, spoken: dict[str, Path], sph2pipe: None
     cut = cuts["sw_4390-1"]
     assert cut_text(cut) == SENTENCES[14]
     assert cut.channel == 1  # side B
-    samples = load_cut_audio(cut).samples
-    reference = load_audio(spoken[SENTENCES[14]]).samples
-    assert abs(len(samples) - len(reference)) < 0.02 * SAMPLE_RATE
+    spoken_samples(cut, spoken, SENTENCES[14], 0.02)
 
 
 # --- AMI (individual headsets): <meeting>/audio/<meeting>.Headset-<n>.wav and the NXT
@@ -359,9 +358,7 @@ def test_ami_layout(tmp_path: Path, spoken: dict[str, Path]) -> None:
     # Kaldi-style normalisation (the recipe's default): upper case, punctuation dropped.
     assert cut_text(cut) == SENTENCES[2].upper()
     assert cut.supervisions[0].speaker == "MEE006"
-    samples = load_cut_audio(cut).samples
-    reference = load_audio(spoken[SENTENCES[2]]).samples
-    assert abs(len(samples) - len(reference)) < 0.01 * SAMPLE_RATE
+    samples = spoken_samples(cut, spoken, SENTENCES[2], 0.01)
     # The cut reads speaker B's headset only (headset A is silent while B speaks).
     audio_dir = tmp_path / "ES2002a" / "audio"
     first = round(cut.start * SAMPLE_RATE)

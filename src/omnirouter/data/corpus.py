@@ -47,6 +47,16 @@ def cuts_path(corpus_dir: str | Path, set_name: str) -> Path:
     return Path(corpus_dir) / f"cuts_{set_name}.jsonl.gz"
 
 
+def existing_cuts_path(corpus_dir: str | Path, set_name: str) -> Path:
+    """`cuts_path`, checked to exist (corpus.json may list a set whose cuts were deleted)."""
+    path = cuts_path(corpus_dir, set_name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: corpus.json lists set {set_name!r} but its cuts are missing"
+        )
+    return path
+
+
 def write_corpus_info(corpus_dir: str | Path, info: CorpusInfo) -> Path:
     path = Path(corpus_dir) / CORPUS_INFO_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 
 from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
-from omnirouter.data.corpus import cuts_path, read_corpus_info
+from omnirouter.data.corpus import existing_cuts_path, read_corpus_info
 from omnirouter.data.dataset import AsrDataset, BatchRequest, LoadedBatch
 from omnirouter.data.filters import SkipReason, UtteranceLimits, utterance_problem
 from omnirouter.data.manifests import cut_text
@@ -301,21 +301,12 @@ def train_cuts(config: DataConfig) -> CutSet:
     info = read_corpus_info(config.corpus_dir)
     for name in config.train_sets:
         info.set(name)
-    paths = [_existing_path(config.corpus_dir, name) for name in config.train_sets]
+    paths = [existing_cuts_path(config.corpus_dir, name) for name in config.train_sets]
     return CutSet.from_files(paths, shuffle_iters=False)
 
 
 def _read_set(corpus_dir: str | Path, set_name: str) -> CutSet:
-    return CutSet.from_jsonl_lazy(_existing_path(corpus_dir, set_name))
-
-
-def _existing_path(corpus_dir: str | Path, set_name: str) -> Path:
-    path = cuts_path(corpus_dir, set_name)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: corpus.json lists set {set_name!r} but its cuts are missing"
-        )
-    return path
+    return CutSet.from_jsonl_lazy(existing_cuts_path(corpus_dir, set_name))
 
 
 class _Once(torch.utils.data.Sampler):

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from omnirouter.data.corpus import CorpusInfo, cuts_path, read_corpus_info
+from omnirouter.data.corpus import CorpusInfo, cuts_path, existing_cuts_path, read_corpus_info
 from omnirouter.data.features import STORED_FEATURES_DIR, FeatureConfig, store_features
 from omnirouter.data.imports import import_source
 from omnirouter.data.manifests import PreparedSet, cut_text, write_corpus
 from omnirouter.data.recipes import libriheavy_sets, recipe_sets
+from omnirouter.data.synth.sox import written_atomically
 from omnirouter.data.tokenizer import Tokenizer, TokenizerConfig
 from omnirouter.data.validate import CheckOptions, Problem, check_set
 
@@ -97,10 +98,7 @@ def train_corpus_tokenizer(
         raise ValueError(f"{corpus_dir}: no training sets to train a tokenizer on")
     for set_name in names:
         info.set(set_name)
-    paths = [cuts_path(corpus_dir, set_name) for set_name in names]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: corpus.json lists this set but its cuts are missing")
+    paths = [existing_cuts_path(corpus_dir, set_name) for set_name in names]
     texts = (cut_text(cut) for path in paths for cut in CutSet.from_jsonl_lazy(path))
     out_dir = config.directory(corpus_dir)
     tokenizer = Tokenizer.train(
@@ -173,9 +171,8 @@ def store_corpus_features(
             continue
         storage = Path(corpus_dir) / STORED_FEATURES_DIR / name
         with_features = store_features(cuts, config, storage, num_jobs)
-        temporary = path.with_name(f".{path.name}.tmp.jsonl.gz")
-        with_features.to_file(temporary)
-        temporary.replace(path)  # atomic: a kill leaves the old manifest or the new one
+        with written_atomically(path) as partial:  # a kill leaves the old manifest or the new one
+            with_features.to_file(partial)
         stored.append(name)
         log.info("stored features of %s (%d utterances) in %s", name, len(cuts), storage)
     return stored

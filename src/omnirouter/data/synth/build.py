@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,13 @@ from omnirouter.data.corpus import (
 from omnirouter.data.synth.config import Engine, SynthConfig, TextConfig, TextSource, parse_voice
 from omnirouter.data.synth.engines import SynthesisJob, engine_for
 from omnirouter.data.synth.manifest import manifest_exists, write_set_manifest
-from omnirouter.data.synth.plan import AUDIO_DIR, PlannedUtterance, SetPlan, plan_corpus
+from omnirouter.data.synth.plan import (
+    AUDIO_DIR,
+    PlannedUtterance,
+    SetPlan,
+    is_planned_audio_name,
+    plan_corpus,
+)
 from omnirouter.data.synth.requirements import Requirement, ensure_requirements
 from omnirouter.data.synth.tasks import EffectJob, EffectTask, SynthesisTask, Task, run_tasks
 from omnirouter.data.synth.text import sentence_pool
@@ -202,9 +207,8 @@ def _remove_stale_files(
     wanted = {utterance.audio_path for plan in plans for utterance in plan.utterances}
     for set_name in {plan.config.name for plan in plans} | set(previous.set_infos):
         set_dir = corpus_dir / AUDIO_DIR / set_name
-        ours = re.compile(rf"{re.escape(set_name)}-\d+_[0-9a-f]+(\.partial)?\.wav")
         for path in set_dir.iterdir() if set_dir.is_dir() else ():
-            if ours.fullmatch(path.name) and path not in wanted:
+            if is_planned_audio_name(set_name, path.name) and path not in wanted:
                 path.unlink()
         if set_dir.is_dir() and not any(set_dir.iterdir()):
             set_dir.rmdir()

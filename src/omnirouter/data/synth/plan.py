@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -193,6 +194,13 @@ def _generator(config: SynthConfig, set_config: SetConfig, aspect: str) -> np.ra
 def _audio_path(corpus_dir: Path, set_name: str, utterance_id: str, decisions: list) -> Path:
     digest = hashlib.sha1(json.dumps(decisions, sort_keys=True).encode()).hexdigest()[:12]
     return corpus_dir / AUDIO_DIR / set_name / f"{utterance_id}_{digest}.wav"
+
+
+def is_planned_audio_name(set_name: str, file_name: str) -> bool:
+    """Whether `file_name` has the form of a `set_name` audio file named by `_audio_path` (or of
+    its temporary `.partial` twin while it is written)."""
+    pattern = rf"{re.escape(set_name)}-\d+_[0-9a-f]+(\.partial)?\.wav"
+    return re.fullmatch(pattern, file_name) is not None
 
 
 def _fingerprint(set_config: SetConfig, utterances: Sequence[PlannedUtterance]) -> str:
