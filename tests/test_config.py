@@ -46,6 +46,8 @@ def test_semantic_checks_name_the_field() -> None:
         load_config(RunConfig, [], ["model.model_dim=30", "model.num_heads=4"])
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(RunConfig, [], ["model.num_experts"])
+    with pytest.raises(ConfigError, match=r"model\.dropout=1\.0 must lie in \[0, 1\)"):
+        load_config(RunConfig, [], ["model.dropout=1.0"])
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

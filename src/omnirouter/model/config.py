@@ -54,6 +54,9 @@ class ModelConfig:
     dispatch: str = "auto"  # "auto" | "loop" | "grouped_mm": how tokens reach their experts
 
     def __post_init__(self) -> None:
+        for name in ("dropout", "attention_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"model.{name}={getattr(self, name)} must lie in [0, 1)")
         if self.model_dim % self.num_heads:
             raise ValueError(
                 f"model.model_dim={self.model_dim} is not divisible by model.num_heads={self.num_heads}"
