@@ -31,7 +31,6 @@ expert, D model dim, F FFN dim, E experts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -67,22 +66,22 @@ class _SortedExpertFFN(torch.autograd.Function):
         if gelu and dropout > 0:
             keep_SF = torch.empty(num_slots, ffn_dim, dtype=torch.bool, device=x_MD.device)
         expert_out_SD = x_MD.new_empty(num_slots, x_MD.shape[1])  # before the gate
-        for expert, start, end in _nonempty_slices(counts_E):
-            x_nD, hidden_nF = x_SD[start:end], hidden_SF[start:end]
+        x_nD, hidden_nF, out_nD = (_split(t, counts_E) for t in (x_SD, hidden_SF, expert_out_SD))
+        pre_nF, keep_nF = _split(pre_activation_SF, counts_E), _split(keep_SF, counts_E)
+        w1_DF, b1_F, w2_FD, b2_D = (weight.unbind(0) for weight in (w1_EDF, b1_EF, w2_EFD, b2_ED))
+        for expert in _nonempty(counts_E):
+            hidden = hidden_nF[expert]
             if pre_activation_SF is None:
-                torch.addmm(b1_EF[expert], x_nD, w1_EDF[expert], out=hidden_nF).relu_()
+                torch.addmm(b1_F[expert], x_nD[expert], w1_DF[expert], out=hidden).relu_()
             else:
-                pre_nF = pre_activation_SF[start:end]
-                torch.addmm(b1_EF[expert], x_nD, w1_EDF[expert], out=pre_nF)
-                hidden_nF.copy_(F.gelu(pre_nF))
+                torch.addmm(b1_F[expert], x_nD[expert], w1_DF[expert], out=pre_nF[expert])
+                hidden.copy_(F.gelu(pre_nF[expert]))
             if dropout > 0:
-                keep_nF = torch.empty_like(hidden_nF).bernoulli_(1 - dropout)
+                keep = torch.empty_like(hidden).bernoulli_(1 - dropout)
                 if keep_SF is not None:
-                    keep_SF[start:end] = keep_nF != 0
-                hidden_nF.mul_(keep_nF)
-            torch.addmm(
-                b2_ED[expert], hidden_nF, w2_EFD[expert], alpha=scale, out=expert_out_SD[start:end]
-            )
+                    keep_nF[expert].copy_(keep != 0)
+                hidden.mul_(keep)
+            torch.addmm(b2_D[expert], hidden, w2_FD[expert], alpha=scale, out=out_nD[expert])
         put = _RowPut(row_of_slot_S, x_MD.shape[0], accumulate)
         gated_values = put.new_values(num_slots, x_MD.shape[1], like=x_MD)  # S rows, or S + 1
         torch.mul(expert_out_SD, gate_S.unsqueeze(1), out=gated_values[:num_slots])
@@ -127,42 +126,45 @@ class _SortedExpertFFN(torch.autograd.Function):
         grad_b1 = w1_EDF.new_empty(num_experts, ffn_dim) if need_b1 else None
         grad_w2 = torch.empty_like(w2_EFD) if need_w2 else None
         grad_b2 = w2_EFD.new_empty(num_experts, w2_EFD.shape[2]) if need_b2 else None
-        for expert, count in enumerate(ctx.counts_E):
+        counts_E = ctx.counts_E
+        for expert, count in enumerate(counts_E):
             if count == 0:  # an expert without frames: an exact zero gradient, but a gradient
                 for grad in (grad_w1, grad_b1, grad_w2, grad_b2):
                     if grad is not None:
                         grad[expert].zero_()
+        hidden_nF, grad_nD, x_nD = (_split(t, counts_E) for t in (hidden_SF, grad_SD, x_SD))
+        pre_nF, keep_nF = _split(pre_activation_SF, counts_E), _split(keep_SF, counts_E)
+        grad_x_nD = _split(grad_x_values, counts_E)
+        w1_FD, w2_DF = w1_EDF.transpose(1, 2).unbind(0), w2_EFD.transpose(1, 2).unbind(0)
         # One (n, F) buffer for every expert in turn: fresh ones would each cost page faults.
-        grad_hidden_buffer = grad_SD.new_empty(max([0, *ctx.counts_E]) * ffn_dim)
-        for expert, start, end in _nonempty_slices(ctx.counts_E):
-            hidden_nF, grad_nD = hidden_SF[start:end], grad_SD[start:end]
+        grad_hidden_buffer = grad_SD.new_empty(max([0, *counts_E]) * ffn_dim)
+        for expert in _nonempty(counts_E):
+            hidden, grad = hidden_nF[expert], grad_nD[expert]
             if grad_w2 is not None:
-                _matmul(hidden_nF.t(), grad_nD, grad_w2[expert], alpha=ctx.scale)
+                _matmul(hidden.t(), grad, grad_w2[expert], alpha=ctx.scale)
             if grad_b2 is not None:
-                torch.sum(grad_nD, dim=0, out=grad_b2[expert])
+                torch.sum(grad, dim=0, out=grad_b2[expert])
             if not (need_x or need_w1 or need_b1):
                 continue
-            grad_hidden_nF = grad_hidden_buffer[: (end - start) * ffn_dim].view(-1, ffn_dim)
-            _matmul(grad_nD, w2_EFD[expert].t(), grad_hidden_nF, alpha=ctx.scale)
+            grad_hidden = grad_hidden_buffer[: hidden.numel()].view(hidden.shape)
+            _matmul(grad, w2_DF[expert], grad_hidden, alpha=ctx.scale)
             if pre_activation_SF is None:
                 # ReLU after dropout: positive exactly where the unit was kept and active.
                 # (threshold_backward is ReLU's own vectorised backward; masked_fill_ with a
                 # boolean mask measured several times slower on CPU.)
                 torch.ops.aten.threshold_backward.grad_input(
-                    grad_hidden_nF, hidden_nF, 0, grad_input=grad_hidden_nF
+                    grad_hidden, hidden, 0, grad_input=grad_hidden
                 )
             else:
                 if keep_SF is not None:
-                    grad_hidden_nF.mul_(keep_SF[start:end])
-                grad_hidden_nF = torch.ops.aten.gelu_backward(
-                    grad_hidden_nF, pre_activation_SF[start:end]
-                )
+                    grad_hidden.mul_(keep_nF[expert])
+                grad_hidden = torch.ops.aten.gelu_backward(grad_hidden, pre_nF[expert])
             if grad_w1 is not None:
-                torch.mm(x_SD[start:end].t(), grad_hidden_nF, out=grad_w1[expert])
+                torch.mm(x_nD[expert].t(), grad_hidden, out=grad_w1[expert])
             if grad_b1 is not None:
-                torch.sum(grad_hidden_nF, dim=0, out=grad_b1[expert])
+                torch.sum(grad_hidden, dim=0, out=grad_b1[expert])
             if grad_x_values is not None:
-                torch.mm(grad_hidden_nF, w1_EDF[expert].t(), out=grad_x_values[start:end])
+                torch.mm(grad_hidden, w1_FD[expert], out=grad_x_nD[expert])
         grad_x_MD = ctx.put(grad_x_values) if grad_x_values is not None else None
         return (grad_x_MD, grad_gate_S, grad_w1, grad_b1, grad_w2, grad_b2) + (None,) * 5
 
@@ -210,12 +212,18 @@ class _RowPut:
         return values.index_select(0, self.source_of_row_M)
 
 
-def _nonempty_slices(counts_E: list[int]) -> Iterator[tuple[int, int, int]]:
-    start = 0
-    for expert, count in enumerate(counts_E):
-        if count:
-            yield expert, start, start + count
-        start += count
+def _nonempty(counts_E: list[int]) -> list[int]:
+    return [expert for expert, count in enumerate(counts_E) if count]
+
+
+def _split(tensor_SX: torch.Tensor | None, counts_E: list[int]) -> tuple[torch.Tensor, ...]:
+    """Each expert's block of rows of a slot-ordered tensor, as views made in one call
+    (indexing once per expert and tensor costs an op each, ~1% of the layer at E = 8). A buffer
+    with a spare row after the slots (see `_RowPut`) is split over its first S rows; no tensor
+    gives no blocks."""
+    if tensor_SX is None:
+        return ()
+    return tensor_SX[: sum(counts_E)].split(counts_E)
 
 
 def sorted_expert_ffn(
