@@ -28,7 +28,7 @@ from omnirouter.model.transformer import FeedForward
 
 
 def masked_loop(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
-    probs_NE = layer.router(x_ND).softmax(-1)
+    probs_NE = F.linear(x_ND, layer.router.proj.weight).softmax(-1)  # their own frame-major router
     gate_N, expert_N = probs_NE.max(-1)
     experts = layer.experts
     out_ND = torch.zeros_like(x_ND)
@@ -40,7 +40,7 @@ def masked_loop(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
 
 
 def one_hot_einsum(layer: MoEFeedForward, x_ND: torch.Tensor) -> torch.Tensor:
-    probs_NE = layer.router(x_ND).softmax(-1)
+    probs_NE = F.linear(x_ND, layer.router.proj.weight).softmax(-1)  # their own frame-major router
     gate_N, expert_N = probs_NE.max(-1)
     num_experts = layer.experts.num_experts
     mask_NE = F.one_hot(expert_N, num_experts).to(x_ND.dtype)
@@ -64,7 +64,7 @@ def experts_only(layer: MoEFeedForward, x_ND: torch.Tensor) -> list[Callable[[],
     groups of matmuls costs (the idle experts' gradients are still zero-filled there, as in
     training, which costs ~2% at E = 8)."""
     with torch.no_grad():
-        expert_N = layer.router(x_ND).argmax(-1)
+        expert_N = layer.router(x_ND).argmax(0)
     row_of_slot_N = torch.argsort(expert_N, stable=True)
     counts_E = torch.bincount(expert_N, minlength=layer.experts.num_experts).tolist()
     one_expert_E = [x_ND.shape[0]] + [0] * (layer.experts.num_experts - 1)
@@ -144,7 +144,7 @@ def main() -> None:
         layer = MoEFeedForward(router, experts, layer=0, dispatch="loop")
         x_ND = x_BTD[0]
         with torch.no_grad():
-            load_E = torch.bincount(router(x_ND).argmax(-1), minlength=num_experts).float()
+            load_E = torch.bincount(router(x_ND).argmax(0), minlength=num_experts).float()
         fns = [
             lambda: dense(x_BTD),
             lambda layer=layer: layer(x_BTD, valid_BT)[0],

@@ -33,9 +33,12 @@ class Router(nn.Module):
         return self.proj.out_features
 
     def forward(self, x_ND: torch.Tensor) -> torch.Tensor:
-        """Router logits, fp32 even under autocast: small logit errors flip top-1 choices."""
+        """Router logits, expert-major (E, N), fp32 even under autocast: small logit errors
+        flip top-1 choices. Expert-major because softmax and max over a last dim of a few
+        experts are slow on CPU: the router's forward + backward (logits, softmax, top-1) at
+        N = 4096, D = 256, E = 8 measured 2.0 ms this way against 2.5 ms frame-major."""
         with torch.autocast(device_type=x_ND.device.type, enabled=False):
-            return F.linear(x_ND.float(), self.proj.weight.float())
+            return torch.mm(self.proj.weight.float(), x_ND.float().t())
 
 
 class Experts(nn.Module):
@@ -170,14 +173,15 @@ class MoEFeedForward(nn.Module):
         # The router runs on every row (E outputs each: cheap) and only the valid rows' logits
         # are kept, which saves gathering the D-wide valid frames twice; padding rows never
         # reach the softmax, the statistics or the losses.
-        logits_NE = self.router(router_input_MD)
-        if valid_rows_N.shape[0] < logits_NE.shape[0]:
-            logits_NE = logits_NE.index_select(0, valid_rows_N)
-        probs_NE = logits_NE.softmax(dim=-1)
+        logits_EN = logits_EM = self.router(router_input_MD)
+        if valid_rows_N.shape[0] < logits_EM.shape[1]:
+            logits_EN = logits_EM.index_select(1, valid_rows_N)
+        probs_EN = logits_EN.softmax(dim=0)
         if self.top_k == 1:  # max is the same choice as topk(1), and measured faster on CPU
-            gates_NK, experts_NK = probs_NE.max(dim=-1, keepdim=True)
+            gates_KN, experts_KN = probs_EN.max(dim=0, keepdim=True)
         else:
-            gates_NK, experts_NK = probs_NE.topk(self.top_k, dim=-1)
+            gates_KN, experts_KN = probs_EN.topk(self.top_k, dim=0)
+        gates_NK, experts_NK = gates_KN.t(), experts_KN.t()
         if self.renormalize_top_k:
             gates_NK = gates_NK / gates_NK.sum(dim=-1, keepdim=True)
         if override is not None:
@@ -188,8 +192,8 @@ class MoEFeedForward(nn.Module):
         routing = RoutingInfo(
             layer=self.layer,
             router_id=self.router.router_id,
-            logits_NE=logits_NE,
-            probs_NE=probs_NE,
+            logits_NE=logits_EN.t(),
+            probs_NE=probs_EN.t(),
             experts_NK=experts_NK,
             gates_NK=gates_NK,
             valid_BT=valid_BT,
