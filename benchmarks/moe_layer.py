@@ -131,8 +131,8 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f}"
     )
     header = (
-        f"{'E':>3} {'max/mean load':>13} | {'dense FFN':>9} | {'omnirouter':>16} | "
-        f"{'masked loop':>16} | {'one-hot einsum':>16}"
+        f"{'E':>3} {'max/mean load':>13} | {'dense FFN':>9} | {'omnirouter':>16} "
+        f"{'(middle half)':>13} | {'masked loop':>16} | {'one-hot einsum':>16}"
     )
     if args.breakdown:
         header += f" | {'experts only':>16} | {'one expert':>16}"
@@ -158,17 +158,20 @@ def main() -> None:
         )
         # A ratio per repeat (both measured within moments of each other), then the median:
         # steadier than a ratio of medians when the machine's speed drifts during the run.
-        cells = " | ".join(
-            f"{statistics.median(fn_s) * 1e3:7.1f} ms "
-            f"{statistics.median(t / d for t, d in zip(fn_s, dense_s)):5.2f}x"
-            for fn_s in results
-        )
+        ratios = [[t / d for t, d in zip(fn_s, dense_s)] for fn_s in results]
+        cells = [
+            f"{statistics.median(fn_s) * 1e3:7.1f} ms {statistics.median(fn_ratios):5.2f}x"
+            for fn_s, fn_ratios in zip(results, ratios)
+        ]
+        # How far the omnirouter ratio moves between repeats: its interquartile range.
+        lower, _, upper = statistics.quantiles(ratios[0], n=4)
+        cells[0] += f" {f'{lower:.2f}-{upper:.2f}':>13}"
         dense_ms = statistics.median(dense_s) * 1e3
         balance = float(load_E.max() / load_E.mean())
-        print(f"{num_experts:>3} {balance:>13.2f} | {dense_ms:6.1f} ms | {cells}")
+        print(f"{num_experts:>3} {balance:>13.2f} | {dense_ms:6.1f} ms | {' | '.join(cells)}")
     print(
         "ms: median over repeats; ratios: median over repeats of time / dense FFN time in the "
-        "same repeat; target for omnirouter at E=8 on CPU: <= 1.15x"
+        "same repeat (middle half: their quartiles); target for omnirouter at E=8 on CPU: <= 1.15x"
     )
 
 
