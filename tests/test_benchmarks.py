@@ -1,0 +1,45 @@
+"""The MoE layer benchmark: its peers compute what the layer computes, and the script runs."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from omnirouter.model.config import Activation
+from omnirouter.model.moe import Experts, MoEFeedForward, Router
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "moe_layer.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("moe_layer_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("peer", ["masked_loop", "one_hot_einsum"])
+def test_peers_compute_the_same_output_as_the_layer(peer: str) -> None:
+    torch.manual_seed(0)
+    layer = MoEFeedForward(Router(8, 4), Experts(4, 8, 16, Activation.relu, 0.0), layer=0)
+    x_ND = torch.randn(37, 8)
+    expected = layer(x_ND.unsqueeze(0), torch.ones(1, 37, dtype=torch.bool))[0][0]
+    actual = getattr(load_benchmark(), peer)(layer, x_ND)
+    torch.testing.assert_close(actual, expected)
+
+
+def test_the_script_prints_a_row_per_expert_count() -> None:
+    command = [sys.executable, str(SCRIPT), "--frames", "64", "--model-dim", "8", "--ffn-dim"]
+    command += ["16", "--experts", "2", "4", "--repeats", "3", "--breakdown", "--threads", "1"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in output.splitlines() if line.split()[:1] in (["2"], ["4"])]
+    assert [row[0] for row in rows] == ["2", "4"]
+    for row in rows:
+        ratios = [
+            float(cell[:-1]) for cell in row if cell.endswith("x") and cell[:-1][:1].isdigit()
+        ]
+        assert len(ratios) == 5  # omnirouter, masked loop, einsum, experts only, one expert
+        assert all(ratio > 0 for ratio in ratios)
