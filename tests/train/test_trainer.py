@@ -250,3 +250,29 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_corpus: Path, tmp_path
     assert len(saved) == 1
     step = ckpt.load_checkpoint(saved[0])["step"]
     assert 2 <= step < 100_000
+
+
+def test_an_interrupt_on_a_checkpoint_step_saves_it_once(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during step 2 (a checkpoint step): the run stops after it, with one save."""
+    real_step = trainer_module.train_step
+    calls = []
+
+    def interrupted_second_step(*args, **kwargs):
+        calls.append(len(calls) + 1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    saved = []
+    real_save = ckpt.save_checkpoint
+    monkeypatch.setattr(trainer_module, "train_step", interrupted_second_step)
+    monkeypatch.setattr(
+        ckpt,
+        "save_checkpoint",
+        lambda path, payload: (saved.append(path.name), real_save(path, payload)),
+    )
+    result = train(tiny_run_config(tiny_corpus, max_steps=10, checkpoint_every=2), tmp_path / "exp")
+    assert result.interrupted and result.step == 2
+    assert saved == ["step-00000002.pt"]

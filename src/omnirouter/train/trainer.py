@@ -86,6 +86,7 @@ class _Trainer:
         self.runtime = runtime
         self.progress = _Progress()
         self.interrupted = False
+        self.saved_step = 0  # the step of the newest checkpoint; step 0 (fresh weights) needs none
         self.log_handler: logging.Handler | None = None
 
     def detach_log_file(self) -> None:
@@ -121,6 +122,7 @@ class _Trainer:
         payload = ckpt.load_checkpoint(latest) if latest is not None else None
         if payload is not None:
             self._restore(payload)
+            self.saved_step = self.progress.step
         self.ddp_model: nn.Module = (
             DistributedDataParallel(
                 self.model,
@@ -264,11 +266,13 @@ class _Trainer:
                 if step % train_config.checkpoint_every == 0:
                     self._save()
                 if stopped_early:
-                    break  # saved below unless this step's checkpoint was just written
+                    break
         finally:
             bar.close()
             restore_interrupts(previous_handlers)
-        if self.interrupted or self.progress.step % train_config.checkpoint_every:
+        # The last step is saved whatever ended the run (the step count, an early stop, Ctrl-C),
+        # once: not again when it was a checkpoint step.
+        if self.progress.step != self.saved_step:
             self._save()
         if self.metrics is not None:
             self.metrics.close()
@@ -406,6 +410,7 @@ class _Trainer:
 
     def _save(self) -> None:
         loader_states = _gather_loader_states(self.runtime, self.loader)
+        self.saved_step = self.progress.step  # on every rank: the final save is collective
         if not self.runtime.is_main:
             return
         path = ckpt.step_checkpoint_path(self.exp_dir, self.progress.step)
