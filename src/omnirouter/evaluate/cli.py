@@ -82,14 +82,6 @@ def _register_transcribe(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_transcribe)
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def _split(value: str | None) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
@@ -97,6 +89,7 @@ def _split(value: str | None) -> list[str] | None:
 def run_eval(args: argparse.Namespace) -> int:
     from omnirouter.evaluate.suite import evaluate_checkpoint
     from omnirouter.evaluate.tables import eval_table_markdown
+    from omnirouter.train.distributed import choose_device
 
     result = evaluate_checkpoint(
         args.model,
@@ -104,7 +97,7 @@ def run_eval(args: argparse.Namespace) -> int:
         out_dir=args.out,
         corpus_dir=args.corpus,
         max_duration=args.max_duration,
-        device=resolve_device(args.device),
+        device=str(choose_device(args.device)),
         normalizer_name=args.normalizer,
         command=eval_command(args),
     )
@@ -158,10 +151,11 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_transcribe(args: argparse.Namespace) -> int:
     from omnirouter.evaluate.transcribe import DEFAULT_CHUNK_SECONDS, Transcriber
+    from omnirouter.train.distributed import choose_device
 
     transcriber = Transcriber.from_pretrained(
         args.model,
-        device=resolve_device(args.device),
+        device=str(choose_device(args.device)),
         chunk_seconds=DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds,
     )
     return print_transcripts(transcriber, args.audio, args.format)

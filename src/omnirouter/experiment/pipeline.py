@@ -132,11 +132,11 @@ def train_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None
 def eval_stage(
     config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
 ) -> None:
-    from omnirouter.evaluate.cli import resolve_device
     from omnirouter.evaluate.suite import default_eval_sets
+    from omnirouter.train.distributed import choose_device
 
     sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
-    device = resolve_device(config.eval_device)
+    device = str(choose_device(config.eval_device))
     for run in runs:
         reason = "forced" if force else work.eval_pending(run, sets)
         if reason is None:
