@@ -69,3 +69,15 @@ def test_html_escapes_text_and_embeds_the_figure(tmp_path: Path) -> None:
 def test_a_table_row_of_the_wrong_width_is_an_error() -> None:
     with pytest.raises(ValueError, match="cells"):
         Table(("a", "b"), (("1",),), "bad")
+
+
+@pytest.mark.parametrize("cell", ["2.5", "−4.5 %", "1.2e-3", "1.16x", "95 ± 2", "n/a"])
+def test_numbers_align_right(cell: str) -> None:
+    document = render_html(Page("t", (Section("s", (Table(("h",), ((cell,),), "c"),)),)))
+    assert f"<td>{cell}</td>" in document
+
+
+@pytest.mark.parametrize("cell", ["omni", "x", "e", "exe", "dense (E=2)"])
+def test_words_align_left(cell: str) -> None:
+    document = render_html(Page("t", (Section("s", (Table(("h",), ((cell,),), "c"),)),)))
+    assert '<td class="text">' in document
