@@ -1,12 +1,14 @@
-"""Stored features of a whole corpus equal the ones computed on the fly."""
+"""Stored features of a whole corpus equal the ones computed on the fly, and are only read with
+the settings they were made with."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from lhotse import CutSet
 
-from omnirouter.data.corpus import cuts_path
+from omnirouter.data.corpus import cuts_path, read_corpus_info
 from omnirouter.data.features import FeatureConfig, cut_features
 from omnirouter.data.prepare import store_corpus_features
 from tests.corpora import espeak_corpus
@@ -34,3 +36,14 @@ def test_stored_features_equal_computed_ones_and_are_stored_once(small_corpus: P
         torch.testing.assert_close(
             cut_features(cut, stored_config), before[cut.id], atol=1e-4, rtol=1e-4
         )
+
+
+def test_the_settings_are_recorded_and_other_settings_refuse_stored_features(
+    small_corpus: Path,
+) -> None:
+    store_corpus_features(small_corpus, FeatureConfig())
+    assert read_corpus_info(small_corpus).extra["stored_features"]["num_mel_bins"] == 80
+    cut = next(iter(CutSet.from_file(cuts_path(small_corpus, "train"))))
+    for other in (FeatureConfig(num_mel_bins=40), FeatureConfig(frame_shift_ms=20.0)):
+        with pytest.raises(ValueError, match="store them again"):
+            cut_features(cut, replace(other, use_stored=True))

@@ -105,10 +105,24 @@ def cut_features(
     Raises `AudioError` when the audio is missing, unreadable or empty.
     """
     if config.use_stored and cut.has_features:
+        _check_stored(cut, config)
         stored_TF = torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32))
         return normalize_features(stored_TF.to(config.device), config)
     audio = load_cut_audio(cut)
     return compute_features(audio.samples, audio.sample_rate, config, dither_generator)
+
+
+def _check_stored(cut: Cut, config: FeatureConfig) -> None:
+    """Stored features made with other settings would be read without complaint: compare the
+    settings a manifest records (mel bins, frame shift) with the asked-for ones."""
+    features = cut.features
+    stored = (features.num_features, round(features.frame_shift * 1000.0, 6))
+    if stored != (config.num_mel_bins, round(config.frame_shift_ms, 6)):
+        raise ValueError(
+            f"cut {cut.id}: its stored features have {stored[0]} mel bins every {stored[1]} ms, "
+            f"data.features asks for {config.num_mel_bins} every {config.frame_shift_ms} ms; "
+            "store them again with these settings or set data.features.use_stored=false"
+        )
 
 
 def store_features(

@@ -14,7 +14,13 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from omnirouter.data.corpus import CorpusInfo, cuts_path, existing_cuts_path, read_corpus_info
+from omnirouter.data.corpus import (
+    CorpusInfo,
+    cuts_path,
+    existing_cuts_path,
+    read_corpus_info,
+    write_corpus_info,
+)
 from omnirouter.data.features import STORED_FEATURES_DIR, FeatureConfig, store_features
 from omnirouter.data.imports import import_source
 from omnirouter.data.manifests import PreparedSet, cut_text, write_corpus
@@ -175,4 +181,7 @@ def store_corpus_features(
             with_features.to_file(partial)
         stored.append(name)
         log.info("stored features of %s (%d utterances) in %s", name, len(cuts), storage)
+    if stored:  # the settings they were made with, as `data import --store-features` records
+        extra = {**info.extra, "stored_features": asdict(config)}
+        write_corpus_info(corpus_dir, replace(info, extra=extra))
     return stored
