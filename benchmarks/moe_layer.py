@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--model-dim", type=int, default=256)
     parser.add_argument("--ffn-dim", type=int, default=1024)
     parser.add_argument("--experts", type=int, nargs="+", default=[2, 4, 8])
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20, help="at least 2 (quartiles)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
         "--breakdown",
@@ -118,6 +118,8 @@ def main() -> None:
         "gradients) and with every frame on one expert (no splitting into E matmuls)",
     )
     args = parser.parse_args()
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2: the ratios' quartiles need two")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -71,7 +71,7 @@ def test_a_table_row_of_the_wrong_width_is_an_error() -> None:
         Table(("a", "b"), (("1",),), "bad")
 
 
-@pytest.mark.parametrize("cell", ["2.5", "−4.5 %", "1.2e-3", "1.16x", "95 ± 2", "n/a"])
+@pytest.mark.parametrize("cell", ["2.5", "−4.5 %", "1.2e-3", "1.16x", "95 ± 2", "n/a", "–"])
 def test_numbers_align_right(cell: str) -> None:
     document = render_html(Page("t", (Section("s", (Table(("h",), ((cell,),), "c"),)),)))
     assert f"<td>{cell}</td>" in document

@@ -136,14 +136,14 @@ def eval_stage(
     from omnirouter.train.distributed import choose_device
 
     sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
-    device = str(choose_device(config.eval_device))
     for run in runs:
         reason = "forced" if force else work.eval_pending(run, sets)
         if reason is None:
             ledger.skip("eval", run.label, f"{work.eval_table_path(run)} is up to date")
             continue
         with ledger.run("eval", run.label, f"{len(sets)} sets; {reason}"):
-            work.evaluate_run(run, sets, device)
+            # Chosen only when there is work: a report rebuilt where eval_device is missing works.
+            work.evaluate_run(run, sets, str(choose_device(config.eval_device)))
 
 
 def analysis_stage(

@@ -15,8 +15,8 @@ benchmarks/moe_layer.py):
   the first matmuls measured slower);
 - each expert's weight gradient is written straight into its slot of the stacked (E, D, F)
   gradient (autograd over `w[e]` costs a zero-filled (E, D, F) tensor per expert);
-- the D-wide gather, gate product and scatter are one op each over all slots, and a top-1
-  scatter that covers every row needs no zero-filled buffer;
+- the D-wide gather, gate product and put-back are one op each over all slots (top-1 puts
+  back by a gather through the inverse row map, see `_RowPut`);
 - an expert without frames still gets an exact zero gradient, so every expert takes part in
   every step (DDP needs no find_unused_parameters).
 

@@ -168,7 +168,7 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: s
 
 # A number: digits with signs, units and ranges ("1.2e-3", "−4.5 %", "1.16x", "95 ± 2"); or a
 # placeholder for a missing one. Without a digit, "x" or "e" alone would count as numbers.
-_NUMBER = re.compile(r"^(?=.*\d)[\s\d.,%+\-−±×x()eE]*$|^(n/a|—|-)$")
+_NUMBER = re.compile(r"^(?=.*\d)[\s\d.,%+\-−±×x()eE]*$|^(n/a|–|—|-)$")
 
 
 def _html_cell(cell: str) -> str:

@@ -31,7 +31,7 @@ def choose_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here")
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
     return device
 
 
