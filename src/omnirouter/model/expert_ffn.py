@@ -83,7 +83,7 @@ class _SortedExpertFFN(torch.autograd.Function):
                 hidden.mul_(keep)
             torch.addmm(b2_D[expert], hidden, w2_FD[expert], alpha=scale, out=out_nD[expert])
         put = _RowPut(row_of_slot_S, x_MD.shape[0], accumulate)
-        gated_values = put.new_values(num_slots, x_MD.shape[1], like=x_MD)  # S rows, or S + 1
+        gated_values = put.new_values(x_MD.shape[1], like=x_MD)  # S rows, or S + 1
         torch.mul(expert_out_SD, gate_S.unsqueeze(1), out=gated_values[:num_slots])
         out_MD = put(gated_values)
         # Kept only for the gradients that need them: x_SD for W1's, expert_out_SD for the gate's.
@@ -121,7 +121,7 @@ class _SortedExpertFFN(torch.autograd.Function):
         grad_SD = grad_out_MD.index_select(0, row_of_slot_S)  # of the gated expert outputs
         grad_gate_S = torch.linalg.vecdot(grad_SD, expert_out_SD) if need_gate else None
         grad_SD.mul_(gate_S.unsqueeze(1))  # now of the expert outputs themselves
-        grad_x_values = ctx.put.new_values(*grad_SD.shape, like=grad_SD) if need_x else None
+        grad_x_values = ctx.put.new_values(grad_SD.shape[1], like=grad_SD) if need_x else None
         grad_w1 = torch.empty_like(w1_EDF) if need_w1 else None
         grad_b1 = w1_EDF.new_empty(num_experts, ffn_dim) if need_b1 else None
         grad_w2 = torch.empty_like(w2_EFD) if need_w2 else None
@@ -195,9 +195,10 @@ class _RowPut:
                 0, row_of_slot_S, torch.arange(num_slots, device=row_of_slot_S.device)
             )
 
-    def new_values(self, num_slots: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    def new_values(self, width: int, like: torch.Tensor) -> torch.Tensor:
         """A buffer whose first S rows are for the values (unset); for a gather it has one more
         row, zero."""
+        num_slots = self.row_of_slot_S.shape[0]
         if self.source_of_row_M is None:
             return like.new_empty(num_slots, width)
         buffer = like.new_empty(num_slots + 1, width)
@@ -223,7 +224,10 @@ def _split(tensor_SX: torch.Tensor | None, counts_E: list[int]) -> tuple[torch.T
     gives no blocks."""
     if tensor_SX is None:
         return ()
-    return tensor_SX[: sum(counts_E)].split(counts_E)
+    num_slots = sum(counts_E)
+    if tensor_SX.shape[0] not in (num_slots, num_slots + 1):
+        raise ValueError(f"{tensor_SX.shape[0]} rows for {num_slots} slots")
+    return tensor_SX[:num_slots].split(counts_E)
 
 
 def sorted_expert_ffn(
