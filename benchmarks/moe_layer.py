@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -103,6 +104,18 @@ def time_interleaved(
     return samples
 
 
+def cpu_name() -> str:
+    """The processor's model name: ratios differ between CPUs (MKL picks kernels per CPU)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=4096)
@@ -129,7 +142,7 @@ def main() -> None:
 
     print(
         f"T={args.frames} D={args.model_dim} F={args.ffn_dim} top-1 fp32, "
-        f"threads={torch.get_num_threads()}, torch {torch.__version__}, "
+        f"{cpu_name()}, threads={torch.get_num_threads()}, torch {torch.__version__}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     header = (
