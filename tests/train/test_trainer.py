@@ -1,5 +1,6 @@
 """The training loop on a tiny corpus: learning, robustness, exact resume after SIGKILL, DDP."""
 
+import contextlib
 import math
 import os
 import signal
@@ -220,6 +221,54 @@ def test_two_process_ddp_follows_the_single_process_trajectory(
     for key in weights_one:
         # Adam divides by sqrt(v): near-zero gradients turn rounding into ~1e-4 weight changes.
         torch.testing.assert_close(weights_one[key], weights_two[key], rtol=0, atol=1e-3)
+
+
+def torchrun_worker_of_rank(launcher: subprocess.Popen, rank: int) -> int:
+    """The pid of the torchrun worker process with RANK=`rank` (read from its environment)."""
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    for pid in children:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"RANK={rank}".encode() in environ:
+            return int(pid)
+    raise AssertionError(f"no worker with RANK={rank} among {children}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_a_signal_to_one_ddp_rank_stops_every_rank_after_the_same_step(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """SIGTERM reaches rank 1 only: both ranks stop together and the run saves and exits
+    cleanly (rank 0 alone going on would wait in the next all-reduce forever)."""
+    config = tiny_run_config(tiny_corpus, max_steps=100_000, checkpoint_every=100_000)
+    save_config(config, tmp_path / "run.yaml")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    command += ["2", "-m", "omnirouter", "train", str(tmp_path / "run.yaml")]
+    launcher = subprocess.Popen(
+        [*command, "--exp-dir", str(tmp_path / "exp")],
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group: a failed test kills the workers too
+    )
+    try:
+        metrics = tmp_path / "exp" / "metrics.jsonl"
+        deadline = time.monotonic() + 300
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+            assert launcher.poll() is None, launcher.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(torchrun_worker_of_rank(launcher, 1), signal.SIGTERM)
+        assert launcher.wait(timeout=120) == 0, launcher.stderr.read()[-3000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+    saved = ckpt.step_checkpoints(tmp_path / "exp")
+    assert len(saved) == 1
+    payload = ckpt.load_checkpoint(saved[0])
+    assert 2 <= payload["step"] < 100_000
+    assert len(payload["loader"]) == 2  # both ranks' data positions, from the same step
 
 
 def test_early_stop_when_dev_wer_plateaus(tiny_corpus: Path, tmp_path: Path) -> None:

@@ -63,6 +63,11 @@ def all_ranks_agree(runtime: Runtime, flag: bool) -> bool:
     return bool(value.item() > 0.5)
 
 
+def any_rank(runtime: Runtime, flag: bool) -> bool:
+    """True when `flag` is true on at least one rank (e.g. "a stop was asked for here")."""
+    return not all_ranks_agree(runtime, not flag)
+
+
 def sum_over_ranks(runtime: Runtime, values: torch.Tensor) -> torch.Tensor:
     if runtime.distributed:
         values = values.clone()

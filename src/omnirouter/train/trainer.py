@@ -31,6 +31,7 @@ from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
 from omnirouter.train.distributed import (
     Runtime,
+    any_rank,
     broadcast_flag,
     start_runtime,
     stop_runtime,
@@ -240,7 +241,7 @@ class _Trainer:
         window, window_start = StepStats(), time.perf_counter()
         stopped_early = False
         try:
-            while self.progress.step < train_config.max_steps and not self.interrupted:
+            while self.progress.step < train_config.max_steps and not self._stop_requested():
                 self._set_lr()
                 micro = [next(batches) for _ in range(train_config.grad_accumulation)]
                 result = train_step(
@@ -284,6 +285,13 @@ class _Trainer:
             stopped_early,
             self.interrupted,
         )
+
+    def _stop_requested(self) -> bool:
+        """Whether Ctrl-C or SIGTERM reached any rank. A signal can reach one rank only, or
+        the ranks in different steps: every rank must stop after the same step, or the others
+        would wait in the next step's gradient all-reduce forever."""
+        self.interrupted = any_rank(self.runtime, self.interrupted)
+        return self.interrupted
 
     def _set_lr(self) -> None:
         lr = self.config.train.optimizer.peak_lr * lr_multiplier(
