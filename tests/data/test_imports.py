@@ -236,7 +236,7 @@ def test_stored_features_on_request(tmp_path: Path, spoken: dict[str, Path]) -> 
     info = import_corpus(
         corpus, "f", {"test": write_tsv(tmp_path / "t.tsv", items)}, options=options
     )
-    assert info.extra["stored_features"]["num_mel_bins"] == 80
+    assert info.extra["stored_features"]["test"]["num_mel_bins"] == 80
     stored = FeatureConfig(use_stored=True)
     for cut in read_cuts(corpus, "test"):
         assert cut.has_features and Path(cut.features.storage_path).is_relative_to(corpus)

@@ -8,8 +8,10 @@ import pytest
 import torch
 from lhotse import CutSet
 
+from omnirouter.data.config import DataConfig
 from omnirouter.data.corpus import cuts_path, read_corpus_info
 from omnirouter.data.features import FeatureConfig, cut_features
+from omnirouter.data.loader import eval_cuts, train_cuts
 from omnirouter.data.prepare import store_corpus_features
 from tests.corpora import espeak_corpus
 
@@ -42,8 +44,28 @@ def test_the_settings_are_recorded_and_other_settings_refuse_stored_features(
     small_corpus: Path,
 ) -> None:
     store_corpus_features(small_corpus, FeatureConfig())
-    assert read_corpus_info(small_corpus).extra["stored_features"]["num_mel_bins"] == 80
+    recorded = read_corpus_info(small_corpus).extra["stored_features"]
+    assert sorted(recorded) == ["dev", "train"]
+    assert recorded["train"] == {
+        "num_mel_bins": 80,
+        "frame_length_ms": 25.0,
+        "frame_shift_ms": 10.0,
+        "low_freq": 20.0,
+        "high_freq": -400.0,
+    }
+    # What every Lhotse manifest records (mel bins, frame shift) is checked utterance by utterance.
     cut = next(iter(CutSet.from_file(cuts_path(small_corpus, "train"))))
     for other in (FeatureConfig(num_mel_bins=40), FeatureConfig(frame_shift_ms=20.0)):
         with pytest.raises(ValueError, match="store them again"):
             cut_features(cut, replace(other, use_stored=True))
+    # The rest only the corpus records: the loaders compare it before reading a set.
+    data = DataConfig(corpus_dir=str(small_corpus), train_sets=["train"])
+    for other in (FeatureConfig(frame_length_ms=50.0), FeatureConfig(high_freq=-200.0)):
+        stored_other = replace(data, features=replace(other, use_stored=True))
+        with pytest.raises(ValueError, match=r"set 'train'.*store them again"):
+            train_cuts(stored_other)
+        with pytest.raises(ValueError, match=r"set 'dev'.*store them again"):
+            eval_cuts(stored_other, "dev")
+        # Without use_stored the features are computed with the settings asked for: no error.
+        train_cuts(replace(data, features=other))
+    train_cuts(replace(data, features=FeatureConfig(use_stored=True)))

@@ -11,9 +11,11 @@ Shape legend: T frames, F mel bins.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +26,10 @@ from lhotse.cut import Cut
 from omnirouter.data.audio import SAMPLE_RATE, load_cut_audio
 
 STORED_FEATURES_DIR = "features"  # under the corpus directory, written by `store_features`
+
+# The settings stored features depend on. Dither, normalisation and device do not: features are
+# stored undithered and raw, and normalised when read.
+STORED_SETTINGS = ("num_mel_bins", "frame_length_ms", "frame_shift_ms", "low_freq", "high_freq")
 
 
 class FeatureNormalization(str, Enum):
@@ -112,9 +118,30 @@ def cut_features(
     return compute_features(audio.samples, audio.sample_rate, config, dither_generator)
 
 
+def stored_settings(config: FeatureConfig) -> dict[str, float]:
+    """The settings to record beside stored features (see `check_stored_settings`)."""
+    return {name: getattr(config, name) for name in STORED_SETTINGS}
+
+
+def check_stored_settings(recorded: Mapping[str, Any], config: FeatureConfig, where: str) -> None:
+    """Raise ValueError when features stored with the `recorded` settings are not what `config`
+    asks for (a setting missing from the record is not compared)."""
+    differences = [
+        f"{name} = {recorded[name]} (asked for: {getattr(config, name)})"
+        for name in STORED_SETTINGS
+        if name in recorded and recorded[name] != getattr(config, name)
+    ]
+    if differences:
+        raise ValueError(
+            f"{where}: its features were stored with {', '.join(differences)}; store them "
+            "again with these settings or set data.features.use_stored=false"
+        )
+
+
 def _check_stored(cut: Cut, config: FeatureConfig) -> None:
     """Stored features made with other settings would be read without complaint: compare the
-    settings a manifest records (mel bins, frame shift) with the asked-for ones."""
+    settings every Lhotse manifest records (mel bins, frame shift) with the asked-for ones.
+    The loaders also compare the corpus's record of all the settings, set by set."""
     features = cut.features
     stored = (features.num_features, round(features.frame_shift * 1000.0, 6))
     if stored != (config.num_mel_bins, round(config.frame_shift_ms, 6)):

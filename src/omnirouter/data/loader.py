@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
@@ -30,8 +30,9 @@ from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 
 from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
-from omnirouter.data.corpus import existing_cuts_path, read_corpus_info
+from omnirouter.data.corpus import CorpusInfo, existing_cuts_path, read_corpus_info
 from omnirouter.data.dataset import AsrDataset, BatchRequest, LoadedBatch
+from omnirouter.data.features import check_stored_settings
 from omnirouter.data.filters import SkipReason, UtteranceLimits, utterance_problem
 from omnirouter.data.manifests import cut_text
 from omnirouter.data.tokenizer import Tokenizer
@@ -283,7 +284,9 @@ def build_eval_loader(
 
 def eval_cuts(config: DataConfig, set_name: str) -> CutSet:
     """The cuts of one set of the corpus (read lazily); KeyError lists the corpus's sets."""
-    read_corpus_info(config.corpus_dir).set(set_name)
+    info = read_corpus_info(config.corpus_dir)
+    info.set(set_name)
+    _check_stored_features(config, info, [set_name])
     return _read_set(config.corpus_dir, set_name)
 
 
@@ -301,8 +304,20 @@ def train_cuts(config: DataConfig) -> CutSet:
     info = read_corpus_info(config.corpus_dir)
     for name in config.train_sets:
         info.set(name)
+    _check_stored_features(config, info, config.train_sets)
     paths = [existing_cuts_path(config.corpus_dir, name) for name in config.train_sets]
     return CutSet.from_files(paths, shuffle_iters=False)
+
+
+def _check_stored_features(config: DataConfig, info: CorpusInfo, set_names: Sequence[str]) -> None:
+    """With `features.use_stored`, refuse sets whose stored features the corpus records as made
+    with other analysis settings (before a single batch is read, not at the first utterance)."""
+    if not config.features.use_stored:
+        return
+    recorded = info.extra.get("stored_features", {})
+    for name in set_names:
+        if isinstance(recorded.get(name), dict):
+            check_stored_settings(recorded[name], config.features, f"set {name!r}")
 
 
 def _read_set(corpus_dir: str | Path, set_name: str) -> CutSet:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lhotse import CutSet
@@ -21,7 +21,12 @@ from omnirouter.data.corpus import (
     read_corpus_info,
     write_corpus_info,
 )
-from omnirouter.data.features import STORED_FEATURES_DIR, FeatureConfig, store_features
+from omnirouter.data.features import (
+    STORED_FEATURES_DIR,
+    FeatureConfig,
+    store_features,
+    stored_settings,
+)
 from omnirouter.data.imports import import_source
 from omnirouter.data.manifests import PreparedSet, cut_text, write_corpus
 from omnirouter.data.recipes import libriheavy_sets, recipe_sets
@@ -141,7 +146,8 @@ def _finish(
         checked = [
             _with_stored_features(prepared, corpus_dir, config, options) for prepared in checked
         ]
-        extra = {**extra, "stored_features": asdict(config)}
+        settings = stored_settings(config)
+        extra = {**extra, "stored_features": {prepared.name: settings for prepared in checked}}
     return write_corpus(corpus_dir, name, checked, extra=extra)
 
 
@@ -181,7 +187,9 @@ def store_corpus_features(
             with_features.to_file(partial)
         stored.append(name)
         log.info("stored features of %s (%d utterances) in %s", name, len(cuts), storage)
-    if stored:  # the settings they were made with, as `data import --store-features` records
-        extra = {**info.extra, "stored_features": asdict(config)}
+    if stored:  # the settings they were made with, set by set, as `data import` records them
+        recorded = dict(info.extra.get("stored_features", {}))
+        recorded.update({name: stored_settings(config) for name in stored})
+        extra = {**info.extra, "stored_features": recorded}
         write_corpus_info(corpus_dir, replace(info, extra=extra))
     return stored
