@@ -26,7 +26,9 @@ needs only the hidden units after dropout (a unit passes gradient iff it is posi
 with GELU the pre-activations and the dropout mask are kept too.
 
 Shape legend: M rows of x, S slots (valid frames × top-k, grouped by expert), n slots of one
-expert, D model dim, F FFN dim, E experts.
+expert, D model dim, F FFN dim, E experts. Per-expert tuples carry no shape suffix:
+`<name>_blocks[e]` is expert e's (n, ·) block of a slot-ordered tensor, `<name>_of[e]` expert
+e's slice of a stacked weight.
 """
 
 from __future__ import annotations
@@ -66,22 +68,24 @@ class _SortedExpertFFN(torch.autograd.Function):
         if gelu and dropout > 0:
             keep_SF = torch.empty(num_slots, ffn_dim, dtype=torch.bool, device=x_MD.device)
         expert_out_SD = x_MD.new_empty(num_slots, x_MD.shape[1])  # before the gate
-        x_nD, hidden_nF, out_nD = (_split(t, counts_E) for t in (x_SD, hidden_SF, expert_out_SD))
-        pre_nF, keep_nF = _split(pre_activation_SF, counts_E), _split(keep_SF, counts_E)
-        w1_DF, b1_F, w2_FD, b2_D = (weight.unbind(0) for weight in (w1_EDF, b1_EF, w2_EFD, b2_ED))
+        x_blocks, hidden_blocks, out_blocks = (
+            _split(t, counts_E) for t in (x_SD, hidden_SF, expert_out_SD)
+        )
+        pre_blocks, keep_blocks = _split(pre_activation_SF, counts_E), _split(keep_SF, counts_E)
+        w1_of, b1_of, w2_of, b2_of = (weight.unbind(0) for weight in (w1_EDF, b1_EF, w2_EFD, b2_ED))
         for expert in _nonempty(counts_E):
-            hidden = hidden_nF[expert]
+            hidden = hidden_blocks[expert]
             if pre_activation_SF is None:
-                torch.addmm(b1_F[expert], x_nD[expert], w1_DF[expert], out=hidden).relu_()
+                torch.addmm(b1_of[expert], x_blocks[expert], w1_of[expert], out=hidden).relu_()
             else:
-                torch.addmm(b1_F[expert], x_nD[expert], w1_DF[expert], out=pre_nF[expert])
-                hidden.copy_(F.gelu(pre_nF[expert]))
+                torch.addmm(b1_of[expert], x_blocks[expert], w1_of[expert], out=pre_blocks[expert])
+                hidden.copy_(F.gelu(pre_blocks[expert]))
             if dropout > 0:
                 keep = torch.empty_like(hidden).bernoulli_(1 - dropout)
                 if keep_SF is not None:
-                    keep_nF[expert].copy_(keep != 0)
+                    keep_blocks[expert].copy_(keep != 0)
                 hidden.mul_(keep)
-            torch.addmm(b2_D[expert], hidden, w2_FD[expert], alpha=scale, out=out_nD[expert])
+            torch.addmm(b2_of[expert], hidden, w2_of[expert], alpha=scale, out=out_blocks[expert])
         put = _RowPut(row_of_slot_S, x_MD.shape[0], accumulate)
         gated_values = put.new_values(x_MD.shape[1], like=x_MD)  # S rows, or S + 1
         torch.mul(expert_out_SD, gate_S.unsqueeze(1), out=gated_values[:num_slots])
@@ -132,14 +136,19 @@ class _SortedExpertFFN(torch.autograd.Function):
                 for grad in (grad_w1, grad_b1, grad_w2, grad_b2):
                     if grad is not None:
                         grad[expert].zero_()
-        hidden_nF, grad_nD, x_nD = (_split(t, counts_E) for t in (hidden_SF, grad_SD, x_SD))
-        pre_nF, keep_nF = _split(pre_activation_SF, counts_E), _split(keep_SF, counts_E)
-        grad_x_nD = _split(grad_x_values, counts_E)
-        w1_FD, w2_DF = w1_EDF.transpose(1, 2).unbind(0), w2_EFD.transpose(1, 2).unbind(0)
+        hidden_blocks, grad_blocks, x_blocks = (
+            _split(t, counts_E) for t in (hidden_SF, grad_SD, x_SD)
+        )
+        pre_blocks, keep_blocks = _split(pre_activation_SF, counts_E), _split(keep_SF, counts_E)
+        grad_x_blocks = _split(grad_x_values, counts_E)
+        w1_transposed_of, w2_transposed_of = (
+            w1_EDF.transpose(1, 2).unbind(0),
+            w2_EFD.transpose(1, 2).unbind(0),
+        )
         # One (n, F) buffer for every expert in turn: fresh ones would each cost page faults.
         grad_hidden_buffer = grad_SD.new_empty(max([0, *counts_E]) * ffn_dim)
         for expert in _nonempty(counts_E):
-            hidden, grad = hidden_nF[expert], grad_nD[expert]
+            hidden, grad = hidden_blocks[expert], grad_blocks[expert]
             if grad_w2 is not None:
                 _matmul(hidden.t(), grad, grad_w2[expert], alpha=ctx.scale)
             if grad_b2 is not None:
@@ -147,7 +156,7 @@ class _SortedExpertFFN(torch.autograd.Function):
             if not (need_x or need_w1 or need_b1):
                 continue
             grad_hidden = grad_hidden_buffer[: hidden.numel()].view(hidden.shape)
-            _matmul(grad, w2_DF[expert], grad_hidden, alpha=ctx.scale)
+            _matmul(grad, w2_transposed_of[expert], grad_hidden, alpha=ctx.scale)
             if pre_activation_SF is None:
                 # ReLU after dropout: positive exactly where the unit was kept and active.
                 # (threshold_backward is ReLU's own vectorised backward; masked_fill_ with a
@@ -157,14 +166,14 @@ class _SortedExpertFFN(torch.autograd.Function):
                 )
             else:
                 if keep_SF is not None:
-                    grad_hidden.mul_(keep_nF[expert])
-                grad_hidden = torch.ops.aten.gelu_backward(grad_hidden, pre_nF[expert])
+                    grad_hidden.mul_(keep_blocks[expert])
+                grad_hidden = torch.ops.aten.gelu_backward(grad_hidden, pre_blocks[expert])
             if grad_w1 is not None:
-                torch.mm(x_nD[expert].t(), grad_hidden, out=grad_w1[expert])
+                torch.mm(x_blocks[expert].t(), grad_hidden, out=grad_w1[expert])
             if grad_b1 is not None:
                 torch.sum(grad_hidden, dim=0, out=grad_b1[expert])
             if grad_x_values is not None:
-                torch.mm(grad_hidden, w1_FD[expert], out=grad_x_nD[expert])
+                torch.mm(grad_hidden, w1_transposed_of[expert], out=grad_x_blocks[expert])
         grad_x_MD = ctx.put(grad_x_values) if grad_x_values is not None else None
         return (grad_x_MD, grad_gate_S, grad_w1, grad_b1, grad_w2, grad_b2) + (None,) * 5
 
