@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from omnirouter.experiment.config import ExperimentConfig, load_experiment_config
 from omnirouter.experiment.pipeline import ExperimentOutputs, run_experiment
@@ -27,8 +28,10 @@ class Experiment:
     root: Path
     config: ExperimentConfig
     first_stages: dict
+    second_stages: dict
+    third_stages: dict  # with an evaluation device this machine lacks
     checkpoint_times: dict[Path, int]
-    outputs: ExperimentOutputs  # of the second run
+    outputs: ExperimentOutputs  # of the second run (the third rewrites the report alike)
 
 
 def tiny_config(root: Path) -> ExperimentConfig:
@@ -51,7 +54,13 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
     first_stages = json.loads(first.stages.read_text())
     times = {path: path.stat().st_mtime_ns for path in (root / "exp").rglob("*.pt")}
     second = run_experiment(config, command="omnirouter experiment tiny.yaml # again")
-    return Experiment(root, config, first_stages, times, second)
+    second_stages = json.loads(second.stages.read_text())
+    # Once more where the evaluation device does not exist (a report rebuilt on a laptop from a
+    # GPU's runs): every evaluation is up to date, so no device is chosen and nothing fails.
+    elsewhere = config if torch.cuda.is_available() else replace(config, eval_device="cuda")
+    third = run_experiment(elsewhere, command="omnirouter experiment tiny.yaml # elsewhere")
+    third_stages = json.loads(third.stages.read_text())
+    return Experiment(root, config, first_stages, second_stages, third_stages, times, second)
 
 
 def eval_wers(root: Path, label: str) -> dict[str, float]:
@@ -100,7 +109,7 @@ def test_first_run_does_every_task_once(experiment: Experiment) -> None:
 
 
 def test_second_run_skips_every_stage(experiment: Experiment) -> None:
-    document = json.loads(experiment.outputs.stages.read_text())
+    document = experiment.second_stages
     assert len(document["invocations"]) == 2
     assert document["invocations"][1]["ran"] == []
     first = {(task["stage"], task["task"]): task for task in experiment.first_stages["tasks"]}
@@ -110,6 +119,17 @@ def test_second_run_skips_every_stage(experiment: Experiment) -> None:
         assert task["seconds"] == first[(task["stage"], task["task"])]["seconds"]
     now = {path: path.stat().st_mtime_ns for path in (experiment.root / "exp").rglob("*.pt")}
     assert now == experiment.checkpoint_times
+
+
+def test_a_missing_evaluation_device_is_only_an_error_when_there_is_evaluating_to_do(
+    experiment: Experiment,
+) -> None:
+    ran = experiment.third_stages["invocations"][2]["ran"]
+    # The changed config rewrites the comparison and the report; no run is trained or evaluated.
+    assert {entry.split()[0] for entry in ran} <= {"compare", "report"}
+    evaluations = [task for task in experiment.third_stages["tasks"] if task["stage"] == "eval"]
+    assert [task["task"] for task in evaluations] == RUN_LABELS
+    assert all(task["last_status"] == "skipped" for task in evaluations)
 
 
 def test_wer_table_is_the_mean_and_spread_of_the_seeds(experiment: Experiment) -> None:
