@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,21 @@ def test_non_finite_loss_is_skipped_and_counted(
         train(config, tmp_path / "exp_all_nan")
 
 
+def wait_until(process: subprocess.Popen, ready: Callable[[], bool], timeout: float) -> None:
+    """Poll `ready` while `process` runs; fail when the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def logged_steps(exp_dir: Path) -> int:
+    """Records in metrics.jsonl so far: one per step at log_every = 1 with validation off."""
+    metrics = exp_dir / "metrics.jsonl"
+    return metrics.read_text().count("\n") if metrics.exists() else 0
+
+
 def run_cli(config_path: Path, exp_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -123,11 +139,7 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_corpus: Path, tmp_p
 
     killed = run_cli(config_path, tmp_path / "killed")
     first_checkpoint = ckpt.step_checkpoint_path(tmp_path / "killed", steps)
-    deadline = time.monotonic() + 600
-    while not first_checkpoint.exists():
-        assert killed.poll() is None, killed.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(killed, first_checkpoint.exists, timeout=600)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert not ckpt.step_checkpoint_path(tmp_path / "killed", 2 * steps).exists(), (
@@ -253,12 +265,7 @@ def test_a_signal_to_one_ddp_rank_stops_every_rank_after_the_same_step(
         start_new_session=True,  # a process group: a failed test kills the workers too
     )
     try:
-        metrics = tmp_path / "exp" / "metrics.jsonl"
-        deadline = time.monotonic() + 300
-        while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-            assert launcher.poll() is None, launcher.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(launcher, lambda: logged_steps(tmp_path / "exp") >= 2, timeout=300)
         os.kill(torchrun_worker_of_rank(launcher, 1), signal.SIGTERM)
         assert launcher.wait(timeout=120) == 0, launcher.stderr.read()[-3000:]
     finally:
@@ -287,12 +294,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_corpus: Path, tmp_path
     config = tiny_run_config(tiny_corpus, max_steps=100_000, checkpoint_every=100_000)
     save_config(config, tmp_path / "run.yaml")
     process = run_cli(tmp_path / "run.yaml", tmp_path / "exp")
-    metrics = tmp_path / "exp" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(process, lambda: logged_steps(tmp_path / "exp") >= 2, timeout=300)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 0, process.stderr.read()
     saved = ckpt.step_checkpoints(tmp_path / "exp")
