@@ -53,6 +53,10 @@ def test_eval_table_averages_test_sets_only():
     assert [row.wer_percent for row in result.rows] == pytest.approx([100.0, 25.0, 0.0])
     assert result.average_wer_percent == pytest.approx((25.0 + 0.0) / 2)
     assert result.pooled_wer_percent == pytest.approx(100 * 1 / 6)
+    # Characters: "a b" → "x y" 2 of 3; "a b c d" → "a b c x" 1 of 7; test_b none of 3.
+    assert [row.cer_percent for row in result.rows] == pytest.approx([200 / 3, 100 / 7, 0.0])
+    assert [row.reference_chars for row in result.rows] == [3, 7, 3]
+    assert result.average_cer_percent == pytest.approx((100 / 7 + 0.0) / 2)
 
 
 def test_eval_table_files_round_trip(tmp_path):
@@ -73,6 +77,20 @@ def test_eval_table_files_round_trip(tmp_path):
         rows = list(csv.reader(stream))
     assert rows[1][0] == "test"
     assert rows[2][0].startswith("average")
+
+
+def test_a_table_written_before_the_cer_column_still_reads(tmp_path):
+    raw = get_normalizer("none")
+    scores = [score_set("test", [Recognition("a", "a b c d", "a b c")], raw)]
+    files = write_eval_table(eval_table_from_scores("exp", scores, {"test": "test"}), tmp_path)
+    record = json.loads(files.json.read_text())
+    for row in record["rows"]:
+        for key in ("reference_chars", "char_errors", "cer_percent"):
+            del row[key]
+    files.json.write_text(json.dumps(record))
+    old = read_eval_table(files.json)
+    assert old.rows[0].wer_percent == pytest.approx(25.0)
+    assert old.rows[0].cer_percent is None and old.average_cer_percent is None
 
 
 def test_read_eval_table_names_the_bad_file(tmp_path):

@@ -75,6 +75,21 @@ def test_set_totals_match_jiwer_on_raw_strings_and_an_edit_distance():
         assert utterance.counts.reference_words == len(reference.split())
 
 
+def test_character_error_rate_is_a_character_edit_distance_over_reference_characters():
+    # By hand: "hello world" → "helo world" one deletion, "abc" → "" three: 4 over 11 + 3.
+    score = score_set("set", recognitions(("hello world", "helo world"), ("abc", "")), RAW)
+    assert score.char_counts.errors == 4
+    assert score.char_counts.reference_words == 14
+    assert score.cer == pytest.approx(4 / 14)
+    # Against the textbook edit distance over characters (spaces included), on random pairs.
+    rng = random.Random(1)
+    pairs = [(random_sentence(rng), random_sentence(rng)) for _ in range(40)]
+    score = score_set("set", recognitions(*pairs), RAW)
+    distance = sum(edit_distance(list(ref), list(hyp)) for ref, hyp in pairs)
+    assert score.char_counts.errors == distance
+    assert score.cer == pytest.approx(distance / sum(len(ref) for ref, _ in pairs))
+
+
 def test_both_sides_are_normalised():
     english = get_normalizer("whisper-english")
     score = score_set(
@@ -100,6 +115,7 @@ def test_reference_that_normalises_to_nothing():
     assert score.counts.reference_words == 0
     assert score.counts.insertions == 1
     assert math.isnan(score.wer)
+    assert math.isnan(score.cer)
 
 
 def test_empty_set_is_an_error():
@@ -114,6 +130,8 @@ def test_set_files(tmp_path):
     files = write_set_files(score, tmp_path)
     errors = files.errors.read_text()
     assert errors.startswith("%WER = 42.86\n")  # (1 sub + 1 ins + 1 del) / 7 reference words
+    # Characters: b->x and " f" inserted (3), "g " deleted (2), over 9 + 3 reference characters.
+    assert errors.splitlines()[1].startswith("%CER = 41.67 ")
     assert (
         "utt0:\n  ref:   a b c d e\n  hyp:   a x c d e f\n  align: a (b->x) c d e (*->f)" in errors
     )
@@ -132,6 +150,8 @@ def test_set_files(tmp_path):
     summary = json.loads(files.summary.read_text())
     assert summary["reference_words"] == 7
     assert summary["wer_percent"] == pytest.approx(100 * 3 / 7)
+    assert summary["reference_chars"] == 12 and summary["char_errors"] == 5
+    assert summary["cer_percent"] == pytest.approx(100 * 5 / 12)
 
 
 def test_aligned_text_marks_every_kind_of_error():

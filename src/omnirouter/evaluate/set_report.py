@@ -5,7 +5,7 @@ errs-<set>.txt      summary, then per utterance the reference, the hypothesis an
                     then the substitutions, deletions and insertions by count, and
                     per-word statistics
 recogs-<set>.jsonl  per utterance: raw and normalised reference and hypothesis, error counts
-wer-<set>.json      the set's totals and WER, with the normaliser and its version
+wer-<set>.json      the set's totals, WER and CER, with the normaliser and its version
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ def summary_record(score: SetScore) -> dict[str, object]:
         "set": score.name,
         "num_utterances": score.num_utterances,
         **counts_record(score.counts),
+        "reference_chars": score.char_counts.reference_words,
+        "char_errors": score.char_counts.errors,
+        "cer_percent": None if math.isnan(score.cer) else 100.0 * score.cer,
         "normalizer": score.normalizer,
         "normalizer_version": score.normalizer_version,
     }
@@ -88,8 +91,10 @@ def aligned_text(aligned: Iterable[AlignedPair]) -> str:
 def errors_text(score: SetScore) -> str:
     counts = score.counts
     wer = "nan" if math.isnan(counts.wer) else f"{100.0 * counts.wer:.2f}"
+    cer = "nan" if math.isnan(score.cer) else f"{100.0 * score.cer:.2f}"
     lines = [
         f"%WER = {wer}",
+        f"%CER = {cer} (characters, spaces included, over {score.char_counts.reference_words})",
         f"Errors: {counts.insertions} insertions, {counts.deletions} deletions, "
         f"{counts.substitutions} substitutions, over {counts.reference_words} reference words "
         f"({counts.hits} correct)",

@@ -81,9 +81,10 @@ def evaluate_sets(
         scores.append(score)
         set_files.append(write_set_files(score, out_dir))
         logger.info(
-            "%s: WER %.2f%% over %d utterances (%d reference words)",
+            "%s: WER %.2f%%, CER %.2f%% over %d utterances (%d reference words)",
             score.name,
             100.0 * score.wer,
+            100.0 * score.cer,
             score.num_utterances,
             score.counts.reference_words,
         )

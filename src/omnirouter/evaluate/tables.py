@@ -4,7 +4,8 @@ JSON. The JSON is what `omnirouter compare` and the report read back.
 Averages are over the sets whose role is "test" (dev sets are listed but not averaged, as the
 paper averages its test sets only); when no set has a known role, over every set. Two averages
 are given: the mean of the per-set WERs (every set weighs the same, as in the paper's tables)
-and the pooled WER (all errors over all reference words, so big sets weigh more).
+and the pooled WER (all errors over all reference words, so big sets weigh more). The CER is
+given per set and as the mean of the per-set CERs.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ class EvalRow:
     deletions: int
     insertions: int
     wer_percent: float | None  # None when the set has no reference words
+    # Character error rate over the same normalised text; None in tables written before it.
+    reference_chars: int | None = None
+    char_errors: int | None = None
+    cer_percent: float | None = None
 
     @staticmethod
     def from_score(score: SetScore, role: str) -> EvalRow:
-        wer = score.wer
+        wer, cer = score.wer, score.cer
         return EvalRow(
             set_name=score.name,
             role=role,
@@ -47,6 +52,9 @@ class EvalRow:
             deletions=score.counts.deletions,
             insertions=score.counts.insertions,
             wer_percent=None if math.isnan(wer) else 100.0 * wer,
+            reference_chars=score.char_counts.reference_words,
+            char_errors=score.char_counts.errors,
+            cer_percent=None if math.isnan(cer) else 100.0 * cer,
         )
 
     @property
@@ -73,6 +81,12 @@ class EvalTable:
         """Mean of the per-set WERs of the averaged sets."""
         rows = self.averaged_rows
         return statistics.fmean(row.wer_percent for row in rows) if rows else None  # type: ignore[misc]
+
+    @property
+    def average_cer_percent(self) -> float | None:
+        """Mean of the per-set CERs of the averaged sets; None when one of them has none."""
+        values = [row.cer_percent for row in self.averaged_rows]
+        return None if not values or None in values else statistics.fmean(values)  # type: ignore[arg-type]
 
     @property
     def pooled_wer_percent(self) -> float | None:
@@ -124,7 +138,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-_EVAL_HEADER = ("set", "role", "utterances", "ref words", "sub", "del", "ins", "WER (%)")
+_EVAL_HEADER = (
+    "set",
+    "role",
+    "utterances",
+    "ref words",
+    "sub",
+    "del",
+    "ins",
+    "WER (%)",
+    "CER (%)",
+)
 
 
 def _eval_rows(table: EvalTable) -> list[list[str]]:
@@ -138,13 +162,15 @@ def _eval_rows(table: EvalTable) -> list[list[str]]:
             str(row.deletions),
             str(row.insertions),
             format_number(row.wer_percent),
+            format_number(row.cer_percent),
         ]
         for row in table.rows
     ]
     averaged = ", ".join(row.set_name for row in table.averaged_rows)
     blank = [""] * 6
-    rows.append([f"average ({averaged})", *blank, format_number(table.average_wer_percent)])
-    rows.append([f"pooled ({averaged})", *blank, format_number(table.pooled_wer_percent)])
+    average = [format_number(table.average_wer_percent), format_number(table.average_cer_percent)]
+    rows.append([f"average ({averaged})", *blank, *average])
+    rows.append([f"pooled ({averaged})", *blank, format_number(table.pooled_wer_percent), ""])
     return rows
 
 
@@ -154,7 +180,8 @@ def eval_table_markdown(table: EvalTable) -> str:
         f"# WER of {table.model}",
         "",
         f"Greedy CTC decoding; references and hypotheses normalised with {normalizer}. "
-        "Average: mean of the per-set WERs; pooled: all errors over all reference words.",
+        "Average: mean of the per-set WERs (CERs); pooled: all word errors over all reference "
+        "words. CER: character errors over reference characters, spaces included.",
     ]
     if table.command:
         header += ["", f"Command: `{table.command}`"]
@@ -173,6 +200,7 @@ def write_eval_table(
         writer.writerows(_eval_rows(table))
     record = asdict(table)
     record["average_wer_percent"] = table.average_wer_percent
+    record["average_cer_percent"] = table.average_cer_percent
     record["pooled_wer_percent"] = table.pooled_wer_percent
     record["averaged_sets"] = [row.set_name for row in table.averaged_rows]
     files.json.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")

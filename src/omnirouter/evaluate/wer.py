@@ -1,6 +1,10 @@
-"""Word error rate of a test set, per utterance and in total, with jiwer doing the alignment.
+"""Word error rate of a test set, per utterance and in total, with jiwer doing the alignment;
+and the set's character error rate beside it.
 
-Both sides are normalised first (see `normalize.py`), then split on whitespace.
+Both sides are normalised first (see `normalize.py`), then split on whitespace for the WER.
+The CER aligns the same normalised strings character by character, spaces included (jiwer's
+definition). It moves long before the WER does while a model is still learning to spell, which
+makes it the more telling number for small models trained briefly (the built-in demo).
 
 Empty references: a reference can be empty, or become empty once normalised (e.g. "uh, hmm").
 Such an utterance adds no reference words; every hypothesis word is an insertion, and an
@@ -80,8 +84,9 @@ class SetScore:
     name: str  # test set name
     normalizer: str  # name of the normaliser both sides went through
     normalizer_version: str
-    counts: ErrorCounts  # totals over the set
+    counts: ErrorCounts  # word totals over the set
     utterances: tuple[UtteranceErrors, ...]
+    char_counts: ErrorCounts = ErrorCounts()  # character totals over the set (for the CER)
 
     @property
     def num_utterances(self) -> int:
@@ -90,6 +95,11 @@ class SetScore:
     @property
     def wer(self) -> float:
         return self.counts.wer
+
+    @property
+    def cer(self) -> float:
+        """Character errors per reference character (a fraction); NaN with no reference."""
+        return self.char_counts.wer
 
 
 def score_set(
@@ -120,7 +130,11 @@ def score_set(
             )
         )
     total = sum((utterance.counts for utterance in utterances), ErrorCounts())
-    return SetScore(name, normalizer.name, normalizer.version, total, tuple(utterances))
+    characters = jiwer.process_characters(references, hypotheses)
+    char_total = ErrorCounts(
+        characters.substitutions, characters.deletions, characters.insertions, characters.hits
+    )
+    return SetScore(name, normalizer.name, normalizer.version, total, tuple(utterances), char_total)
 
 
 def _aligned_pairs(
