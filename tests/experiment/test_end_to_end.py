@@ -63,10 +63,10 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
     return Experiment(root, config, first_stages, second_stages, third_stages, times, second)
 
 
-def eval_wers(root: Path, label: str) -> dict[str, float]:
-    """WER per set of one run, read straight from its eval table's JSON."""
+def eval_wers(root: Path, label: str, metric: str = "wer") -> dict[str, float]:
+    """WER (or CER) per set of one run, read straight from its eval table's JSON."""
     table = json.loads((root / "exp" / label / "eval" / "wer.json").read_text())
-    return {row["set_name"]: row["wer_percent"] for row in table["rows"]}
+    return {row["set_name"]: row[f"{metric}_percent"] for row in table["rows"]}
 
 
 def test_every_report_file_is_written(experiment: Experiment) -> None:
@@ -85,7 +85,8 @@ def test_every_report_file_is_written(experiment: Experiment) -> None:
     assert len(re.findall(r'src="data:image/png;base64,', html)) == len(linked)
     # The folder is commit-able: no checkpoints, no audio.
     assert not [path for path in report.rglob("*") if path.suffix in (".pt", ".wav", ".npz")]
-    for heading in ("Findings", "Corpus", "Models", "Word error rates", "Training", "Software"):
+    headings = ("Findings", "Corpus", "Models", "Word error rates", "Character error rates")
+    for heading in (*headings, "Training", "Software"):
         assert f"## {heading}" in readme
     assert "omnirouter experiment tiny.yaml" in readme
     assert "openai-whisper" in readme
@@ -132,9 +133,14 @@ def test_a_missing_evaluation_device_is_only_an_error_when_there_is_evaluating_t
     assert all(task["last_status"] == "skipped" for task in evaluations)
 
 
-def test_wer_table_is_the_mean_and_spread_of_the_seeds(experiment: Experiment) -> None:
+@pytest.mark.parametrize(
+    ("metric", "heading"), [("wer", "Word error rates"), ("cer", "Character error rates")]
+)
+def test_wer_and_cer_tables_are_the_mean_and_spread_of_the_seeds(
+    experiment: Experiment, metric: str, heading: str
+) -> None:
     root = experiment.root
-    dense = [eval_wers(root, "dense/seed0"), eval_wers(root, "dense/seed1")]
+    dense = [eval_wers(root, "dense/seed0", metric), eval_wers(root, "dense/seed1", metric)]
     numbers = json.loads((experiment.outputs.report_dir / "experiment.json").read_text())
     reported = {model["name"]: model for model in numbers["models"]}
     readme = experiment.outputs.readme.read_text()
@@ -142,10 +148,10 @@ def test_wer_table_is_the_mean_and_spread_of_the_seeds(experiment: Experiment) -
     for set_name in dense[0]:
         values = [seeds[set_name] for seeds in dense]
         mean, std = statistics.fmean(values), statistics.stdev(values)
-        assert reported["dense"]["wer_percent"][set_name]["mean"] == pytest.approx(mean)
-        assert reported["dense"]["wer_percent"][set_name]["std"] == pytest.approx(std)
-        wer_table = readme[readme.index("## Word error rates") :]
-        row = next(line for line in wer_table.splitlines() if line.startswith(f"| {set_name} "))
+        assert reported["dense"][f"{metric}_percent"][set_name]["mean"] == pytest.approx(mean)
+        assert reported["dense"][f"{metric}_percent"][set_name]["std"] == pytest.approx(std)
+        table = readme[readme.index(f"## {heading}") :]
+        row = next(line for line in table.splitlines() if line.startswith(f"| {set_name} "))
         assert f"{mean:.2f} ± {std:.2f}" in row
 
 

@@ -156,6 +156,10 @@ def _model_dict(model: ModelSummary) -> dict[str, object]:
         "wer_percent": {
             name: _values_dict(values) if values else None for name, values in model.set_wer.items()
         },
+        "average_cer_percent": _values_dict(model.average_cer),
+        "cer_percent": {
+            name: _values_dict(values) if values else None for name, values in model.set_cer.items()
+        },
         "training": [
             {
                 "seed": loss.seed,

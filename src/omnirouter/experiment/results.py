@@ -108,6 +108,9 @@ class ModelSummary:
     seeds: tuple[int, ...]
     average_wer: SeedValues  # mean of the per-set WERs over the averaged sets, per seed
     set_wer: dict[str, SeedValues | None] = field(default_factory=dict)  # None: not scored
+    # The same for the character error rate (NaN / None for tables written without it).
+    average_cer: SeedValues = SeedValues((math.nan,))
+    set_cer: dict[str, SeedValues | None] = field(default_factory=dict)
     num_experts: int = 0  # 0 for a dense model
     top_k: int = 0
     num_layers: int = 0
@@ -170,23 +173,29 @@ def seed_mean_table(name: str, tables: Sequence[EvalTable]) -> EvalTable:
     return EvalTable(name, tuple(rows), first.normalizer, first.normalizer_version)
 
 
-def set_wers(tables: Sequence[EvalTable]) -> dict[str, SeedValues | None]:
-    wers: dict[str, SeedValues | None] = {}
+def set_wers(tables: Sequence[EvalTable], metric: str = "wer") -> dict[str, SeedValues | None]:
+    """Per set, the seeds' WERs (metric "wer") or CERs ("cer"); None where a seed has none."""
+    values_of_set: dict[str, SeedValues | None] = {}
     for row in tables[0].rows:
-        values = [_wer(table, row.set_name) for table in tables]
+        values = [_rate(table, row.set_name, metric) for table in tables]
         scored = None if any(value is None for value in values) else tuple(values)
-        wers[row.set_name] = SeedValues(scored) if scored else None  # type: ignore[arg-type]
-    return wers
+        values_of_set[row.set_name] = SeedValues(scored) if scored else None  # type: ignore[arg-type]
+    return values_of_set
 
 
-def average_wers(tables: Sequence[EvalTable]) -> SeedValues:
-    values = [table.average_wer_percent for table in tables]
+def average_wers(tables: Sequence[EvalTable], metric: str = "wer") -> SeedValues:
+    """Per seed, the mean of the per-set WERs (or CERs) of the averaged sets; NaN if none."""
+    values = [getattr(table, f"average_{metric}_percent") for table in tables]
     return SeedValues(tuple(math.nan if value is None else value for value in values))
 
 
 def _wer(table: EvalTable, set_name: str) -> float | None:
+    return _rate(table, set_name, "wer")
+
+
+def _rate(table: EvalTable, set_name: str, metric: str) -> float | None:
     row = table.row(set_name)
-    return None if row is None else row.wer_percent
+    return None if row is None else getattr(row, f"{metric}_percent")
 
 
 def model_size(run: PlannedRun) -> tuple[int, int]:
@@ -223,6 +232,8 @@ def summarize_model(
         seeds=tuple(run.seed for run in runs),
         average_wer=average_wers(tables),
         set_wer=set_wers(tables),
+        average_cer=average_wers(tables, "cer"),
+        set_cer=set_wers(tables, "cer"),
         num_experts=model.num_experts if moe else 0,
         top_k=model.top_k if moe else 0,
         num_layers=model.num_layers,
