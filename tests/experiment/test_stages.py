@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from omnirouter.config import ConfigError, save_config
+from omnirouter.evaluate.normalize import get_normalizer
+from omnirouter.evaluate.tables import eval_table_from_scores, write_eval_table
+from omnirouter.evaluate.wer import Recognition, score_set
 from omnirouter.experiment.config import PlannedRun, load_experiment_config, plan_runs
 from omnirouter.experiment.ledger import Ledger
 from omnirouter.experiment.pipeline import train_stage
@@ -21,6 +24,7 @@ from omnirouter.experiment.runs import (
     run_state,
     write_done,
 )
+from omnirouter.experiment.stages import eval_pending, eval_table_path
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train import trainer
 from omnirouter.train.trainer import TrainResult
@@ -172,3 +176,22 @@ def test_failed_work_is_not_recorded(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), ledger.run("eval", "a/seed0"):
         raise RuntimeError("broken")
     assert ledger.tasks == {}
+
+
+def test_an_evaluation_is_pending_until_its_table_covers_the_sets_and_the_cer(
+    runs: list[PlannedRun],
+) -> None:
+    run = runs[0]
+    fake_checkpoint(run, 30)
+    assert eval_pending(run, ["test"]) == "not evaluated"
+    score = score_set("test", [Recognition("a", "a b", "a c")], get_normalizer("none"))
+    table = eval_table_from_scores(str(run.exp_dir), [score], {"test": "test"})
+    files = write_eval_table(table, eval_table_path(run).parent)
+    assert eval_pending(run, ["test"]) is None
+    assert "not on ['dev', 'test']" in eval_pending(run, ["test", "dev"])
+    # A table written before the CER column: evaluated again, to fill it in.
+    record = json.loads(files.json.read_text())
+    for row in record["rows"]:
+        del row["reference_chars"], row["char_errors"], row["cer_percent"]
+    files.json.write_text(json.dumps(record))
+    assert eval_pending(run, ["test"]) == "its table predates the character error rate"
