@@ -110,6 +110,21 @@ def test_equal_wers_are_not_the_papers_ordering() -> None:
     assert "dense 100.00% (1 seed) = omni 100.00% (1 seed)" in finding.observed
 
 
+def test_cers_are_ordered_beside_the_wers_without_changing_the_verdict() -> None:
+    chosen = {
+        "dense": model("dense", "dense", {"a": [100.0], "b": [100.0]}),
+        "omni": model("omni", "omni", {"a": [100.0], "b": [100.0]}),
+    }
+    assert "CER" not in wer_finding(chosen, SETS).observed  # tables without CERs: no sentence
+    chosen = {
+        family: dataclasses.replace(summary, average_cer=SeedValues((cer,)))
+        for (family, summary), cer in zip(chosen.items(), (60.0, 70.0))
+    }
+    finding = wer_finding(chosen, SETS)
+    assert finding.agrees is False  # still decided by the equal WERs
+    assert "Average test CER: omni 70.00% (1 seed) > dense 60.00% (1 seed)." in finding.observed
+
+
 def test_seed_spread_decides_whether_a_difference_counts() -> None:
     dense_a, dense_b = [30.0, 34.0], [20.0, 20.0]
     dense = model("dense", "dense", {"a": dense_a, "b": dense_b})

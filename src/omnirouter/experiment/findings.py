@@ -94,6 +94,12 @@ def wer_finding(chosen: dict[str, ModelSummary], averaged_sets: Sequence[str]) -
     sentences += _spread_sentences(observed, lambda model: model.average_wer, "WER points")
     if "omni" in chosen:
         sentences += _reduction_sentences(chosen, averaged_sets)
+    if all(math.isfinite(model.average_cer.mean) for model in present):
+        # Not part of the verdict (the paper gives no CER), but it separates undertrained models.
+        by_cer = sorted(present, key=lambda model: -model.average_cer.mean)
+        sentences.append(
+            "Average test CER: " + _ordering(by_cer, lambda model: model.average_cer, "%") + "."
+        )
     return Finding("WER", paper, " ".join(sentences), agrees)
 
 
