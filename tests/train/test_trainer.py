@@ -18,6 +18,7 @@ from omnirouter.data.loader import build_train_loader
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train import step as step_module
 from omnirouter.train import trainer as trainer_module
+from omnirouter.train.distributed import Runtime
 from omnirouter.train.metrics import read_metrics
 from omnirouter.train.trainer import TrainingError, train
 
@@ -276,6 +277,20 @@ def test_a_signal_to_one_ddp_rank_stops_every_rank_after_the_same_step(
     payload = ckpt.load_checkpoint(saved[0])
     assert 2 <= payload["step"] < 100_000
     assert len(payload["loader"]) == 2  # both ranks' data positions, from the same step
+
+
+def test_a_stop_agreed_from_another_rank_leaves_this_ranks_first_signal_a_first(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 1 was signalled, so rank 0 stops too; then rank 0's own first SIGTERM arrives
+    (torchrun passing it on): it must not abort like a second Ctrl-C, which would leave the
+    other ranks waiting in the collective final save."""
+    runtime = Runtime(torch.device("cpu"), rank=0, world_size=2, autocast_dtype=None)
+    trainer = trainer_module._Trainer(tiny_run_config(tiny_corpus), tmp_path, runtime)
+    monkeypatch.setattr(trainer_module, "any_rank", lambda runtime, flag: True)  # rank 1's stop
+    assert trainer._stop_requested() and trainer.interrupted
+    assert trainer.request_stop() is False  # this rank's first signal
+    assert trainer.request_stop() is True  # its second one aborts
 
 
 def test_early_stop_when_dev_wer_plateaus(tiny_corpus: Path, tmp_path: Path) -> None:

@@ -86,7 +86,8 @@ class _Trainer:
         self.exp_dir = exp_dir
         self.runtime = runtime
         self.progress = _Progress()
-        self.interrupted = False
+        self.stop_signalled = False  # Ctrl-C or SIGTERM reached this process
+        self.interrupted = False  # ... or any rank: agreed by every rank after each step
         self.saved_step = 0  # the step of the newest checkpoint; step 0 (fresh weights) needs none
         self.log_handler: logging.Handler | None = None
 
@@ -99,9 +100,11 @@ class _Trainer:
             self.log_handler = None
 
     def request_stop(self) -> bool:
-        """Ctrl-C or SIGTERM: stop after this step; True when a stop was already asked for."""
-        already = self.interrupted
-        self.interrupted = True
+        """Ctrl-C or SIGTERM: stop after this step; True when a stop had already reached this
+        process (a second signal aborts). A stop agreed because another rank was signalled does
+        not count: this rank's first signal must not abort the collective final save."""
+        already = self.stop_signalled
+        self.stop_signalled = True
         return already
 
     # ---------------------------------------------------------------- set-up
@@ -283,14 +286,15 @@ class _Trainer:
             self.progress.step,
             best if math.isfinite(best) else None,
             stopped_early,
-            self.interrupted,
+            # A signal during the last step still counts: whoever runs this run next stops too.
+            self.interrupted or self.stop_signalled,
         )
 
     def _stop_requested(self) -> bool:
         """Whether Ctrl-C or SIGTERM reached any rank. A signal can reach one rank only, or
         the ranks in different steps: every rank must stop after the same step, or the others
         would wait in the next step's gradient all-reduce forever."""
-        self.interrupted = any_rank(self.runtime, self.interrupted)
+        self.interrupted = any_rank(self.runtime, self.stop_signalled)
         return self.interrupted
 
     def _set_lr(self) -> None:
