@@ -8,8 +8,10 @@ import pytest
 import torch
 from lhotse import CutSet
 
+from omnirouter.cli import main
+from omnirouter.config import ConfigError
 from omnirouter.data.config import DataConfig
-from omnirouter.data.corpus import cuts_path, read_corpus_info
+from omnirouter.data.corpus import cuts_path, read_corpus_info, write_corpus_info
 from omnirouter.data.features import FeatureConfig, cut_features
 from omnirouter.data.loader import eval_cuts, train_cuts
 from omnirouter.data.prepare import store_corpus_features
@@ -69,3 +71,33 @@ def test_the_settings_are_recorded_and_other_settings_refuse_stored_features(
         # Without use_stored the features are computed with the settings asked for: no error.
         train_cuts(replace(data, features=other))
     train_cuts(replace(data, features=FeatureConfig(use_stored=True)))
+
+
+def test_other_settings_replace_the_stored_features_through_the_command_line(
+    small_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_corpus_features(small_corpus, FeatureConfig())
+    # A record from an older version (one flat record for the corpus) is dropped, not merged.
+    info = read_corpus_info(small_corpus)
+    flat = {**info.extra["stored_features"], "num_mel_bins": 80, "dither": 0.0}
+    write_corpus_info(small_corpus, replace(info, extra={**info.extra, "stored_features": flat}))
+
+    wide = FeatureConfig(frame_length_ms=50.0)
+    assert main(["data", "features", str(small_corpus), "frame_length_ms=50", "--sets", "dev"]) == 0
+    assert "stored: dev" in capsys.readouterr().out
+    recorded = read_corpus_info(small_corpus).extra["stored_features"]
+    assert sorted(recorded) == ["dev", "train"]
+    assert recorded["dev"]["frame_length_ms"] == 50.0 and recorded["train"]["frame_length_ms"] == 25
+    # The dev set now holds what a 50 ms window computes; the train set is refused for it.
+    data = DataConfig(corpus_dir=str(small_corpus), features=replace(wide, use_stored=True))
+    for cut in eval_cuts(data, "dev"):
+        torch.testing.assert_close(
+            cut_features(cut, data.features), cut_features(cut, wide), atol=1e-4, rtol=1e-4
+        )
+    with pytest.raises(ValueError, match="set 'train'"):
+        train_cuts(data)
+    # The same settings again: nothing to do.
+    assert main(["data", "features", str(small_corpus), "frame_length_ms=50", "--sets", "dev"]) == 0
+    assert "already stored" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="frame_lenght_ms"):
+        main(["-v", "data", "features", str(small_corpus), "frame_lenght_ms=50"])

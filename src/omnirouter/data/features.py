@@ -134,7 +134,8 @@ def check_stored_settings(recorded: Mapping[str, Any], config: FeatureConfig, wh
     if differences:
         raise ValueError(
             f"{where}: its features were stored with {', '.join(differences)}; store them "
-            "again with these settings or set data.features.use_stored=false"
+            "again with these settings (omnirouter data features CORPUS_DIR key=value ...) or "
+            "set data.features.use_stored=false"
         )
 
 
@@ -148,7 +149,8 @@ def _check_stored(cut: Cut, config: FeatureConfig) -> None:
         raise ValueError(
             f"cut {cut.id}: its stored features have {stored[0]} mel bins every {stored[1]} ms, "
             f"data.features asks for {config.num_mel_bins} every {config.frame_shift_ms} ms; "
-            "store them again with these settings or set data.features.use_stored=false"
+            "store them again with these settings (omnirouter data features CORPUS_DIR "
+            "key=value ...) or set data.features.use_stored=false"
         )
 
 

@@ -21,6 +21,7 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     _add_prepare(data_subparsers)
     _add_import(data_subparsers)
     _add_tokenizer(data_subparsers)
+    _add_features(data_subparsers)
 
 
 def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +86,39 @@ def _add_tokenizer(data_subparsers: argparse._SubParsersAction) -> None:
     tokenizer.add_argument("--out", help="directory (default: CORPUS_DIR/tokenizer_<type>_<size>)")
     tokenizer.add_argument("--seed", type=int, default=0, help="seeds the transcript sampling")
     tokenizer.set_defaults(run=_run_tokenizer)
+
+
+def _add_features(data_subparsers: argparse._SubParsersAction) -> None:
+    features = data_subparsers.add_parser(
+        "features",
+        help="store log-mel features of a prepared corpus, read by data.features.use_stored",
+        description="Compute raw log-mel features once per utterance and point the manifests at "
+        "them (CORPUS_DIR/features/<set>). Sets already stored with the same settings are left "
+        "alone; other settings replace them. Training reads them with "
+        "data.features.use_stored=true and the same feature settings.",
+    )
+    features.add_argument("corpus_dir")
+    features.add_argument(
+        "settings",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="feature settings (data.features without the prefix), e.g. frame_length_ms=32",
+    )
+    features.add_argument("--sets", nargs="+", default=[], help="default: every set")
+    features.add_argument("--num-jobs", type=int, default=1)
+    features.set_defaults(run=_run_features)
+
+
+def _run_features(args: argparse.Namespace) -> int:
+    from omnirouter.config import load_config
+    from omnirouter.data.features import FeatureConfig
+    from omnirouter.data.prepare import store_corpus_features
+
+    config = load_config(FeatureConfig, overrides=args.settings)  # ConfigError names the key
+    with _errors_as_messages():
+        stored = store_corpus_features(args.corpus_dir, config, args.sets, args.num_jobs)
+    print(f"stored: {', '.join(stored)}" if stored else "every set was already stored")
+    return 0
 
 
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
