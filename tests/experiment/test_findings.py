@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 
 import numpy as np
@@ -220,3 +221,4 @@ def test_seed_values_use_the_sample_deviation() -> None:
     assert values.mean == pytest.approx(7 / 3)
     assert values.std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
     assert SeedValues((3.0,)).std is None
+    assert SeedValues((math.nan, math.nan)).std is None  # unmeasured (a CER an old table lacks)

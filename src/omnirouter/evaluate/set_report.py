@@ -94,7 +94,8 @@ def errors_text(score: SetScore) -> str:
     cer = "nan" if math.isnan(score.cer) else f"{100.0 * score.cer:.2f}"
     lines = [
         f"%WER = {wer}",
-        f"%CER = {cer} (characters, spaces included, over {score.char_counts.reference_words})",
+        f"%CER = {cer} (over {score.char_counts.reference_words} reference characters, "
+        "spaces included)",
         f"Errors: {counts.insertions} insertions, {counts.deletions} deletions, "
         f"{counts.substitutions} substitutions, over {counts.reference_words} reference words "
         f"({counts.hits} correct)",

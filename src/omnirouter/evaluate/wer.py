@@ -39,6 +39,9 @@ class Recognition:
 
 @dataclass(frozen=True)
 class ErrorCounts:
+    """The totals of an alignment of words, or of characters (`SetScore.char_counts`, where
+    "words" read "characters" and `wer` is the CER)."""
+
     substitutions: int = 0
     deletions: int = 0
     insertions: int = 0
@@ -86,7 +89,7 @@ class SetScore:
     normalizer_version: str
     counts: ErrorCounts  # word totals over the set
     utterances: tuple[UtteranceErrors, ...]
-    char_counts: ErrorCounts = ErrorCounts()  # character totals over the set (for the CER)
+    char_counts: ErrorCounts  # character totals over the set (for the CER)
 
     @property
     def num_utterances(self) -> int:

@@ -82,11 +82,21 @@ def cer_section(results: ExperimentResults) -> Section:
             Table(header, tuple(_rate_rows(results, "cer")), caption),
             Paragraph(
                 "The paper reports WER only. The CER moves long before the WER while a model "
-                "still learns to spell, so it separates models trained briefly (the built-in "
-                "demo) whose WERs are all still near 100%."
+                "still learns to spell, so it can separate models trained too briefly for "
+                "their WERs to differ." + (" " + _NO_CER if _missing_cer(results) else "")
             ),
         ),
     )
+
+
+_NO_CER = (
+    "A dash: that model's evaluation tables were written before the CER existed; "
+    "`omnirouter experiment CONFIG --force-stage eval` fills it in."
+)
+
+
+def _missing_cer(results: ExperimentResults) -> bool:
+    return any(math.isnan(model.average_cer.mean) for model in results.models)
 
 
 def reduction_section(results: ExperimentResults) -> Section:

@@ -53,8 +53,11 @@ class SeedValues:
 
     @property
     def std(self) -> float | None:
-        """Sample standard deviation (n − 1); None with a single seed."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        """Sample standard deviation (n − 1); None with a single seed or an unmeasured (NaN)
+        value, e.g. a CER missing from an older evaluation table."""
+        if len(self.values) < 2 or not all(math.isfinite(value) for value in self.values):
+            return None
+        return statistics.stdev(self.values)
 
     @property
     def count(self) -> int:
@@ -173,7 +176,7 @@ def seed_mean_table(name: str, tables: Sequence[EvalTable]) -> EvalTable:
     return EvalTable(name, tuple(rows), first.normalizer, first.normalizer_version)
 
 
-def set_wers(tables: Sequence[EvalTable], metric: str = "wer") -> dict[str, SeedValues | None]:
+def set_rates(tables: Sequence[EvalTable], metric: str) -> dict[str, SeedValues | None]:
     """Per set, the seeds' WERs (metric "wer") or CERs ("cer"); None where a seed has none."""
     values_of_set: dict[str, SeedValues | None] = {}
     for row in tables[0].rows:
@@ -183,7 +186,7 @@ def set_wers(tables: Sequence[EvalTable], metric: str = "wer") -> dict[str, Seed
     return values_of_set
 
 
-def average_wers(tables: Sequence[EvalTable], metric: str = "wer") -> SeedValues:
+def average_rates(tables: Sequence[EvalTable], metric: str) -> SeedValues:
     """Per seed, the mean of the per-set WERs (or CERs) of the averaged sets; NaN if none."""
     values = [getattr(table, f"average_{metric}_percent") for table in tables]
     return SeedValues(tuple(math.nan if value is None else value for value in values))
@@ -230,10 +233,10 @@ def summarize_model(
         name=name,
         family=model.family.value,
         seeds=tuple(run.seed for run in runs),
-        average_wer=average_wers(tables),
-        set_wer=set_wers(tables),
-        average_cer=average_wers(tables, "cer"),
-        set_cer=set_wers(tables, "cer"),
+        average_wer=average_rates(tables, "wer"),
+        set_wer=set_rates(tables, "wer"),
+        average_cer=average_rates(tables, "cer"),
+        set_cer=set_rates(tables, "cer"),
         num_experts=model.num_experts if moe else 0,
         top_k=model.top_k if moe else 0,
         num_layers=model.num_layers,
