@@ -88,6 +88,9 @@ def test_character_error_rate_is_a_character_edit_distance_over_reference_charac
     distance = sum(edit_distance(list(ref), list(hyp)) for ref, hyp in pairs)
     assert score.char_counts.errors == distance
     assert score.cer == pytest.approx(distance / sum(len(ref) for ref, _ in pairs))
+    # Runs of whitespace are one space, as the words the WER splits off them.
+    score = score_set("set", recognitions(("a  b ", " a b"), ("c", "c\t")), RAW)
+    assert score.char_counts.errors == 0 and score.char_counts.reference_words == 4
 
 
 def test_both_sides_are_normalised():

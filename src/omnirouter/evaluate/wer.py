@@ -2,8 +2,8 @@
 and the set's character error rate beside it.
 
 Both sides are normalised first (see `normalize.py`), then split on whitespace for the WER.
-The CER aligns the same normalised strings character by character, spaces included (jiwer's
-definition). It moves long before the WER does while a model is still learning to spell, which
+The CER aligns the same normalised words, joined by single spaces, character by character,
+spaces included (jiwer's definition). It moves long before the WER does while a model is still learning to spell, which
 makes it the more telling number for small models trained briefly (the built-in demo).
 
 Empty references: a reference can be empty, or become empty once normalised (e.g. "uh, hmm").
@@ -133,7 +133,12 @@ def score_set(
             )
         )
     total = sum((utterance.counts for utterance in utterances), ErrorCounts())
-    characters = jiwer.process_characters(references, hypotheses)
+    # Words joined by single spaces: the CER sees the same words the WER does, so runs of
+    # whitespace a normaliser leaves behind are not counted as characters.
+    characters = jiwer.process_characters(
+        [" ".join(text.split()) for text in references],
+        [" ".join(text.split()) for text in hypotheses],
+    )
     char_total = ErrorCounts(
         characters.substitutions, characters.deletions, characters.insertions, characters.hits
     )
