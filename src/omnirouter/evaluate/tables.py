@@ -177,7 +177,7 @@ def _eval_rows(table: EvalTable) -> list[list[str]]:
 def eval_table_markdown(table: EvalTable) -> str:
     normalizer = f"{table.normalizer} {table.normalizer_version}".strip()
     header = [
-        f"# WER of {table.model}",
+        f"# WER and CER of {table.model}",
         "",
         f"Greedy CTC decoding; references and hypotheses normalised with {normalizer}. "
         "Average: mean of the per-set WERs (CERs); pooled: all word errors over all reference "
