@@ -60,6 +60,10 @@ def test_the_settings_are_recorded_and_other_settings_refuse_stored_features(
     for other in (FeatureConfig(num_mel_bins=40), FeatureConfig(frame_shift_ms=20.0)):
         with pytest.raises(ValueError, match="store them again"):
             cut_features(cut, replace(other, use_stored=True))
+    # Features of another extractor (a kaldifeat manifest, say) are refused too.
+    other_extractor = replace(cut, features=replace(cut.features, type="kaldifeat-fbank"))
+    with pytest.raises(ValueError, match="'kaldifeat-fbank', not the 'kaldi-fbank'"):
+        cut_features(other_extractor, FeatureConfig(use_stored=True))
     # The rest only the corpus records: the loaders compare it before reading a set.
     data = DataConfig(corpus_dir=str(small_corpus), train_sets=["train"])
     for other in (FeatureConfig(frame_length_ms=50.0), FeatureConfig(high_freq=-200.0)):

@@ -141,9 +141,16 @@ def check_stored_settings(recorded: Mapping[str, Any], config: FeatureConfig, wh
 
 def _check_stored(cut: Cut, config: FeatureConfig) -> None:
     """Stored features made with other settings would be read without complaint: compare the
-    settings every Lhotse manifest records (mel bins, frame shift) with the asked-for ones.
+    extractor and settings every Lhotse manifest records (mel bins, frame shift) with the
+    asked-for ones.
     The loaders also compare the corpus's record of all the settings, set by set."""
     features = cut.features
+    if features.type != Fbank.name:  # e.g. kaldifeat or torchaudio features of an icefall recipe
+        raise ValueError(
+            f"cut {cut.id}: its stored features are {features.type!r}, not the {Fbank.name!r} "
+            "features this toolkit computes; store them again (omnirouter data features "
+            "CORPUS_DIR) or set data.features.use_stored=false"
+        )
     stored = (features.num_features, round(features.frame_shift * 1000.0, 6))
     if stored != (config.num_mel_bins, round(config.frame_shift_ms, 6)):
         raise ValueError(
