@@ -241,6 +241,14 @@ def test_stored_features_on_request(tmp_path: Path, spoken: dict[str, Path]) -> 
     for cut in read_cuts(corpus, "test"):
         assert cut.has_features and Path(cut.features.storage_path).is_relative_to(corpus)
         torch.testing.assert_close(cut_features(cut, stored), cut_features(cut, FeatureConfig()))
+    # Another set imported into the same corpus keeps the first set's record beside its own;
+    # a set imported again without stored features loses its record with its features.
+    table = write_tsv(tmp_path / "o.tsv", items[:1])
+    info = import_corpus(corpus, "f", {"other": table}, options=options)
+    assert sorted(info.extra["stored_features"]) == ["other", "test"]
+    info = import_corpus(corpus, "f", {"test": write_tsv(tmp_path / "t.tsv", items)})
+    assert sorted(info.extra["stored_features"]) == ["other"]
+    assert not any(cut.has_features for cut in read_cuts(corpus, "test"))
 
 
 def test_decoding_check_finds_files_changed_since_their_header_was_read(

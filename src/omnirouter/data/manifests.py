@@ -84,6 +84,11 @@ def cuts_from_manifests(recordings: RecordingSet, supervisions: SupervisionSet) 
     return cuts.resample(SAMPLE_RATE).to_eager()
 
 
+# corpus.json `extra` entries that hold one record per set name: "sets" (what the checks
+# found) and "stored_features" (the settings features were stored with, see prepare.py).
+PER_SET_EXTRA = ("sets", "stored_features")
+
+
 def write_corpus(
     corpus_dir: str | Path,
     name: str,
@@ -101,6 +106,15 @@ def write_corpus(
     existing = _existing_info(corpus_dir)
     set_infos = {info.name: info for info in existing.sets} if existing else {}
     merged_extra: dict[str, object] = dict(existing.extra) if existing else {}
+    rewritten = {prepared.name for prepared in sets}
+    for key in PER_SET_EXTRA:  # a rewritten set's old records describe data that is gone
+        records = merged_extra.get(key)
+        if isinstance(records, dict):
+            merged_extra[key] = {
+                set_name: record
+                for set_name, record in records.items()
+                if set_name not in rewritten
+            }
     for prepared in sets:
         if prepared.role not in ROLES:
             raise ValueError(f"set {prepared.name!r}: role {prepared.role!r} is not one of {ROLES}")
@@ -109,7 +123,12 @@ def write_corpus(
             reports = dict(merged_extra.get("sets", {}))  # type: ignore[arg-type]
             reports[prepared.name] = prepared.report
             merged_extra["sets"] = reports
-    merged_extra.update(extra or {})
+    for key, value in (extra or {}).items():
+        records = merged_extra.get(key)
+        if key in PER_SET_EXTRA and isinstance(value, dict) and isinstance(records, dict):
+            merged_extra[key] = {**records, **value}  # the other sets' records stay
+        else:
+            merged_extra[key] = value
     info = CorpusInfo(
         name=existing.name if existing else name,
         sets=tuple(set_infos.values()),
