@@ -53,40 +53,37 @@ def _seeds_caption(results: ExperimentResults) -> str:
 
 
 def wer_section(results: ExperimentResults) -> Section:
-    caption = (
-        f"WER (%) per set, greedy CTC decoding, references and hypotheses normalised with "
-        f"{results.normalizer}. {_seeds_caption(results)}"
-    )
-    header = ("set", *(model.name for model in results.models))
-    return Section(
+    return _rate_section(
+        results,
+        "wer",
         "Word error rates",
-        (
-            Table(header, tuple(_rate_rows(results, "wer")), caption),
-            Paragraph(
-                "The average is the mean of the per-set WERs of the test sets (every set weighs "
-                "the same, as in the paper's tables); dev sets are listed but not averaged."
-            ),
-        ),
+        "WER (%) per set, greedy CTC decoding, references and hypotheses normalised with "
+        f"{results.normalizer}.",
+        "The average is the mean of the per-set WERs of the test sets (every set weighs the "
+        "same, as in the paper's tables); dev sets are listed but not averaged.",
     )
 
 
 def cer_section(results: ExperimentResults) -> Section:
-    caption = (
-        f"CER (%) per set: character errors over reference characters (spaces included) of "
-        f"the same normalised text. {_seeds_caption(results)}"
-    )
-    header = ("set", *(model.name for model in results.models))
-    return Section(
+    return _rate_section(
+        results,
+        "cer",
         "Character error rates",
-        (
-            Table(header, tuple(_rate_rows(results, "cer")), caption),
-            Paragraph(
-                "The paper reports WER only. The CER moves long before the WER while a model "
-                "still learns to spell, so it can separate models trained too briefly for "
-                "their WERs to differ." + (" " + _NO_CER if _missing_cer(results) else "")
-            ),
-        ),
+        "CER (%) per set: character errors over reference characters (spaces included) of the "
+        "same normalised text.",
+        "The paper reports WER only. The CER moves long before the WER while a model still "
+        "learns to spell, so it can separate models trained too briefly for their WERs to "
+        "differ." + (" " + _NO_CER if _missing_cer(results) else ""),
     )
+
+
+def _rate_section(
+    results: ExperimentResults, metric: str, title: str, caption: str, note: str
+) -> Section:
+    header = ("set", *(model.name for model in results.models))
+    rows = tuple(_rate_rows(results, metric))
+    caption = f"{caption} {_seeds_caption(results)}"
+    return Section(title, (Table(header, rows, caption), Paragraph(note)))
 
 
 _NO_CER = (
