@@ -118,6 +118,13 @@ def cut_features(
     return compute_features(audio.samples, audio.sample_rate, config, dither_generator)
 
 
+def stored_feature_records(corpus_extra: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The settings each set's features were stored with, from corpus.json's `extra` (a
+    corpus written by an older version kept one flat record for all sets: it is ignored)."""
+    records = corpus_extra.get("stored_features", {})
+    return {name: record for name, record in records.items() if isinstance(record, dict)}
+
+
 def stored_settings(config: FeatureConfig) -> dict[str, float]:
     """The settings to record beside stored features (see `check_stored_settings`)."""
     return {name: getattr(config, name) for name in STORED_SETTINGS}
@@ -142,8 +149,7 @@ def check_stored_settings(recorded: Mapping[str, Any], config: FeatureConfig, wh
 def _check_stored(cut: Cut, config: FeatureConfig) -> None:
     """Stored features made with other settings would be read without complaint: compare the
     extractor and settings every Lhotse manifest records (mel bins, frame shift) with the
-    asked-for ones.
-    The loaders also compare the corpus's record of all the settings, set by set."""
+    asked-for ones. The loaders also compare the corpus's record of all settings, set by set."""
     features = cut.features
     if features.type != Fbank.name:  # e.g. kaldifeat or torchaudio features of an icefall recipe
         raise ValueError(

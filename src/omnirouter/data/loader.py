@@ -32,7 +32,7 @@ from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
 from omnirouter.data.corpus import CorpusInfo, existing_cuts_path, read_corpus_info
 from omnirouter.data.dataset import AsrDataset, BatchRequest, LoadedBatch
-from omnirouter.data.features import check_stored_settings
+from omnirouter.data.features import check_stored_settings, stored_feature_records
 from omnirouter.data.filters import SkipReason, UtteranceLimits, utterance_problem
 from omnirouter.data.manifests import cut_text
 from omnirouter.data.tokenizer import Tokenizer
@@ -314,9 +314,9 @@ def _check_stored_features(config: DataConfig, info: CorpusInfo, set_names: Sequ
     with other analysis settings (before a single batch is read, not at the first utterance)."""
     if not config.features.use_stored:
         return
-    recorded = info.extra.get("stored_features", {})
+    recorded = stored_feature_records(info.extra)
     for name in set_names:
-        if isinstance(recorded.get(name), dict):
+        if name in recorded:
             check_stored_settings(recorded[name], config.features, f"set {name!r}")
 
 

@@ -25,6 +25,7 @@ from omnirouter.data.features import (
     STORED_FEATURES_DIR,
     FeatureConfig,
     store_features,
+    stored_feature_records,
     stored_settings,
 )
 from omnirouter.data.imports import import_source
@@ -176,12 +177,7 @@ def store_corpus_features(
     info = read_corpus_info(corpus_dir)
     names = list(sets) or info.set_names()
     settings = stored_settings(config)
-    # One record per set (a corpus written by an older version kept a single flat one: dropped).
-    recorded = {
-        name: record
-        for name, record in info.extra.get("stored_features", {}).items()
-        if isinstance(record, dict)
-    }
+    recorded = stored_feature_records(info.extra)
     stored = []
     for name in names:
         info.set(name)

@@ -3,8 +3,9 @@ and the set's character error rate beside it.
 
 Both sides are normalised first (see `normalize.py`), then split on whitespace for the WER.
 The CER aligns the same normalised words, joined by single spaces, character by character,
-spaces included (jiwer's definition). It moves long before the WER does while a model is still learning to spell, which
-makes it the more telling number for small models trained briefly (the built-in demo).
+spaces included (jiwer's definition). It moves long before the WER does while a model is still
+learning to spell, which makes it the more telling number for small models trained briefly
+(the built-in demo).
 
 Empty references: a reference can be empty, or become empty once normalised (e.g. "uh, hmm").
 Such an utterance adds no reference words; every hypothesis word is an insertion, and an

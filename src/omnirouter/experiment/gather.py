@@ -153,13 +153,9 @@ def _model_dict(model: ModelSummary) -> dict[str, object]:
         "max_steps": model.max_steps,
         "trained_steps": list(model.trained_steps),
         "average_wer_percent": _values_dict(model.average_wer),
-        "wer_percent": {
-            name: _values_dict(values) if values else None for name, values in model.set_wer.items()
-        },
+        "wer_percent": _per_set_dict(model.set_wer),
         "average_cer_percent": _values_dict(model.average_cer),
-        "cer_percent": {
-            name: _values_dict(values) if values else None for name, values in model.set_cer.items()
-        },
+        "cer_percent": _per_set_dict(model.set_cer),
         "training": [
             {
                 "seed": loss.seed,
@@ -171,6 +167,10 @@ def _model_dict(model: ModelSummary) -> dict[str, object]:
         ],
         "routing": _routing_dict(model.routing) if model.routing else None,
     }
+
+
+def _per_set_dict(per_set: dict[str, SeedValues | None]) -> dict[str, object]:
+    return {name: _values_dict(values) if values else None for name, values in per_set.items()}
 
 
 def _values_dict(values: SeedValues) -> dict[str, object]:

@@ -32,9 +32,11 @@ def wer_sections(results: ExperimentResults) -> list[Section]:
 def _rate_rows(results: ExperimentResults, metric: str) -> list[tuple[str, ...]]:
     """A row per set and the average of the test sets, of the models' WERs or CERs."""
     models = results.models
-    per_set = {model.name: getattr(model, f"set_{metric}") for model in models}
     rows = [
-        (_set_label(name, role), *(format_mean(per_set[model.name].get(name)) for model in models))
+        (
+            _set_label(name, role),
+            *(format_mean(getattr(model, f"set_{metric}").get(name)) for model in models),
+        )
         for name, role in results.set_roles.items()
     ]
     count = len(results.compare.averaged_sets)

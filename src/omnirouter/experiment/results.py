@@ -170,7 +170,7 @@ def seed_mean_table(name: str, tables: Sequence[EvalTable]) -> EvalTable:
     first = tables[0]
     rows = []
     for row in first.rows:
-        wers = [_wer(table, row.set_name) for table in tables]
+        wers = [_rate(table, row.set_name, "wer") for table in tables]
         mean = None if any(wer is None for wer in wers) else statistics.fmean(wers)  # type: ignore[arg-type]
         rows.append(EvalRow(**{**vars(row), "wer_percent": mean}))
     return EvalTable(name, tuple(rows), first.normalizer, first.normalizer_version)
@@ -190,10 +190,6 @@ def average_rates(tables: Sequence[EvalTable], metric: str) -> SeedValues:
     """Per seed, the mean of the per-set WERs (or CERs) of the averaged sets; NaN if none."""
     values = [getattr(table, f"average_{metric}_percent") for table in tables]
     return SeedValues(tuple(math.nan if value is None else value for value in values))
-
-
-def _wer(table: EvalTable, set_name: str) -> float | None:
-    return _rate(table, set_name, "wer")
 
 
 def _rate(table: EvalTable, set_name: str, metric: str) -> float | None:

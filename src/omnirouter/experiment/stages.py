@@ -128,10 +128,9 @@ def eval_pending(run: PlannedRun, sets: Sequence[str]) -> str | None:
     if path.stat().st_mtime < newest_checkpoint_time(run.exp_dir):
         return "its checkpoints are newer than its evaluation"
     try:
-        rows = read_eval_table(path).rows
+        evaluated = {row.set_name for row in read_eval_table(path).rows}
     except ValueError:
         return f"{path} is unreadable"
-    evaluated = {row.set_name for row in rows}
     if evaluated != set(sets):
         return f"evaluated on {sorted(evaluated)}, not on {sorted(sets)}"
     return None
