@@ -99,7 +99,8 @@ def test_first_run_does_every_task_once(experiment: Experiment) -> None:
         by_stage.setdefault(task["stage"], []).append(task["task"])
         assert task["last_status"] == "ran"
         assert task["ended"] >= task["started"]
-    assert by_stage["train"] == RUN_LABELS
+    # tiny.yaml trains two runs at a time in worker processes: they finish in any order.
+    assert sorted(by_stage["train"]) == sorted(RUN_LABELS)
     assert by_stage["eval"] == RUN_LABELS
     for stage in ("corpus", "tokenizer", "analysis", "compare", "report"):
         assert len(by_stage[stage]) == 1, stage

@@ -196,3 +196,24 @@ def test_an_evaluation_is_pending_until_its_table_covers_the_sets(
         del row["reference_chars"], row["char_errors"], row["cer_percent"]
     files.json.write_text(json.dumps(record))
     assert eval_pending(run, ["test"]) is None
+
+
+def test_wall_time_counts_tasks_that_ran_side_by_side_once() -> None:
+    from omnirouter.experiment.ledger import TaskRecord
+    from omnirouter.experiment.report import wall_seconds
+
+    def task(name: str, started: str, ended: str, seconds: float) -> TaskRecord:
+        day = "2026-01-01T10:"
+        return TaskRecord("train", name, day + started, day + ended, seconds, "ran")
+
+    one_after_another = [task("a", "00:00", "01:40", 100.0), task("b", "01:40", "03:00", 80.0)]
+    assert wall_seconds(one_after_another) == 180.0
+    # a and b side by side (10:00:00-10:02:00 and 10:00:30-10:03:00), then c on its own; a
+    # task found done before any recorded invocation counts its seconds.
+    side_by_side = [
+        task("a", "00:00", "02:00", 120.0),
+        task("b", "00:30", "03:00", 150.0),
+        task("c", "03:00", "03:10", 10.0),
+        TaskRecord("train", "old", "", "", 0.0, "skipped"),
+    ]
+    assert wall_seconds(side_by_side) == 180.0 + 10.0

@@ -5,7 +5,7 @@ import torch
 
 from omnirouter.model import build_model
 from omnirouter.model.config import PositionEncoding
-from omnirouter.model.frontend import stacked_lengths
+from omnirouter.model.frontend import ConvolutionalPositions, stacked_lengths
 from tests.models import tiny_config
 
 
@@ -21,7 +21,7 @@ def test_stacked_lengths_count_partial_groups() -> None:
 
 
 @pytest.mark.parametrize("family", ["dense", "switch", "omni"])
-@pytest.mark.parametrize("position", ["sinusoidal", "cape"])
+@pytest.mark.parametrize("position", ["sinusoidal", "cape", "convolution"])
 def test_utterance_output_does_not_depend_on_batch_mates_or_padding(
     family: str, position: str
 ) -> None:
@@ -83,3 +83,20 @@ def test_bf16_autocast_keeps_router_and_log_probs_in_fp32() -> None:
     assert output.log_probs_BTV.dtype == torch.float32
     assert output.routing[0].logits_NE.dtype == torch.float32
     assert torch.isfinite(output.log_probs_BTV).all()
+
+
+def test_convolution_positions_see_exactly_their_kernel_of_neighbours() -> None:
+    torch.manual_seed(0)
+    positions = ConvolutionalPositions(model_dim=8, kernel_size=5, groups=4)
+    x_BTD = torch.randn(1, 20, 8, requires_grad=True)
+    out_BTD = positions(x_BTD, torch.tensor([20]))
+    out_BTD[0, 10].sum().backward()
+    reached = x_BTD.grad[0].abs().sum(-1) > 0
+    assert reached.nonzero().squeeze(1).tolist() == [8, 9, 10, 11, 12]
+
+
+def test_convolution_positions_need_an_odd_kernel_and_dividing_groups() -> None:
+    with pytest.raises(ValueError, match="must be odd"):
+        tiny_config("dense", position=PositionEncoding.convolution, conv_position_kernel=4)
+    with pytest.raises(ValueError, match="not divisible"):
+        tiny_config("dense", position=PositionEncoding.convolution, conv_position_groups=5)

@@ -44,7 +44,10 @@ def test_loss_falls_and_run_files_are_written(tiny_corpus: Path, tmp_path: Path)
         assert len(record["expert_load"]) == 2  # two MoE layers
         assert sum(record["expert_load"][0]) == pytest.approx(1.0)
         assert record["audio_seconds_per_second"] > 0
-    assert len(read_metrics(tmp_path / "exp", "valid")) == 2
+    validations = read_metrics(tmp_path / "exp", "valid")
+    assert [record["step"] for record in validations] == [20, 40]
+    for record in validations:
+        assert 0 <= record["dev_cer"] <= 100 and 0 <= record["dev_wer"] <= 100
     exp = tmp_path / "exp"
     assert (exp / "config.yaml").is_file() and (exp / "train.log").is_file()
     assert (exp / "tokenizer" / "tokenizer.model").is_file()

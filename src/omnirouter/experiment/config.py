@@ -64,6 +64,10 @@ class ExperimentConfig:
     eval_device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     analysis: ExperimentAnalysisConfig = field(default_factory=ExperimentAnalysisConfig)
     cpu_threads: int = 0  # torch threads on CPU while the experiment runs; 0 = torch's default
+    # Runs trained at once, each in a process of its own (with cpu_threads threads). On a CPU,
+    # small models use one core each far better than two threads share one model; more jobs
+    # than cores still pay when the runs differ in speed (the MoE runs are the slower).
+    train_jobs: int = 1
     exp_root: str = ""  # the runs' directories; "" = exp/<name>
     report_dir: str = ""  # the report (commit-able: no checkpoints or audio); "" = reports/<name>
 
@@ -88,6 +92,8 @@ class ExperimentConfig:
         _check_unique(self.eval_sets, "eval_sets")
         if self.cpu_threads < 0:
             raise ValueError("cpu_threads must be >= 0 (0 = torch's default)")
+        if self.train_jobs < 1:
+            raise ValueError("train_jobs must be >= 1")
 
     @property
     def baseline_name(self) -> str:

@@ -51,7 +51,7 @@ class Invocation:
     skipped: list[str] = field(default_factory=list)
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -65,7 +65,7 @@ class Ledger:
         self.invocations: list[Invocation] = []
         if path.is_file():
             self._load()
-        self.current = Invocation(_now(), command, forced)
+        self.current = Invocation(now(), command, forced)
         self.invocations.append(self.current)
 
     def _load(self) -> None:
@@ -95,11 +95,15 @@ class Ledger:
     @contextmanager
     def run(self, stage: str, task: str, note: str = "") -> Iterator[None]:
         """Time the work done inside the block; record it if it completes."""
-        started, clock = _now(), time.perf_counter()
+        started, clock = now(), time.perf_counter()
         log.info("%s %s: running%s", stage, task, f" ({note})" if note else "")
         yield
-        seconds = round(time.perf_counter() - clock, 2)
-        self.tasks[(stage, task)] = TaskRecord(stage, task, started, _now(), seconds, RAN, note)
+        self.record(stage, task, started, time.perf_counter() - clock, note)
+
+    def record(self, stage: str, task: str, started: str, seconds: float, note: str = "") -> None:
+        """Record a task that ran (elsewhere, e.g. in a worker process) from `started` on."""
+        seconds = round(seconds, 2)
+        self.tasks[(stage, task)] = TaskRecord(stage, task, started, now(), seconds, RAN, note)
         self.current.ran.append(f"{stage} {task}")
         log.info("%s %s: done in %.1f s", stage, task, seconds)
         self.save()
@@ -130,7 +134,7 @@ class Ledger:
         return [record for (name, _), record in self.tasks.items() if name == stage]
 
     def finish(self) -> None:
-        self.current.ended = _now()
+        self.current.ended = now()
         self.save()
 
     def save(self) -> None:

@@ -5,7 +5,8 @@ if so, so a re-run of the same command continues an interrupted experiment and r
 else. `force_stage` redoes a stage and every stage after it (they depend on it). Each task's
 wall time goes to REPORT_DIR/stages.json (see `ledger`).
 
-Training runs in this process, on one device. For several GPUs, train a run with torchrun
+Training runs in this process, on one device, or with `train_jobs` > 1 in that many worker
+processes side by side (see `train_jobs`). For several GPUs, train a run with torchrun
 into its directory (`torchrun ... -m omnirouter train <its config.yaml> --exp-dir
 EXP_ROOT/<model>/seed<k>`): the experiment then finds it finished and goes on from there.
 """
@@ -24,6 +25,7 @@ from omnirouter.experiment import stages as work
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
 from omnirouter.experiment.ledger import STAGES, STAGES_FILE, Ledger
 from omnirouter.experiment.runs import check_saved_config, remove_run, run_state, train_run
+from omnirouter.experiment.train_jobs import train_in_processes
 from omnirouter.train.checkpoint import step_checkpoints
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ def run_experiment(
         with ledger.stage("tokenizer"):
             tokenizer_stage(runs, ledger, "tokenizer" in forced)
         with ledger.stage("train"):
-            train_stage(runs, ledger, "train" in forced)
+            train_stage(runs, ledger, "train" in forced, config.train_jobs, config.cpu_threads)
         with ledger.stage("eval"):
             eval_stage(config, runs, ledger, "eval" in forced)
         with ledger.stage("analysis"):
@@ -115,16 +117,35 @@ def tokenizer_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> 
             work.train_tokenizer(run)
 
 
-def train_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None:
+def train_stage(
+    runs: Sequence[PlannedRun],
+    ledger: Ledger,
+    force: bool,
+    jobs: int = 1,
+    cpu_threads: int = 0,
+) -> None:
+    """Train every unfinished run: one after another, or `jobs` at a time in worker processes
+    of `cpu_threads` torch threads each."""
     if force:
         for run in runs:
             remove_run(run)
+    pending = []
     for run in runs:
         state = run_state(run)
         if state.finished:
             ledger.skip("train", run.label, state.note)
             continue
         note = state.note if state.started else f"{run.config.train.max_steps} steps"
+        pending.append((run, state, note))
+    jobs = min(jobs, len(pending))
+    if jobs > 1:
+
+        def finished(run: PlannedRun, note: str, started: str, seconds: float) -> None:
+            ledger.record("train", run.label, started, seconds, note)
+
+        train_in_processes(pending, jobs, cpu_threads, finished)
+        return
+    for run, state, note in pending:
         with ledger.run("train", run.label, note):
             train_run(run, state)
 

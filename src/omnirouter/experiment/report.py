@@ -214,18 +214,19 @@ def stage_table(stages: Sequence[TaskRecord]) -> Table:
             (
                 stage,
                 str(len(records)),
-                _duration(sum(record.seconds for record in records)),
+                _duration(wall_seconds(records)),
                 _span(first, last),
                 f"{ran} ran, {len(records) - ran} found done",
             )
         )
-    total = sum(record.seconds for record in stages if record.stage != STAGES[-1])
+    total = sum(wall_seconds([r for r in stages if r.stage == stage]) for stage in STAGES[:-1])
     rows.append(("all", "", _duration(total), "", ""))
     return Table(
         ("stage", "tasks", "wall time", "when (UTC)", "latest invocation"),
         tuple(rows),
         "Wall time of the work behind every result (a task found done keeps the time it took "
-        "when it ran; tasks done before the first recorded invocation count 0 s).",
+        "when it ran; tasks done before the first recorded invocation count 0 s; tasks that "
+        "ran side by side count once).",
     )
 
 
@@ -273,6 +274,29 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes = seconds / 60
     return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.2f} h"
+
+
+def wall_seconds(records: Sequence[TaskRecord]) -> float:
+    """Wall time of a stage's tasks: tasks that overlapped in time (trained side by side)
+    count as the span from the first start to the last end of the overlapping group."""
+    timed = sorted((r for r in records if r.started), key=lambda record: record.started)
+    total = sum(record.seconds for record in records if not record.started)
+    group: list[TaskRecord] = []
+    for record in [*timed, None]:
+        if group and (record is None or record.started >= max(r.ended for r in group)):
+            if len(group) == 1:
+                total += group[0].seconds
+            else:
+                span = _parse(max(r.ended for r in group)) - _parse(group[0].started)
+                total += max(span.total_seconds(), max(r.seconds for r in group))
+            group = []
+        if record is not None:
+            group.append(record)
+    return total
+
+
+def _parse(iso_time: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(iso_time)
 
 
 def _span(first: str, last: str) -> str:

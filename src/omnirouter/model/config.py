@@ -15,6 +15,9 @@ class Family(str, Enum):
 class PositionEncoding(str, Enum):
     sinusoidal = "sinusoidal"  # absolute sin/cos positions (Vaswani et al. 2017)
     cape = "cape"  # continuous augmented positions (Likhomanenko et al. 2021)
+    # Relative positions from a grouped convolution over time added to the input, as in
+    # wav2vec 2.0 (Baevski et al. 2020, §2): each step sees its neighbours from the first block.
+    convolution = "convolution"
 
 
 class Activation(str, Enum):
@@ -43,6 +46,8 @@ class ModelConfig:
     cape_max_global_shift: float = 5.0  # CAPE, training only, in 40 ms steps
     cape_max_local_shift: float = 0.5  # CAPE, training only, in 40 ms steps
     cape_max_global_scale: float = 1.03  # CAPE, training only: positions scaled in [1/s, s]
+    conv_position_kernel: int = 15  # convolution positions: kernel width in 40 ms steps (odd)
+    conv_position_groups: int = 16  # convolution positions: channel groups (D divisible by it)
     num_experts: int = 4  # E; ignored by the dense family
     top_k: int = 1  # experts per frame (1 in the paper)
     renormalize_top_k: bool = False  # k > 1 only: gates divided by their sum (never at k = 1)
@@ -72,6 +77,16 @@ class ModelConfig:
             bad = [layer for layer in self.moe_layers if not 0 <= layer < self.num_layers]
             if bad:
                 raise ValueError(f"model.moe_layers {bad} outside [0, {self.num_layers})")
+        if self.position is PositionEncoding.convolution:
+            if self.conv_position_kernel < 1 or self.conv_position_kernel % 2 == 0:
+                raise ValueError(
+                    f"model.conv_position_kernel={self.conv_position_kernel} must be odd and >= 1"
+                )
+            if self.conv_position_groups < 1 or self.model_dim % self.conv_position_groups:
+                raise ValueError(
+                    f"model.model_dim={self.model_dim} is not divisible by "
+                    f"model.conv_position_groups={self.conv_position_groups}"
+                )
         if self.router_group_size < 0:
             raise ValueError("model.router_group_size must be >= 0")
         if self.dispatch not in ("auto", "loop", "grouped_mm"):

@@ -14,7 +14,13 @@ import torch
 from torch import nn
 
 from omnirouter.model.config import Family, ModelConfig, PositionEncoding
-from omnirouter.model.frontend import CapePositions, FrameStacker, SinusoidalPositions, valid_mask
+from omnirouter.model.frontend import (
+    CapePositions,
+    ConvolutionalPositions,
+    FrameStacker,
+    SinusoidalPositions,
+    valid_mask,
+)
 from omnirouter.model.moe import Experts, MoEFeedForward, Router
 from omnirouter.model.routing import RoutingInfo, RoutingOverride
 from omnirouter.model.transformer import Block, FeedForward
@@ -128,6 +134,10 @@ def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
             config.cape_max_global_shift,
             config.cape_max_local_shift,
             config.cape_max_global_scale,
+        )
+    elif config.position is PositionEncoding.convolution:
+        positions = ConvolutionalPositions(
+            config.model_dim, config.conv_position_kernel, config.conv_position_groups
         )
     else:
         positions = SinusoidalPositions(config.model_dim)

@@ -110,3 +110,20 @@ class CapePositions(nn.Module):
             )
             positions_BT = (positions_BT + shift_B1 + local_BT) * scale_B1
         return x_BTD + sinusoid_table(positions_BT, self.model_dim).to(x_BTD.dtype)
+
+
+class ConvolutionalPositions(nn.Module):
+    """Relative positional information from a grouped 1-D convolution over time, added to the
+    input (wav2vec 2.0, Baevski et al. 2020, §2): x + GELU(Conv(x)). Padding steps are zeroed
+    before the convolution, so an utterance's output does not depend on its batch-mates."""
+
+    def __init__(self, model_dim: int, kernel_size: int, groups: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(
+            model_dim, model_dim, kernel_size, padding=kernel_size // 2, groups=groups
+        )
+
+    def forward(self, x_BTD: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
+        valid_BT1 = valid_mask(lengths_B, x_BTD.shape[1]).unsqueeze(-1)
+        x_BDT = (x_BTD * valid_BT1).transpose(1, 2)
+        return x_BTD + nn.functional.gelu(self.conv(x_BDT)).transpose(1, 2)

@@ -388,11 +388,11 @@ class _Trainer:
                 self.runtime.device,
                 progress=False,
             )
-            wer = score_set(data.dev_set, recognitions, get_normalizer()).wer * 100
-            stop = self._track_best(wer)
+            score = score_set(data.dev_set, recognitions, get_normalizer())
+            stop = self._track_best(score.wer * 100, score.cer * 100)
         return broadcast_flag(self.runtime, stop)
 
-    def _track_best(self, wer: float) -> bool:
+    def _track_best(self, wer: float, cer: float) -> bool:
         progress, train_config = self.progress, self.config.train
         improved = wer < progress.best_dev_wer - train_config.early_stop_min_delta
         if improved:
@@ -404,13 +404,20 @@ class _Trainer:
             )
         else:
             progress.validations_without_improvement += 1
-        log.info("step %d: dev WER %.2f%% (best %.2f%%)", progress.step, wer, progress.best_dev_wer)
+        log.info(
+            "step %d: dev WER %.2f%% (best %.2f%%), CER %.2f%%",
+            progress.step,
+            wer,
+            progress.best_dev_wer,
+            cer,
+        )
         if self.metrics is not None:
             self.metrics.write(
                 {
                     "kind": "valid",
                     "step": progress.step,
                     "dev_wer": wer,
+                    "dev_cer": cer,
                     "best_dev_wer": progress.best_dev_wer,
                 }
             )

@@ -1,0 +1,74 @@
+"""Several training runs at once, each in a process of its own (`train_jobs` > 1).
+
+On a CPU a small model keeps one core busy far better than two threads share one model, so
+an experiment of three small models trains them side by side. Each worker process trains one
+run through `runs.train_run` (so resumption, done.json and interruption behave as in the
+sequential stage), logs to its run's train.log and to the console with the run's label, and
+has no progress bar (several bars would overwrite each other). A run that fails or is
+interrupted raises its error in the parent once the other runs have finished or stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+
+from omnirouter.experiment.config import PlannedRun
+from omnirouter.experiment.ledger import now
+from omnirouter.experiment.runs import RunState, train_run
+
+log = logging.getLogger(__name__)
+
+# (run, its state before training, the note for stages.json)
+PendingRun = tuple[PlannedRun, RunState, str]
+# Called in the parent as each run finishes: (run, note, started ISO time, wall seconds).
+OnFinished = Callable[[PlannedRun, str, str, float], None]
+
+
+def train_in_processes(
+    pending: Sequence[PendingRun], jobs: int, cpu_threads: int, on_finished: OnFinished
+) -> None:
+    """Train `pending` runs, at most `jobs` at a time, each with `cpu_threads` torch threads
+    (0 = one). Raises the first failure after every started run has ended."""
+    # spawn, not fork: a forked child would inherit the parent's torch thread pool and locks.
+    context = multiprocessing.get_context("spawn")
+    failures: list[BaseException] = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures: dict[Future, PendingRun] = {}
+        for run, state, note in pending:
+            log.info("train %s: running in a worker process (%s)", run.label, note)
+            futures[pool.submit(_train_worker, run, state, cpu_threads or 1)] = (run, state, note)
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when="FIRST_COMPLETED")
+            for future in done:
+                run, _, note = futures[future]
+                error = future.exception()
+                if error is not None:
+                    log.error("train %s failed: %s", run.label, error)
+                    failures.append(error)
+                    continue
+                started, seconds = future.result()
+                on_finished(run, note, started, seconds)
+    if failures:
+        raise failures[0]
+
+
+def _train_worker(run: PlannedRun, state: RunState, threads: int) -> tuple[str, float]:
+    import torch
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{run.label}] %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    torch.set_num_threads(threads)
+    quiet = dataclasses.replace(run.config.train, progress=False)
+    run = dataclasses.replace(run, config=dataclasses.replace(run.config, train=quiet))
+    started, clock = now(), time.perf_counter()
+    train_run(run, state)
+    return started, time.perf_counter() - clock
