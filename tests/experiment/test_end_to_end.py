@@ -102,7 +102,13 @@ def test_first_run_does_every_task_once(experiment: Experiment) -> None:
     # tiny.yaml trains two runs at a time in worker processes: they finish in any order.
     assert sorted(by_stage["train"]) == sorted(RUN_LABELS)
     assert by_stage["eval"] == RUN_LABELS
-    for stage in ("corpus", "tokenizer", "analysis", "compare", "report"):
+    assert by_stage["corpus"] == ["corpus", "features"]  # tiny.yaml reads stored features
+    from lhotse import CutSet
+
+    for name in ("train", "dev"):
+        cuts = CutSet.from_file(experiment.root / "corpus" / f"cuts_{name}.jsonl.gz")
+        assert all(cut.has_features for cut in cuts), name
+    for stage in ("tokenizer", "analysis", "compare", "report"):
         assert len(by_stage[stage]) == 1, stage
     # Each run's train.log holds its own training only.
     log = (experiment.root / "exp" / "dense" / "seed0" / "train.log").read_text()

@@ -101,9 +101,18 @@ def corpus_stage(
                 config.corpus.synth_config,
                 config.corpus.synth_overrides,
             )
+    else:
+        with ledger.run("corpus", "corpus", reason):
+            work.build_experiment_corpus(config.corpus, sets)
+    features = work.stored_feature_config(runs)
+    if features is None:
         return
-    with ledger.run("corpus", "corpus", reason):
-        work.build_experiment_corpus(config.corpus, sets)
+    pending = work.features_pending(corpus_dir, features)
+    if not pending:
+        ledger.skip("corpus", "features", "every set has its features stored")
+        return
+    with ledger.run("corpus", "features", f"log-mels of {', '.join(pending)}"):
+        work.store_features(corpus_dir, features, pending, config.corpus.jobs)
 
 
 def tokenizer_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None:

@@ -1,6 +1,7 @@
 """The work of each stage and the test of whether it is already done.
 
-    corpus     build the corpus from its synth config when sets are missing (build_corpus)
+    corpus     build the corpus from its synth config when sets are missing (build_corpus),
+               then store log-mels of every set when the runs read stored features
     tokenizer  train every tokenizer the runs need and lack
     train      see `runs`
     eval       every run on the evaluation sets, unless its table is newer than its checkpoints
@@ -15,11 +16,14 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from omnirouter.config import config_to_dict, load_config
 from omnirouter.data.corpus import CORPUS_INFO_FILE, CorpusInfo, cuts_path, read_corpus_info
+from omnirouter.data.features import FeatureConfig, stored_feature_records, stored_settings
+from omnirouter.data.prepare import store_corpus_features
 from omnirouter.data.tokenizer import MODEL_FILE
 from omnirouter.errors import OmnirouterError
 from omnirouter.evaluate.tables import EVAL_DIR, EVAL_TABLE_STEM, read_eval_table
@@ -88,6 +92,35 @@ def corpus_differs_from_config(config: CorpusStageConfig) -> bool:
     built = read_corpus_info(config.corpus_dir).extra.get("config")
     wanted = config_to_dict(load_config(SynthConfig, [config.synth_config], config.synth_overrides))
     return built is not None and built != wanted
+
+
+def stored_feature_config(runs: Sequence[PlannedRun]) -> FeatureConfig | None:
+    """The feature settings of the runs that read stored features (`data.features.use_stored`),
+    or None when none does. The stored features serve every such run, so they must agree."""
+    configs = [run.config.data.features for run in runs if run.config.data.features.use_stored]
+    if not configs:
+        return None
+    settings = {json.dumps(stored_settings(config), sort_keys=True) for config in configs}
+    if len(settings) > 1:
+        raise CorpusError(
+            "the runs read stored features of different settings (data.features: "
+            f"{' vs '.join(sorted(settings))}); one corpus stores one kind"
+        )
+    return configs[0]
+
+
+def features_pending(corpus_dir: Path, config: FeatureConfig) -> list[str]:
+    """The corpus's sets whose stored features are missing or of other settings."""
+    info = read_corpus_info(corpus_dir)
+    recorded = stored_feature_records(info.extra)
+    settings = stored_settings(config)
+    return [name for name in info.set_names() if recorded.get(name) != settings]
+
+
+def store_features(
+    corpus_dir: Path, config: FeatureConfig, sets: Sequence[str], jobs: int
+) -> list[str]:
+    return store_corpus_features(corpus_dir, config, sets, num_jobs=jobs or os.cpu_count() or 1)
 
 
 # ---------------------------------------------------------------- tokenizer
