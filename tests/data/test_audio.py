@@ -114,3 +114,16 @@ def test_cut_whose_file_vanished(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="not found") as caught:
         load_cut_audio(cut)
     assert str(path) in str(caught.value)
+
+
+def test_a_file_holding_nan_samples_is_refused_naming_it(tmp_path: Path) -> None:
+    import soundfile
+
+    path = tmp_path / "nan.wav"
+    samples = np.zeros(1600, dtype=np.float32)
+    samples[100:110] = np.nan
+    soundfile.write(path, samples, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite") as caught:
+        load_audio(path)
+    assert caught.value.problem is AudioProblem.non_finite
+    assert str(path) in str(caught.value) and "10 of 1600" in str(caught.value)

@@ -258,12 +258,15 @@ def bad_corpus(
     for name in ("missing", "garbage", "empty"):
         copies[name] = directory / f"{name}.wav"
         copies[name].write_bytes(sources[0].read_bytes())
+    copies["nan"] = directory / "nan.wav"  # a float WAV can hold NaN
+    soundfile.write(copies["nan"], np.full(8000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     long_audio = directory / "long.wav"
     sox(*sources[:4], long_audio)
     bad = [
         cut_for("missing", copies["missing"], "a sentence"),
         cut_for("garbage", copies["garbage"], "a sentence"),
         cut_for("empty", copies["empty"], "a sentence"),
+        cut_for("nan", copies["nan"], "a sentence"),
         cut_for("silent_text", sources[1], "[noise]"),
         cut_for("foreign", sources[2], "the piñata"),
         cut_for("too_long", long_audio, "the quick brown fox"),
@@ -284,6 +287,7 @@ def test_bad_utterances_are_skipped_counted_and_logged(
         "missing_audio": 1,
         "unreadable_audio": 1,
         "empty_audio": 1,
+        "non_finite_audio": 1,
         "empty_transcript": 1,
         "untokenizable": 1,
         "too_long": 1,

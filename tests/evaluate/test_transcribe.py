@@ -126,16 +126,21 @@ def test_a_bad_file_among_good_ones(tmp_path, transcriber):
     empty = tmp_path / "empty.wav"
     soundfile.write(empty, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     missing = tmp_path / "missing.wav"
-    results = transcribe_files(transcriber, [not_audio, good, empty, missing, good])
+    nan = tmp_path / "nan.wav"
+    soundfile.write(nan, np.full(16000, np.nan, dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
+    results = transcribe_files(transcriber, [not_audio, good, empty, missing, good, nan])
     assert [result.transcript is not None for result in results] == [
         False,
         True,
         False,
         False,
         True,
+        False,
     ]
-    for result, bad in zip([results[0], results[2], results[3]], [not_audio, empty, missing]):
+    bad_ones = [results[0], results[2], results[3], results[5]]
+    for result, bad in zip(bad_ones, [not_audio, empty, missing, nan]):
         assert str(bad) in result.error
+    assert "NaN" in results[5].error
     assert results[1].transcript.text == results[4].transcript.text
     with pytest.raises(AudioError, match=r"empty\.wav"):
         transcriber.transcribe(empty)

@@ -25,6 +25,7 @@ class AudioProblem(str, Enum):
     missing = "missing"  # no such file
     unreadable = "unreadable"  # exists, but no backend could decode it
     empty = "empty"  # decodes to zero samples
+    non_finite = "non_finite"  # decodes to samples of which some are NaN or infinite
 
 
 class AudioError(ValueError):
@@ -38,6 +39,7 @@ class AudioError(ValueError):
             AudioProblem.missing: "audio file not found",
             AudioProblem.unreadable: "cannot decode audio",
             AudioProblem.empty: "zero-length audio",
+            AudioProblem.non_finite: "audio holds NaN or infinite samples",
         }[problem]
         super().__init__(f"{source}: {message}" + (f" ({detail})" if detail else ""))
 
@@ -114,6 +116,11 @@ def _decode(read: Callable[[], np.ndarray | None], source: str) -> np.ndarray:
     samples_CS = np.atleast_2d(np.asarray(samples_CS, dtype=np.float32))
     if samples_CS.shape[-1] == 0:
         raise AudioError(source, AudioProblem.empty)
+    finite_CS = np.isfinite(samples_CS)
+    if not finite_CS.all():
+        # A float WAV can store NaN; log-mels of it are NaN, and a model fed them says nothing.
+        bad = int(finite_CS.size - finite_CS.sum())
+        raise AudioError(source, AudioProblem.non_finite, f"{bad} of {finite_CS.size} samples")
     # Several channels (stereo files, binaural headsets) are averaged: the model hears one signal.
     return samples_CS.mean(axis=0) if samples_CS.shape[0] > 1 else samples_CS[0]
 

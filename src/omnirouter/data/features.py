@@ -23,7 +23,7 @@ from lhotse import CutSet, Fbank, FbankConfig
 from lhotse.augmentation.torchaudio import Resample
 from lhotse.cut import Cut
 
-from omnirouter.data.audio import SAMPLE_RATE, load_cut_audio
+from omnirouter.data.audio import SAMPLE_RATE, AudioError, AudioProblem, load_cut_audio
 
 STORED_FEATURES_DIR = "features"  # under the corpus directory, written by `store_features`
 
@@ -108,11 +108,13 @@ def cut_features(
 ) -> torch.Tensor:
     """Features of one manifest utterance: stored ones if configured and present, else computed.
 
-    Raises `AudioError` when the audio is missing, unreadable or empty.
+    Raises `AudioError` when the audio is missing, unreadable, empty or not finite.
     """
     if config.use_stored and cut.has_features:
         _check_stored(cut, config)
         stored_TF = torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32))
+        if not torch.isfinite(stored_TF).all():  # stored from audio that held NaN samples
+            raise AudioError(f"{cut.id} (stored features)", AudioProblem.non_finite)
         return normalize_features(stored_TF.to(config.device), config)
     audio = load_cut_audio(cut)
     return compute_features(audio.samples, audio.sample_rate, config, dither_generator)

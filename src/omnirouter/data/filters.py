@@ -32,12 +32,14 @@ class SkipReason(str, Enum):
     missing_audio = "missing_audio"
     unreadable_audio = "unreadable_audio"
     empty_audio = "empty_audio"
+    non_finite_audio = "non_finite_audio"  # NaN or infinite samples (or stored features)
 
 
 AUDIO_SKIP_REASONS: dict[AudioProblem, SkipReason] = {
     AudioProblem.missing: SkipReason.missing_audio,
     AudioProblem.unreadable: SkipReason.unreadable_audio,
     AudioProblem.empty: SkipReason.empty_audio,
+    AudioProblem.non_finite: SkipReason.non_finite_audio,
 }
 
 
