@@ -56,3 +56,9 @@ def test_experiment_configs_load(path: Path) -> None:
         "switch",
         "omni",
     }
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "study").glob("*.yaml")), ids=lambda p: p.stem)
+def test_study_configs_load(path: Path) -> None:
+    config = load_config(RunConfig, [path])
+    assert config.data.features.use_stored and config.train.max_steps > 0

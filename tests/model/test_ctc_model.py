@@ -95,8 +95,8 @@ def test_convolution_positions_see_exactly_their_kernel_of_neighbours() -> None:
     assert reached.nonzero().squeeze(1).tolist() == [8, 9, 10, 11, 12]
 
 
-def test_convolution_positions_need_an_odd_kernel_and_dividing_groups() -> None:
+def test_convolution_positions_need_an_odd_kernel_and_use_groups_dividing_the_width() -> None:
     with pytest.raises(ValueError, match="must be odd"):
         tiny_config("dense", position=PositionEncoding.convolution, conv_position_kernel=4)
-    with pytest.raises(ValueError, match="not divisible"):
-        tiny_config("dense", position=PositionEncoding.convolution, conv_position_groups=5)
+    config = tiny_config("dense", model_dim=30, num_heads=2, conv_position_groups=16)
+    assert build_model(config, vocab_size=12).positions.conv.groups == 2  # gcd(30, 16)

@@ -108,4 +108,6 @@ def test_dense_counts_match_the_paper_without_the_output_layer(
     assert abs(blocks - paper_count) / paper_count < 0.011
     head = model_dim * (PAPER_VOCAB_SIZE + 1) + PAPER_VOCAB_SIZE + 1
     frontend_and_final_norm = (320 * model_dim + model_dim) + 2 * model_dim
-    assert count_parameters(model) == blocks + head + frontend_and_final_norm
+    # Convolutional positions: a grouped (16 groups) Conv1d of kernel 15 with bias.
+    positions = model_dim * (model_dim // 16) * 15 + model_dim
+    assert count_parameters(model) == blocks + head + frontend_and_final_norm + positions

@@ -8,6 +8,7 @@ Shape legend: B batch, T frames, F feature bins, D model dim, V vocabulary (blan
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -136,9 +137,8 @@ def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
             config.cape_max_global_scale,
         )
     elif config.position is PositionEncoding.convolution:
-        positions = ConvolutionalPositions(
-            config.model_dim, config.conv_position_kernel, config.conv_position_groups
-        )
+        groups = math.gcd(config.model_dim, config.conv_position_groups)
+        positions = ConvolutionalPositions(config.model_dim, config.conv_position_kernel, groups)
     else:
         positions = SinusoidalPositions(config.model_dim)
     frontend = FrameStacker(config.input_dim, config.stack_frames, config.model_dim)
