@@ -139,6 +139,12 @@ def time_loader(corpus: Path, batches: int, stored: bool, batch_seconds: float) 
     from omnirouter.data.loader import build_train_loader
     from omnirouter.data.tokenizer import Tokenizer
 
+    if not (corpus / "corpus.json").is_file():
+        print(f"loader: no corpus at {corpus} (omnirouter data synth --out {corpus})")
+        return
+    if stored and not _has_stored_features(corpus):
+        print(f"loader, stored features: none in {corpus} (omnirouter data features {corpus})")
+        return
     tokenizers = sorted(corpus.glob("tokenizer_*"))
     if not tokenizers:
         print(f"loader: {corpus} has no tokenizer (omnirouter data tokenizer {corpus})")
@@ -160,6 +166,13 @@ def time_loader(corpus: Path, batches: int, stored: bool, batch_seconds: float) 
     rate = audio / (time.perf_counter() - clock)
     kind = "stored features" if stored else "log-mels on the fly"
     print(f"loader, one process, {kind:<20}: {rate:>8.0f} audio-s/s")
+
+
+def _has_stored_features(corpus: Path) -> bool:
+    from lhotse import load_manifest_lazy
+
+    first = next(iter(load_manifest_lazy(corpus / "cuts_train.jsonl.gz")), None)
+    return first is not None and first.has_features
 
 
 def main() -> None:

@@ -43,3 +43,17 @@ def test_the_script_prints_a_row_per_expert_count() -> None:
         ]
         assert len(ratios) == 5  # omnirouter, masked loop, einsum, experts only, one expert
         assert all(ratio > 0 for ratio in ratios)
+
+
+TRAIN_STEP_SCRIPT = Path(__file__).parents[1] / "benchmarks" / "train_step.py"
+
+
+def test_the_train_step_benchmark_prints_each_family_against_dense(tmp_path: Path) -> None:
+    command = [sys.executable, str(TRAIN_STEP_SCRIPT), "--sizes", "demo", "--repeats", "2"]
+    command += ["--batch-seconds", "8", "--corpus", str(tmp_path / "no-corpus")]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: line.split() for line in output.splitlines() if line.split()}
+    assert rows["dense"][-1] == "1.000"
+    for family in ("switch", "omni"):
+        assert float(rows[family][-1]) > 0 and float(rows[family][-2]) > 0  # ratio, audio-s/s
+    assert "loader" in output  # a missing corpus is said, not a crash

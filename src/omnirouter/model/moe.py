@@ -92,7 +92,8 @@ class Experts(nn.Module):
         )
 
     def forward_grouped_mm(self, x_SD: torch.Tensor, counts_E: torch.Tensor) -> torch.Tensor:
-        """The expert outputs of slot-ordered rows x_SD in two grouped GEMMs (CUDA, bf16, sm90+)."""
+        """The expert outputs of slot-ordered rows x_SD in two grouped GEMMs, in x_SD's dtype
+        (`torch._grouped_mm`: fast on CUDA sm90+ in bf16; the CPU build runs it too)."""
         offsets_E = torch.cumsum(counts_E, dim=0).to(torch.int32)
         expert_of_row_S = torch.repeat_interleave(
             torch.arange(self.num_experts, device=x_SD.device), counts_E, output_size=x_SD.shape[0]
@@ -107,10 +108,23 @@ class Experts(nn.Module):
 
 
 def grouped_mm_supported(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether `torch._grouped_mm` exists and is a fast path here (Hopper or newer, bf16)."""
+    """Whether `torch._grouped_mm` exists and is a fast path here (Hopper or newer, bf16): the
+    `auto` dispatch takes it only then."""
     if device.type != "cuda" or not hasattr(torch, "_grouped_mm") or dtype != torch.bfloat16:
         return False
     return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def grouped_mm_runs(model_dim: int, ffn_dim: int, dtype: torch.dtype) -> str | None:
+    """Why `torch._grouped_mm` cannot run these shapes (None when it can): it needs the torch
+    function and rows whose length in bytes is a multiple of 16 (D and F multiples of 4 in fp32,
+    8 in bf16)."""
+    if not hasattr(torch, "_grouped_mm"):
+        return f"torch {torch.__version__} has no torch._grouped_mm"
+    row_multiple = 16 // torch.empty((), dtype=dtype).element_size()
+    if model_dim % row_multiple or ffn_dim % row_multiple:
+        return f"D={model_dim} and F={ffn_dim} must be multiples of {row_multiple} in {dtype}"
+    return None
 
 
 class MoEFeedForward(nn.Module):
@@ -219,7 +233,7 @@ class MoEFeedForward(nn.Module):
             return self.experts.forward_sorted(
                 x_MD, gate_S, row_of_slot_S, counts_E.tolist(), accumulate=self.top_k > 1
             )
-        x_SD = x_MD.index_select(0, row_of_slot_S).to(torch.bfloat16)
+        x_SD = x_MD.index_select(0, row_of_slot_S).to(self._compute_dtype(x_MD))
         out_SD = self.experts.forward_grouped_mm(x_SD, counts_E) * gate_S.unsqueeze(-1).to(
             x_SD.dtype
         )
@@ -229,13 +243,24 @@ class MoEFeedForward(nn.Module):
             return out_MD.index_copy(0, row_of_slot_S, out_SD)
         return out_MD.index_add(0, row_of_slot_S, out_SD)
 
-    def _use_grouped_mm(self, x_SD: torch.Tensor) -> bool:
+    @staticmethod
+    def _compute_dtype(x_MD: torch.Tensor) -> torch.dtype:
+        """The dtype the experts' matmuls run in: autocast's on this device, else x's."""
+        device = x_MD.device.type
+        if torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)
+        return x_MD.dtype
+
+    def _use_grouped_mm(self, x_MD: torch.Tensor) -> bool:
+        """`auto`: grouped GEMMs where they are fast (CUDA sm90+, bf16), else the loop.
+        `grouped_mm`: grouped GEMMs on any device whose torch runs them (the CPU included, so
+        that the CUDA path's code is exercised without a GPU), or an error saying why not."""
         if self.dispatch == "loop":
             return False
-        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled() else x_SD.dtype
-        supported = grouped_mm_supported(x_SD.device, dtype)
-        if self.dispatch == "grouped_mm" and not supported:
-            raise RuntimeError(
-                "dispatch='grouped_mm' needs CUDA sm90+ with bf16 and torch._grouped_mm"
-            )
-        return supported
+        dtype = self._compute_dtype(x_MD)
+        if self.dispatch == "auto":
+            return grouped_mm_supported(x_MD.device, dtype)
+        reason = grouped_mm_runs(self.experts.w1_EDF.shape[1], self.experts.w1_EDF.shape[2], dtype)
+        if reason is not None:
+            raise RuntimeError(f"dispatch='grouped_mm' cannot run here: {reason}")
+        return True
