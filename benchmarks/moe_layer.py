@@ -1,7 +1,9 @@
 """Forward + backward time of the MoE layer against a dense FFN of the same active size.
 
-Three dispatch styles are measured side by side in one run, on the same input and weights:
+Four dispatch styles are measured side by side in one run, on the same input and weights:
 - omnirouter: sort frames by expert, one matmul pair per contiguous slice, index_copy back;
+- grouped_mm: the same sort, then two `torch._grouped_mm` calls (the layer's CUDA path,
+  `dispatch=grouped_mm`; torch's CPU build runs it too);
 - masked loop: a boolean mask per expert, gather/scatter by mask (Hugging Face SwitchTransformers);
 - one-hot einsum: dispatch/combine tensors of shape (T, E, C) (GShard / fairseq), with the
   capacity C set to the largest expert load so that it drops nothing, like the others.
@@ -147,7 +149,8 @@ def main() -> None:
     )
     header = (
         f"{'E':>3} {'max/mean load':>13} | {'dense FFN':>9} | {'omnirouter':>16} "
-        f"{'(middle half)':>13} | {'masked loop':>16} | {'one-hot einsum':>16}"
+        f"{'(middle half)':>13} | {'grouped_mm':>16} | {'masked loop':>16} | "
+        f"{'one-hot einsum':>16}"
     )
     if args.breakdown:
         header += f" | {'experts only':>16} | {'one expert':>16}"
@@ -160,9 +163,12 @@ def main() -> None:
         x_ND = x_BTD[0]
         with torch.no_grad():
             load_E = torch.bincount(router(x_ND).argmax(0), minlength=num_experts).float()
+        # The same weights through torch._grouped_mm (the CUDA fast path; the CPU runs it too).
+        grouped = MoEFeedForward(router, experts, layer=0, dispatch="grouped_mm")
         fns = [
             lambda: dense(x_BTD),
             lambda layer=layer: layer(x_BTD, valid_BT)[0],
+            lambda grouped=grouped: grouped(x_BTD, valid_BT)[0],
             lambda layer=layer, x_ND=x_ND: masked_loop(layer, x_ND),
             lambda layer=layer, x_ND=x_ND: one_hot_einsum(layer, x_ND),
         ]

@@ -41,7 +41,8 @@ def test_the_script_prints_a_row_per_expert_count() -> None:
         ratios = [
             float(cell[:-1]) for cell in row if cell.endswith("x") and cell[:-1][:1].isdigit()
         ]
-        assert len(ratios) == 5  # omnirouter, masked loop, einsum, experts only, one expert
+        # omnirouter, grouped_mm, masked loop, einsum, experts only, one expert
+        assert len(ratios) == 6
         assert all(ratio > 0 for ratio in ratios)
 
 
