@@ -105,3 +105,15 @@ def test_other_settings_replace_the_stored_features_through_the_command_line(
     assert "already stored" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="frame_lenght_ms"):
         main(["-v", "data", "features", str(small_corpus), "frame_lenght_ms=50"])
+
+
+def test_stored_features_are_read_from_any_working_directory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path_factory.mktemp("relative")
+    monkeypatch.chdir(root)
+    espeak_corpus(Path("corpus"), 0.2, 0.1, ["en-us"])
+    store_corpus_features("corpus", FeatureConfig(), ["train"])  # a relative corpus directory
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    cut = next(iter(CutSet.from_file(root / "corpus" / "cuts_train.jsonl.gz")))
+    assert cut_features(cut, FeatureConfig(use_stored=True)).shape[1] == 80

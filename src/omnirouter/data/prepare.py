@@ -185,7 +185,8 @@ def store_corpus_features(
         cuts = CutSet.from_file(path).to_eager()
         if recorded.get(name) == settings and all(cut.has_features for cut in cuts):
             continue
-        storage = Path(corpus_dir) / STORED_FEATURES_DIR / name
+        # Absolute, as the audio paths are: the manifests then read from any working directory.
+        storage = Path(corpus_dir).resolve() / STORED_FEATURES_DIR / name
         with_features = store_features(cuts, config, storage, num_jobs)
         with written_atomically(path) as partial:  # a kill leaves the old manifest or the new one
             with_features.to_file(partial)

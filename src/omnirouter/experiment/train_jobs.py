@@ -40,7 +40,7 @@ def train_in_processes(
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures: dict[Future, PendingRun] = {}
         for run, state, note in pending:
-            log.info("train %s: running in a worker process (%s)", run.label, note)
+            log.info("train %s: queued for a worker process (%s)", run.label, note)
             futures[pool.submit(_train_worker, run, state, cpu_threads or 1)] = (run, state, note)
         remaining = set(futures)
         while remaining:
