@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from moe_layer import cpu_name  # benchmarks/ is on the path of a script run from there
 from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
 from omnirouter.model.config import Family, ModelConfig, PositionEncoding
@@ -52,9 +52,9 @@ def synthetic_batch(
     tokens_per_second: float = 7.0,
 ) -> Batch:
     """A bucketed batch as the sampler makes them: utterances of about `utterance_seconds`
-    (±10%) until `seconds` of audio; random features and targets."""
+    (±10%) until `seconds` of audio (at least one); random features and targets."""
     lengths: list[int] = []
-    while (sum(lengths) + utterance_seconds * 100) <= seconds * 100:
+    while not lengths or (sum(lengths) + utterance_seconds * 100) <= seconds * 100:
         spread = 0.9 + 0.2 * float(torch.rand((), generator=generator))
         lengths.append(int(utterance_seconds * 100 * spread))
     frames_B = torch.tensor(lengths)
@@ -193,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {cpu_name()}, "
         f"{os.cpu_count()} CPUs, {args.threads} thread(s), device {args.device}"
         f"{', bf16 autocast' if args.bf16 else ''}"
     )
