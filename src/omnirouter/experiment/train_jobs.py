@@ -61,10 +61,12 @@ def train_in_processes(
 def _train_worker(run: PlannedRun, state: RunState, threads: int) -> tuple[str, float]:
     import torch
 
+    # force: a worker process trains several runs in turn, each logged with its own label.
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s %(levelname)s [{run.label}] %(name)s: %(message)s",
         datefmt="%H:%M:%S",
+        force=True,
     )
     torch.set_num_threads(threads)
     quiet = dataclasses.replace(run.config.train, progress=False)
