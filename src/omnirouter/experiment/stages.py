@@ -122,7 +122,7 @@ def store_features(
 ) -> list[str]:
     """Store the sets' log-mels in this process with `jobs` torch threads (0 = one per CPU):
     Lhotse's worker processes (num_jobs > 1) took 104 s for the 6 h built-in training set on 2
-    cores, where one process with 2 threads stored the 3 h one in 15 s."""
+    cores, one process with 2 threads 22 s."""
     import torch
 
     threads = torch.get_num_threads()
