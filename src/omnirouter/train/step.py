@@ -18,7 +18,7 @@ from omnirouter.data.batch import Batch
 from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.train.config import LossConfig
 from omnirouter.train.distributed import Runtime, all_ranks_agree
-from omnirouter.train.losses import LossTerms, total_loss
+from omnirouter.train.losses import total_loss
 
 
 @dataclass
@@ -66,10 +66,15 @@ def train_step(
     grad_clip_norm: float,
     frame_shift_seconds: float,
 ) -> StepResult:
-    stats = StepStats()
-    finite = True
+    """One optimiser step. Host syncs: two per step whatever the number of micro-batches and
+    MoE layers (the loss values and the gradient norm in one copy, the expert counts in
+    another), plus one all-reduce of the finiteness flag under DDP."""
     optimizer.zero_grad(set_to_none=True)
+    values: list[torch.Tensor] = []  # per micro-batch: ctc, load balance, z-loss, total
+    counts: list[torch.Tensor] = []  # per micro-batch and MoE layer: frames per expert
+    audio_seconds = 0.0
     for index, batch in enumerate(micro_batches):
+        audio_seconds += batch.num_frames * frame_shift_seconds  # lengths are on the host
         batch = batch.to(runtime.device)
         is_last = index == len(micro_batches) - 1
         # DDP: all-reduce gradients once, on the last micro-batch.
@@ -94,44 +99,53 @@ def train_step(
                 z_loss_weight=loss_config.z_loss_weight,
                 ctc_reduction=loss_config.ctc_reduction,
             )
-            finite = finite and bool(torch.isfinite(terms.total))
             # Backward even when not finite: every DDP rank must join the same all-reduce.
-            loss = terms.total / len(micro_batches)
-            loss = torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0) if not finite else loss
+            # nan_to_num is the identity on a finite loss, so no host sync is needed to choose.
+            loss = torch.nan_to_num(
+                terms.total / len(micro_batches), nan=0.0, posinf=0.0, neginf=0.0
+            )
             loss.backward()
-        _accumulate(stats, terms, output, batch, frame_shift_seconds)
+        values.append(
+            torch.stack([terms.ctc, terms.load_balance, terms.z_loss, terms.total]).detach().float()
+        )
+        counts += [
+            torch.bincount(routing.experts_NK[:, 0], minlength=routing.num_experts).float()
+            for routing in output.routing
+        ]
 
     grad_norm = _clip(model, grad_clip_norm)
-    finite = all_ranks_agree(runtime, finite and math.isfinite(grad_norm))
+    # The one copy of the step's numbers to the host.
+    host = torch.cat([torch.stack(values).flatten(), grad_norm.reshape(1).float()]).tolist()
+    grad_norm_value, loss_values = host[-1], host[:-1]
+    finite = all(math.isfinite(value) for value in loss_values[3::4])
+    finite = all_ranks_agree(runtime, finite and math.isfinite(grad_norm_value))
     if finite:
         optimizer.step()
     else:
         optimizer.zero_grad(set_to_none=True)
-    return StepResult(applied=finite, grad_norm=grad_norm, stats=stats)
+    stats = StepStats(
+        ctc_loss=sum(loss_values[0::4]),
+        load_balance_loss=sum(loss_values[1::4]),
+        z_loss=sum(loss_values[2::4]),
+        total_loss=sum(loss_values[3::4]),
+        micro_batches=len(micro_batches),
+        audio_seconds=audio_seconds,
+        expert_counts=_expert_counts(counts, len(micro_batches)),
+    )
+    return StepResult(applied=finite, grad_norm=grad_norm_value, stats=stats)
 
 
-def _clip(model: nn.Module, max_norm: float) -> float:
+def _clip(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """The total gradient norm (before clipping), as a tensor on the device."""
     parameters = [p for p in model.parameters() if p.grad is not None]
     if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
-    return float(torch.nn.utils.get_total_norm([p.grad for p in parameters]))
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    return torch.nn.utils.get_total_norm([p.grad for p in parameters])
 
 
-def _accumulate(
-    stats: StepStats,
-    terms: LossTerms,
-    output: ModelOutput,
-    batch: Batch,
-    frame_shift_seconds: float,
-) -> None:
-    stats.ctc_loss += float(terms.ctc.detach())
-    stats.load_balance_loss += float(terms.load_balance.detach())
-    stats.z_loss += float(terms.z_loss.detach())
-    stats.total_loss += float(terms.total.detach())
-    stats.micro_batches += 1
-    stats.audio_seconds += batch.num_frames * frame_shift_seconds
-    counts = [
-        torch.bincount(routing.experts_NK[:, 0].cpu(), minlength=routing.num_experts).float()
-        for routing in output.routing
-    ]
-    stats.add(StepStats(expert_counts=counts))
+def _expert_counts(counts: list[torch.Tensor], micro_batches: int) -> list[torch.Tensor]:
+    """Per MoE layer, frames per expert summed over the micro-batches (one copy to the host)."""
+    if not counts:
+        return []
+    per_batch = torch.stack(counts).cpu().view(micro_batches, -1, counts[0].shape[0])
+    return list(per_batch.sum(dim=0).unbind(0))
