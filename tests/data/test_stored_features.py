@@ -117,3 +117,22 @@ def test_stored_features_are_read_from_any_working_directory(
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
     cut = next(iter(CutSet.from_file(root / "corpus" / "cuts_train.jsonl.gz")))
     assert cut_features(cut, FeatureConfig(use_stored=True)).shape[1] == 80
+
+
+def test_a_set_whose_manifest_lost_its_features_is_stored_again(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from omnirouter.data.prepare import sets_lacking_features
+
+    corpus = espeak_corpus(tmp_path_factory.mktemp("lost"), 0.2, 0.1, ["en-us"])
+    assert sets_lacking_features(corpus, FeatureConfig()) == ["train", "dev"]
+    store_corpus_features(corpus, FeatureConfig())
+    assert sets_lacking_features(corpus, FeatureConfig()) == []
+    assert sets_lacking_features(corpus, FeatureConfig(num_mel_bins=40)) == ["train", "dev"]
+    # corpus.json still records the settings, but the dev manifest no longer points at features.
+    path = cuts_path(corpus, "dev")
+    CutSet.from_file(path).to_eager().drop_features().to_file(path)
+    assert sets_lacking_features(corpus, FeatureConfig()) == ["dev"]
+    assert store_corpus_features(corpus, FeatureConfig()) == ["dev"]
+    with pytest.raises(KeyError, match=r"has no set 'nope'"):
+        sets_lacking_features(corpus, FeatureConfig(), ["nope"])

@@ -160,6 +160,24 @@ def _with_stored_features(
     return replace(prepared, cuts=cuts)
 
 
+def sets_lacking_features(
+    corpus_dir: str | Path, config: FeatureConfig, sets: Sequence[str] = ()
+) -> list[str]:
+    """The sets (default: all of the corpus's) not every utterance of which has features stored
+    with these settings, as corpus.json records them; an unknown set name is an error."""
+    info = read_corpus_info(corpus_dir)
+    settings = stored_settings(config)
+    recorded = stored_feature_records(info.extra)
+    lacking = []
+    for name in list(sets) or info.set_names():
+        info.set(name)
+        if recorded.get(name) != settings or not all(
+            cut.has_features for cut in CutSet.from_file(cuts_path(corpus_dir, name))
+        ):
+            lacking.append(name)
+    return lacking
+
+
 def store_corpus_features(
     corpus_dir: str | Path,
     config: FeatureConfig,
@@ -175,16 +193,12 @@ def store_corpus_features(
     which on a 2-core machine roughly halves the time of a step of a small model.
     """
     info = read_corpus_info(corpus_dir)
-    names = list(sets) or info.set_names()
     settings = stored_settings(config)
     recorded = stored_feature_records(info.extra)
     stored = []
-    for name in names:
-        info.set(name)
+    for name in sets_lacking_features(corpus_dir, config, sets):
         path = cuts_path(corpus_dir, name)
         cuts = CutSet.from_file(path).to_eager()
-        if recorded.get(name) == settings and all(cut.has_features for cut in cuts):
-            continue
         # Absolute, as the audio paths are: the manifests then read from any working directory.
         storage = Path(corpus_dir).resolve() / STORED_FEATURES_DIR / name
         with_features = store_features(cuts, config, storage, num_jobs)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from omnirouter.data.prepare import sets_lacking_features
 from omnirouter.experiment import stages as work
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
 from omnirouter.experiment.ledger import STAGES, STAGES_FILE, Ledger
@@ -107,7 +108,7 @@ def corpus_stage(
     features = work.stored_feature_config(runs)
     if features is None:
         return
-    pending = work.features_pending(corpus_dir, features)
+    pending = sets_lacking_features(corpus_dir, features)
     if not pending:
         ledger.skip("corpus", "features", "every set has its features stored")
         return

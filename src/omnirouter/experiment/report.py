@@ -279,20 +279,23 @@ def _duration(seconds: float) -> str:
 def wall_seconds(records: Sequence[TaskRecord]) -> float:
     """Wall time of a stage's tasks: tasks that overlapped in time (trained side by side)
     count as the span from the first start to the last end of the overlapping group."""
-    timed = sorted((r for r in records if r.started), key=lambda record: record.started)
     total = sum(record.seconds for record in records if not record.started)
     group: list[TaskRecord] = []
-    for record in [*timed, None]:
-        if group and (record is None or record.started >= max(r.ended for r in group)):
-            if len(group) == 1:
-                total += group[0].seconds
-            else:
-                span = _parse(max(r.ended for r in group)) - _parse(group[0].started)
-                total += max(span.total_seconds(), max(r.seconds for r in group))
+    group_end = ""
+    for record in sorted((r for r in records if r.started), key=lambda r: r.started):
+        if group and record.started >= group_end:
+            total += _group_seconds(group, group_end)
             group = []
-        if record is not None:
-            group.append(record)
-    return total
+        group.append(record)
+        group_end = max(group_end, record.ended) if len(group) > 1 else record.ended
+    return total + (_group_seconds(group, group_end) if group else 0.0)
+
+
+def _group_seconds(group: list[TaskRecord], group_end: str) -> float:
+    if len(group) == 1:  # its own, more precise than the ISO times' seconds
+        return group[0].seconds
+    span = (_parse(group_end) - _parse(group[0].started)).total_seconds()
+    return max(span, max(record.seconds for record in group))
 
 
 def _parse(iso_time: str) -> datetime.datetime:

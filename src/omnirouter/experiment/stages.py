@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omnirouter.config import config_to_dict, load_config
 from omnirouter.data.corpus import CORPUS_INFO_FILE, CorpusInfo, cuts_path, read_corpus_info
-from omnirouter.data.features import FeatureConfig, stored_feature_records, stored_settings
+from omnirouter.data.features import FeatureConfig, stored_settings
 from omnirouter.data.prepare import store_corpus_features
 from omnirouter.data.tokenizer import MODEL_FILE
 from omnirouter.errors import OmnirouterError
@@ -100,21 +100,13 @@ def stored_feature_config(runs: Sequence[PlannedRun]) -> FeatureConfig | None:
     configs = [run.config.data.features for run in runs if run.config.data.features.use_stored]
     if not configs:
         return None
-    settings = {json.dumps(stored_settings(config), sort_keys=True) for config in configs}
-    if len(settings) > 1:
+    settings = [stored_settings(config) for config in configs]
+    if any(other != settings[0] for other in settings):
         raise CorpusError(
-            "the runs read stored features of different settings (data.features: "
-            f"{' vs '.join(sorted(settings))}); one corpus stores one kind"
+            f"the runs read stored features of different settings ({settings[0]} and others "
+            "in data.features); one corpus stores one kind"
         )
     return configs[0]
-
-
-def features_pending(corpus_dir: Path, config: FeatureConfig) -> list[str]:
-    """The corpus's sets whose stored features are missing or of other settings."""
-    info = read_corpus_info(corpus_dir)
-    recorded = stored_feature_records(info.extra)
-    settings = stored_settings(config)
-    return [name for name in info.set_names() if recorded.get(name) != settings]
 
 
 def store_features(

@@ -38,15 +38,15 @@ def train_in_processes(
     context = multiprocessing.get_context("spawn")
     failures: list[BaseException] = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures: dict[Future, PendingRun] = {}
+        futures: dict[Future, tuple[PlannedRun, str]] = {}
         for run, state, note in pending:
             log.info("train %s: queued for a worker process (%s)", run.label, note)
-            futures[pool.submit(_train_worker, run, state, cpu_threads or 1)] = (run, state, note)
+            futures[pool.submit(_train_worker, run, state, cpu_threads or 1)] = (run, note)
         remaining = set(futures)
         while remaining:
             done, remaining = wait(remaining, return_when="FIRST_COMPLETED")
             for future in done:
-                run, _, note = futures[future]
+                run, note = futures[future]
                 error = future.exception()
                 if error is not None:
                     log.error("train %s failed: %s", run.label, error)
