@@ -28,8 +28,8 @@ import torch
 from moe_layer import cpu_name  # benchmarks/ is on the path of a script run from there
 from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
+from omnirouter.model import build_model, count_parameters
 from omnirouter.model.config import Family, ModelConfig, PositionEncoding
-from omnirouter.model.ctc_model import build_model
 from omnirouter.train.config import LossConfig, OptimizerConfig
 from omnirouter.train.distributed import Runtime
 from omnirouter.train.optimizer import build_optimizer
@@ -121,9 +121,7 @@ def time_steps(args: argparse.Namespace, size: str) -> None:
             times[family].append(seconds[family])
             ratios[family].append(seconds[family] / seconds[Family.dense])
             rates[family].append(audio_seconds[index] / seconds[family])
-    parameters = {
-        family: sum(p.numel() for p in steppers[family][0].parameters()) for family in FAMILIES
-    }
+    parameters = {family: count_parameters(steppers[family][0]) for family in FAMILIES}
     print(f"\n{size}: {SIZES[size]}, {args.experts} experts, batches of ~{args.batch_seconds:g} s")
     print(f"{'family':<8} {'params':>8} {'ms/step':>9} {'audio-s/s':>10} {'x dense':>8}")
     for family in FAMILIES:
@@ -137,22 +135,28 @@ def time_steps(args: argparse.Namespace, size: str) -> None:
 
 def time_loader(corpus: Path, batches: int, stored: bool, batch_seconds: float) -> None:
     from omnirouter.data.loader import build_train_loader
+    from omnirouter.data.prepare import sets_lacking_features
     from omnirouter.data.tokenizer import Tokenizer
 
     if not (corpus / "corpus.json").is_file():
         print(f"loader: no corpus at {corpus} (omnirouter data synth --out {corpus})")
         return
-    if stored and not _has_stored_features(corpus):
+    config = DataConfig(
+        corpus_dir=str(corpus),
+        max_duration=batch_seconds,
+        max_utterance_seconds=min(30.0, batch_seconds),
+        num_workers=0,
+    )
+    config = dataclasses.replace(
+        config, features=dataclasses.replace(config.features, use_stored=stored)
+    )
+    if stored and sets_lacking_features(corpus, config.features, ["train"]):
         print(f"loader, stored features: none in {corpus} (omnirouter data features {corpus})")
         return
     tokenizers = sorted(corpus.glob("tokenizer_*"))
     if not tokenizers:
         print(f"loader: {corpus} has no tokenizer (omnirouter data tokenizer {corpus})")
         return
-    config = DataConfig(corpus_dir=str(corpus), max_duration=batch_seconds, num_workers=0)
-    config = dataclasses.replace(
-        config, features=dataclasses.replace(config.features, use_stored=stored)
-    )
     try:
         loader = build_train_loader(config, Tokenizer.load(tokenizers[0]), seed=0)
         iterator = iter(loader)
@@ -168,20 +172,13 @@ def time_loader(corpus: Path, batches: int, stored: bool, batch_seconds: float) 
     print(f"loader, one process, {kind:<20}: {rate:>8.0f} audio-s/s")
 
 
-def _has_stored_features(corpus: Path) -> bool:
-    from lhotse import load_manifest_lazy
-
-    first = next(iter(load_manifest_lazy(corpus / "cuts_train.jsonl.gz")), None)
-    return first is not None and first.has_features
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["demo", "mid"])
     parser.add_argument("--experts", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds per size")
     parser.add_argument("--batch-seconds", type=float, default=60.0)
-    parser.add_argument("--vocab", type=int, default=256)
+    parser.add_argument("--vocab", type=int, default=64, help="word pieces (the demo's: 64)")
     parser.add_argument(
         "--position", default="convolution", choices=[p.value for p in PositionEncoding]
     )
