@@ -55,6 +55,9 @@ def test_the_train_step_benchmark_prints_each_family_against_dense(tmp_path: Pat
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rows = {line.split()[0]: line.split() for line in output.splitlines() if line.split()}
     assert rows["dense"][-1] == "1.000"
+    dense_parameters = float(rows["dense"][1].rstrip("M"))
     for family in ("switch", "omni"):
         assert float(rows[family][-1]) > 0 and float(rows[family][-2]) > 0  # ratio, audio-s/s
+        # 4 experts: the MoE models hold about 2.8x the dense one's parameters at this size.
+        assert 2.5 < float(rows[family][1].rstrip("M")) / dense_parameters < 3.1
     assert "loader" in output  # a missing corpus is said, not a crash

@@ -120,8 +120,7 @@ def _twin_layers(num_experts: int, top_k: int) -> tuple[MoEFeedForward, MoEFeedF
     """The same weights behind the loop and the grouped-GEMM dispatch."""
     loop = make_layer(num_experts, top_k)
     grouped = make_layer(num_experts, top_k)
-    grouped.load_state_dict(loop.state_dict())
-    grouped.router.load_state_dict(loop.router.state_dict())
+    grouped.load_state_dict(loop.state_dict())  # the router's weight included
     loop.dispatch, grouped.dispatch = "loop", "grouped_mm"
     return loop, grouped
 

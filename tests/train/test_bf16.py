@@ -23,14 +23,14 @@ SCHEDULE = {"warmup_steps": 5, "cosine_steps": 35, "cosine_final_ratio": 0.1}
 def test_bf16_training_keeps_ctc_and_router_in_fp32_and_learns(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: dict[str, set] = {"log_probs": set(), "router": set(), "body": set()}
+    seen: dict[str, set] = {"log_probs": set(), "router": set(), "body": set(), "ctc": set()}
     real_total_loss = step_module.total_loss
 
     def checking_total_loss(output, *args, **kwargs):
         seen["log_probs"].add(output.log_probs_BTV.dtype)
         seen["router"].update(routing.logits_NE.dtype for routing in output.routing)
         terms = real_total_loss(output, *args, **kwargs)
-        seen["ctc"] = {terms.ctc.dtype}
+        seen["ctc"].add(terms.ctc.dtype)
         return terms
 
     monkeypatch.setattr(step_module, "total_loss", checking_total_loss)
