@@ -26,6 +26,7 @@ AREA_MODULES: tuple[str, ...] = (
     "omnirouter.train.cli",
     "omnirouter.evaluate.cli",
     "omnirouter.analysis.cli",
+    "omnirouter.offload.cli",
     "omnirouter.experiment.cli",
 )
 

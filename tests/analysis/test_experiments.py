@@ -67,16 +67,22 @@ def tiny_experiment(corpus_dir: Path, family: str, experiment_dir: Path) -> Path
     return experiment_dir
 
 
-def test_analyze_trained_experiments_end_to_end(tmp_path: Path) -> None:
+def tone_corpus(directory: Path) -> Path:
+    """A corpus of SENTENCES as tone bursts, imported through the data package."""
     prepared = []
     for set_name, texts in SENTENCES.items():
         rows = [
-            f"{tone_speech(text, tmp_path / f'{set_name}{index}.wav').name}\t{text}\t{set_name}-{index}"
+            f"{tone_speech(text, directory / f'{set_name}{index}.wav').name}\t{text}\t{set_name}-{index}"
             for index, text in enumerate(texts)
         ]
-        (tmp_path / f"{set_name}.tsv").write_text("".join(row + "\n" for row in rows))
-        prepared.append(import_table(tmp_path / f"{set_name}.tsv", set_name).prepared)
-    write_corpus(tmp_path, "tones", prepared)
+        (directory / f"{set_name}.tsv").write_text("".join(row + "\n" for row in rows))
+        prepared.append(import_table(directory / f"{set_name}.tsv", set_name).prepared)
+    write_corpus(directory, "tones", prepared)
+    return directory
+
+
+def test_analyze_trained_experiments_end_to_end(tmp_path: Path) -> None:
+    tone_corpus(tmp_path)
     omni = tiny_experiment(tmp_path, "omni", tmp_path / "omni-run")
     switch = tiny_experiment(tmp_path, "switch", tmp_path / "switch-run")
 
@@ -96,3 +102,5 @@ def test_analyze_trained_experiments_end_to_end(tmp_path: Path) -> None:
         assert model.loss_curve is not None and model.loss_curve.steps == (1, 2, 3)
     omni_records, switch_records = (model.records for model in results.models)
     assert len(set(omni_records.router_ids)) == 1 and len(set(switch_records.router_ids)) == 3
+    for records in (omni_records, switch_records):  # the prefetcher's lookahead is recorded
+        assert (records.lookahead()[:-1] >= 0).all() and (records.lookahead()[-1] == -1).all()

@@ -75,8 +75,13 @@ def test_every_figure_and_the_page_are_written(analysed) -> None:
     markdown = outputs.page.markdown.read_text()
     for path in figures:
         assert f"]({path.name})" in markdown
+    # Beyond the paper: the expert-offloading study, its figure and section.
+    assert outputs.offload is not None and outputs.offload.is_file()
+    offload_figure = outputs.offload.parent / "offload_hit_rate.png"
+    assert offload_figure.read_bytes().startswith(PNG_SIGNATURE)
+    assert "## Expert offloading: caching and prefetching" in markdown
     html = outputs.page.html.read_text()
-    assert len(re.findall(r'src="data:image/png;base64,', html)) == len(figures)
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == len(figures) + 1
     assert "omnirouter analyze tiny" in markdown
     assert outputs.statistics.is_file() and outputs.results.is_file()
 

@@ -3,6 +3,7 @@ the training metrics, through the same loading and recognition path as `omnirout
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 
 from omnirouter.analysis.config import AnalysisConfig
+from omnirouter.analysis.lookahead import lookahead_routing
 from omnirouter.analysis.measure import Subject
 from omnirouter.analysis.permutation import OnOutput
 from omnirouter.analysis.training import read_loss_curve
@@ -48,9 +50,18 @@ def load_subject(experiment: str | Path, config: AnalysisConfig) -> Subject:
 
     def evaluate(override: RoutingOverride | None, on_output: OnOutput | None) -> float:
         label = name if override is None else f"{name} p={override.probability:g}"
-        recognitions = recognize(
-            loaded.model, loader, loaded.tokenizer, device, override, on_output, description=label
-        )
+        # The pass that keeps routing records also keeps the prefetcher's lookahead.
+        capture = lookahead_routing(loaded.model) if on_output else contextlib.nullcontext()
+        with capture:
+            recognitions = recognize(
+                loaded.model,
+                loader,
+                loaded.tokenizer,
+                device,
+                override,
+                on_output,
+                description=label,
+            )
         return score_set(config.set_name, recognitions, normalizer).wer
 
     return Subject(

@@ -36,7 +36,9 @@ def build_page(
     summaries: Sequence[RoutingSummary],
     figures: FigureFiles,
     config: SummaryConfig,
+    extra_sections: Sequence[Section] = (),
 ) -> Page:
+    """The page; `extra_sections` (beyond the paper: expert offloading) follow the paper's."""
     sections = [_models_section(results, summaries)]
     if summaries:
         sections += [
@@ -44,6 +46,7 @@ def build_page(
             _permutation_section(results, figures),
             _cramers_v_section(summaries, figures),
             _experts_section(summaries, figures),
+            *extra_sections,
         ]
     sections.append(_training_section(results, figures))
     sections.append(_definitions_section(config, summaries))

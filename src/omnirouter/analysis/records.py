@@ -6,8 +6,12 @@ analysis needs no second pass. They hold everything the figures and statistics n
 an analysis can be redrawn from disk without the model:
 
     <name>.json   index: model name, family, MoE layers, router ids, experts, cut ids, ...
-    <name>.npz    experts_LN (all utterances' steps concatenated), energy_N, offsets_U,
-                  and mel_<k> for the few utterances whose spectrogram is shown
+    <name>.npz    experts_LN (all utterances' steps concatenated), lookahead_LN, energy_N,
+                  offsets_U, and mel_<k> for the few utterances whose spectrogram is shown
+
+`lookahead_LN` is what an expert prefetcher could know one layer early: at MoE layer l, the
+expert the next MoE layer's router picks for the hidden state leaving layer l's block
+(`analysis.lookahead`); -1 at the last MoE layer and wherever it was not captured.
 
 Energy is the mean log-mel level of a step: the mean over mel bins of each 10 ms frame,
 averaged over the valid frames the model stacks into one step (4 × 10 ms = 40 ms, paper §V-C).
@@ -35,6 +39,7 @@ import torch
 from omnirouter.data.batch import Batch
 from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.model.frontend import stacked_lengths, valid_mask
+from omnirouter.model.routing import RoutingInfo
 
 DEFAULT_FRAME_SHIFT_SECONDS = 0.01  # 10 ms log-mel frame shift (paper §V-C)
 
@@ -55,6 +60,13 @@ class RoutingRecords:
     offsets_U: np.ndarray  # int64, U + 1 entries: utterance u has steps offsets[u]:offsets[u+1]
     spectrograms: dict[str, np.ndarray] = field(default_factory=dict)  # cut id -> (T, F) log-mel
     frame_shift_seconds: float = DEFAULT_FRAME_SHIFT_SECONDS  # of the feature frames
+    lookahead_LN: np.ndarray | None = None  # int16 next layer's router on this layer's output
+
+    def lookahead(self) -> np.ndarray:
+        """(L, N) lookahead predictions, -1 where none were captured."""
+        if self.lookahead_LN is None:
+            return np.full(self.experts_LN.shape, -1, dtype=np.int16)
+        return self.lookahead_LN
 
     @property
     def num_layers(self) -> int:
@@ -116,6 +128,7 @@ class RoutingCollector:
         self.frame_shift_seconds = frame_shift_seconds
         self.shown_cut_ids = frozenset(shown_cut_ids)
         self._experts: list[np.ndarray] = []
+        self._lookahead: list[np.ndarray] = []
         self._energy: list[np.ndarray] = []
         self._cut_ids: list[str] = []
         self._spectrograms: dict[str, np.ndarray] = {}
@@ -144,10 +157,16 @@ class RoutingCollector:
             if output.routing
             else torch.empty(0, *energy_BS.shape, dtype=torch.long)
         )
+        lookahead_LBS = (
+            torch.stack([_lookahead_BT(info) for info in output.routing]).cpu()
+            if output.routing
+            else torch.empty(0, *energy_BS.shape, dtype=torch.long)
+        )
         for index, cut_id in enumerate(batch.cut_ids):
             steps = int(lengths_B[index])
             self._cut_ids.append(cut_id)
             self._experts.append(experts_LBS[:, index, :steps].numpy().astype(np.int16))
+            self._lookahead.append(lookahead_LBS[:, index, :steps].numpy().astype(np.int16))
             self._energy.append(energy_BS[index, :steps].numpy().astype(np.float32))
             if cut_id in self.shown_cut_ids:
                 frames = int(batch.feature_lens_B[index])
@@ -163,6 +182,11 @@ class RoutingCollector:
             if self._experts
             else np.zeros((len(layers), 0), dtype=np.int16)
         )
+        lookahead_LN = (
+            np.concatenate(self._lookahead, axis=1)
+            if self._lookahead
+            else np.zeros((len(layers), 0), dtype=np.int16)
+        )
         return RoutingRecords(
             name=name,
             family=family,
@@ -176,7 +200,18 @@ class RoutingCollector:
             offsets_U=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             spectrograms=dict(self._spectrograms),
             frame_shift_seconds=self.frame_shift_seconds,
+            lookahead_LN=lookahead_LN,
         )
+
+
+def _lookahead_BT(info: RoutingInfo) -> torch.Tensor:
+    """A layer's lookahead predictions as a (B, T) map; -1 on padding and when not captured."""
+    lookahead_BT = torch.full(
+        info.valid_BT.shape, -1, dtype=torch.long, device=info.experts_NK.device
+    )
+    if info.lookahead_N is not None:
+        lookahead_BT[info.valid_BT] = info.lookahead_N
+    return lookahead_BT
 
 
 def save_records(records: RoutingRecords, directory: str | Path, stem: str) -> Path:
@@ -202,6 +237,7 @@ def save_records(records: RoutingRecords, directory: str | Path, stem: str) -> P
     np.savez_compressed(
         directory / f"{stem}.npz",
         experts_LN=records.experts_LN,
+        lookahead_LN=records.lookahead(),
         energy_N=records.energy_N,
         offsets_U=records.offsets_U,
         **arrays,
@@ -235,6 +271,7 @@ def load_records(index_path: str | Path) -> RoutingRecords:
             offsets_U=loaded["offsets_U"],
             spectrograms=spectrograms,
             frame_shift_seconds=float(index["frame_shift_seconds"]),
+            lookahead_LN=loaded.get("lookahead_LN"),  # absent from records of older versions
         )
     except (OSError, KeyError, ValueError) as error:
         raise ValueError(f"{index_path}: not readable routing records ({error})") from error

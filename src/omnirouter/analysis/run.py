@@ -31,6 +31,8 @@ from omnirouter.analysis.results import (
     save_results,
 )
 from omnirouter.analysis.summary import RoutingSummary, SummaryConfig, summarize, summary_to_dict
+from omnirouter.offload.run import write_study
+from omnirouter.offload.study import offload_section
 from omnirouter.report.page import PageFiles, write_page
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class AnalysisOutputs:
     statistics: Path
     figures: FigureFiles
     page: PageFiles
+    offload: Path | None = None  # offload.json (offload_hit_rate.png beside it); None: no MoE
 
 
 def write_outputs(
@@ -60,11 +63,18 @@ def write_outputs(
         json.dumps({"models": [summary_to_dict(summary) for summary in summaries]}, indent=1) + "\n"
     )
     figure_files = _draw(results, summaries, directory)
-    page = build_page(results, summaries, figure_files, config)
+    offload = write_study(results, directory)
+    extra = [offload_section(offload[0], offload[2])] if offload else []
+    page = build_page(results, summaries, figure_files, config, extra)
     page_files = write_page(page, directory, "report")
     logger.info("analysis page: %s", page_files.html)
     return AnalysisOutputs(
-        directory, directory / RESULTS_FILE, statistics_path, figure_files, page_files
+        directory,
+        directory / RESULTS_FILE,
+        statistics_path,
+        figure_files,
+        page_files,
+        offload[1] if offload else None,
     )
 
 

@@ -25,6 +25,9 @@ class RoutingInfo:
     experts_NK: torch.Tensor  # int64 experts the frames were sent to (after any override)
     gates_NK: torch.Tensor  # weights the expert outputs were scaled by
     valid_BT: torch.Tensor  # bool, True on valid frames; N = valid_BT.sum()
+    # The expert the NEXT MoE layer's router picks for the hidden state leaving this layer's
+    # block, as an expert prefetcher would compute it; only `analysis.lookahead` fills it.
+    lookahead_N: torch.Tensor | None = None
 
     @property
     def num_experts(self) -> int:
