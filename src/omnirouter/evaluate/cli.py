@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omnirouter.evaluate.normalize import NORMALIZER_NAMES, WHISPER_ENGLISH
+from omnirouter.evaluate.proposals import Aggregate, ProposalConfig
+from omnirouter.model.routing import ProposalMode
 
 if TYPE_CHECKING:
     from omnirouter.evaluate.transcribe import Transcriber
@@ -43,6 +45,36 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-duration", type=float, help="seconds of audio per batch")
     parser.add_argument("--normalizer", choices=NORMALIZER_NAMES, default=WHISPER_ENGLISH)
     _add_device(parser)
+    proposals = parser.add_argument_group(
+        "routed proposals (MoE models; after RoE: several routings per frame, aggregated)"
+    )
+    proposals.add_argument(
+        "--proposals",
+        type=_counts,
+        metavar="K[,K...]",
+        help="K routed proposals per frame, or a list (e.g. 1,2,4,8) for a sweep with its "
+        "measured cost; writes EXP/eval/proposals-*/ (default: ordinary decoding)",
+    )
+    proposals.add_argument(
+        "--proposal-temperature",
+        type=float,
+        default=ProposalConfig.temperature,
+        metavar="T",
+        help=f"Gumbel noise scale on the router logits (default: {ProposalConfig.temperature:g})",
+    )
+    proposals.add_argument(
+        "--proposal-mode",
+        choices=[mode.value for mode in ProposalMode],
+        default=ProposalMode.gumbel.value,
+        help="gumbel (RoE) or ranked (proposal j takes the (j+1)-th best expert)",
+    )
+    proposals.add_argument(
+        "--proposal-aggregate",
+        choices=[aggregate.value for aggregate in Aggregate],
+        default=Aggregate.probability.value,
+        help="average the posteriors (probability, RoE) or the log-posteriors (log)",
+    )
+    proposals.add_argument("--proposal-seed", type=int, default=0, help="noise seed")
     parser.set_defaults(run=run_eval)
 
 
@@ -86,11 +118,23 @@ def _split(value: str | None) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 1,2,4") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"proposal counts must be at least 1, got {text!r}")
+    return list(dict.fromkeys(counts))
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from omnirouter.evaluate.suite import evaluate_checkpoint
     from omnirouter.evaluate.tables import eval_table_markdown
     from omnirouter.train.distributed import choose_device
 
+    if args.proposals:
+        return run_proposal_sweep(args)
     result = evaluate_checkpoint(
         args.model,
         sets=_split(args.sets),
@@ -106,6 +150,33 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_proposal_sweep(args: argparse.Namespace) -> int:
+    from omnirouter.evaluate.proposal_sweep import sweep_checkpoint
+    from omnirouter.train.distributed import choose_device
+
+    config = ProposalConfig(
+        temperature=args.proposal_temperature,
+        mode=ProposalMode(args.proposal_mode),
+        aggregate=Aggregate(args.proposal_aggregate),
+        seed=args.proposal_seed,
+    )
+    _, markdown = sweep_checkpoint(
+        args.model,
+        args.proposals,
+        config,
+        sets=_split(args.sets),
+        out_dir=args.out,
+        corpus_dir=args.corpus,
+        max_duration=args.max_duration,
+        device=str(choose_device(args.device)),
+        normalizer_name=args.normalizer,
+        command=eval_command(args),
+    )
+    print(markdown.read_text())
+    print(f"written: {markdown.parent}")
+    return 0
+
+
 def eval_command(args: argparse.Namespace) -> str:
     """The `omnirouter eval` command line that repeats this evaluation, from the parsed options
     (so it reads the same however the program was started)."""
@@ -118,6 +189,14 @@ def eval_command(args: argparse.Namespace) -> str:
         "--normalizer": args.normalizer,
         "--device": args.device,
     }
+    if getattr(args, "proposals", None):
+        options |= {
+            "--proposals": ",".join(str(count) for count in args.proposals),
+            "--proposal-temperature": args.proposal_temperature,
+            "--proposal-mode": args.proposal_mode,
+            "--proposal-aggregate": args.proposal_aggregate,
+            "--proposal-seed": args.proposal_seed,
+        }
     for option, value in options.items():
         if value is not None:
             parts += [option, str(value)]

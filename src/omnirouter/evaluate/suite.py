@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import logging
 import platform
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 import omnirouter
 from omnirouter.data.corpus import read_corpus_info
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, TextNormalizer, get_normalizer
+from omnirouter.evaluate.proposals import ProposalConfig
 from omnirouter.evaluate.run import recognize
 from omnirouter.evaluate.set_report import SetFiles, write_set_files
 from omnirouter.evaluate.tables import (
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from omnirouter.data.batch import Batch
     from omnirouter.data.config import DataConfig
     from omnirouter.data.tokenizer import Tokenizer
+    from omnirouter.train.checkpoint import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class SuiteResult:
     table_files: TableFiles
     scores: tuple[SetScore, ...]
     set_files: tuple[SetFiles, ...]
+    recognition_seconds: float = 0.0  # wall time of recognition alone, all sets
 
 
 def evaluate_sets(
@@ -67,16 +71,26 @@ def evaluate_sets(
     model_name: str = "",
     command: str = "",
     extra: Mapping[str, object] | None = None,
+    proposals: ProposalConfig | None = None,
 ) -> SuiteResult:
     """Recognise and score every set, writing its files as soon as it is done.
 
-    `extra` (e.g. the checkpoint and its step) is recorded in the table with the versions."""
+    `extra` (e.g. the checkpoint and its step) is recorded in the table with the versions.
+    `proposals`: decode several routed proposals per frame (`evaluate.proposals`)."""
     normalizer = normalizer or get_normalizer(WHISPER_ENGLISH)
     scores, set_files = [], []
+    seconds = 0.0
     for eval_set in eval_sets:
+        started = time.perf_counter()
         recognitions = recognize(
-            model, eval_set.batches, tokenizer, device, description=eval_set.name
+            model,
+            eval_set.batches,
+            tokenizer,
+            device,
+            description=eval_set.name,
+            proposals=proposals,
         )
+        seconds += time.perf_counter() - started
         score = score_set(eval_set.name, recognitions, normalizer)
         scores.append(score)
         set_files.append(write_set_files(score, out_dir))
@@ -99,7 +113,7 @@ def evaluate_sets(
     roles = {eval_set.name: eval_set.role for eval_set in eval_sets}
     table = eval_table_from_scores(model_name, scores, roles, command, recorded)
     table_files = write_eval_table(table, out_dir)
-    return SuiteResult(table, table_files, tuple(scores), tuple(set_files))
+    return SuiteResult(table, table_files, tuple(scores), tuple(set_files), seconds)
 
 
 def default_eval_sets(data_config: DataConfig) -> list[str]:
@@ -126,27 +140,13 @@ def evaluate_checkpoint(
     The corpus and batch size default to the experiment's data config; results go to
     EXP/eval unless `out_dir` says otherwise.
     """
-    from omnirouter.data.loader import build_eval_loader, eval_cuts
     from omnirouter.train.checkpoint import load_inference_model
 
     normalizer = get_normalizer(normalizer_name)  # fail before loading anything if missing
     loaded = load_inference_model(path, device=device)
-    data_config = _override_data_config(loaded.data_config, corpus_dir, max_duration)
     if out_dir is None:
-        if loaded.experiment_dir is None:
-            raise ValueError(f"{path} is not inside an experiment directory: pass --out DIR")
-        out_dir = Path(loaded.experiment_dir) / EVAL_DIR
-    corpus = read_corpus_info(data_config.corpus_dir)
-    names = list(sets) if sets else default_eval_sets(data_config)
-    roles = {name: corpus.set(name).role for name in names}  # unknown set: error naming it
-    eval_sets = [
-        EvalSet(
-            name,
-            roles[name],
-            build_eval_loader(data_config, eval_cuts(data_config, name), loaded.tokenizer),
-        )
-        for name in names
-    ]
+        out_dir = experiment_eval_dir(path, loaded)
+    data_config, eval_sets = load_eval_sets(loaded, sets, corpus_dir, max_duration)
     return evaluate_sets(
         loaded.model,
         loaded.tokenizer,
@@ -162,6 +162,38 @@ def evaluate_checkpoint(
             "corpus_dir": str(data_config.corpus_dir),
         },
     )
+
+
+def experiment_eval_dir(path: str | Path, loaded: LoadedModel) -> Path:
+    """EXP/eval of the experiment a model came from."""
+    if loaded.experiment_dir is None:
+        raise ValueError(f"{path} is not inside an experiment directory: pass --out DIR")
+    return Path(loaded.experiment_dir) / EVAL_DIR
+
+
+def load_eval_sets(
+    loaded: LoadedModel,
+    sets: Sequence[str] | None,
+    corpus_dir: str | None = None,
+    max_duration: float | None = None,
+) -> tuple[DataConfig, list[EvalSet]]:
+    """The model's data config (with any overrides) and the loaders of `sets` (default: the
+    dev set and the test sets); an unknown set name is an error naming it."""
+    from omnirouter.data.loader import build_eval_loader, eval_cuts
+
+    data_config = _override_data_config(loaded.data_config, corpus_dir, max_duration)
+    corpus = read_corpus_info(data_config.corpus_dir)
+    names = list(sets) if sets else default_eval_sets(data_config)
+    roles = {name: corpus.set(name).role for name in names}
+    eval_sets = [
+        EvalSet(
+            name,
+            roles[name],
+            build_eval_loader(data_config, eval_cuts(data_config, name), loaded.tokenizer),
+        )
+        for name in names
+    ]
+    return data_config, eval_sets
 
 
 def _override_data_config(

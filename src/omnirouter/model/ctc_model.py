@@ -23,7 +23,7 @@ from omnirouter.model.frontend import (
     valid_mask,
 )
 from omnirouter.model.moe import Experts, MoEFeedForward, Router
-from omnirouter.model.routing import RoutingInfo, RoutingOverride
+from omnirouter.model.routing import RoutingInfo, RoutingIntervention
 from omnirouter.model.transformer import Block, FeedForward
 
 BLANK_ID = 0
@@ -66,7 +66,7 @@ class CtcModel(nn.Module):
         self,
         features_BTF: torch.Tensor,
         feature_lens_B: torch.Tensor,
-        override: RoutingOverride | None = None,
+        override: RoutingIntervention | None = None,
     ) -> ModelOutput:
         x_BTD, lengths_B = self.frontend(features_BTF, feature_lens_B)
         x_BTD = self.input_dropout(self.positions(x_BTD, lengths_B))

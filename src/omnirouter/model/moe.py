@@ -17,7 +17,12 @@ from torch import nn
 
 from omnirouter.model.config import Activation
 from omnirouter.model.expert_ffn import sorted_expert_ffn
-from omnirouter.model.routing import RoutingInfo, RoutingOverride
+from omnirouter.model.routing import (
+    RoutingInfo,
+    RoutingIntervention,
+    RoutingOverride,
+    RoutingProposals,
+)
 
 
 class Router(nn.Module):
@@ -172,7 +177,7 @@ class MoEFeedForward(nn.Module):
         self,
         x_BTD: torch.Tensor,
         valid_BT: torch.Tensor,
-        override: RoutingOverride | None = None,
+        override: RoutingIntervention | None = None,
     ) -> tuple[torch.Tensor, RoutingInfo]:
         # Flat row indices of the valid frames: index_select/index_copy are much cheaper than
         # boolean-mask gathers and scatters (forward and backward) on CPU.
@@ -191,14 +196,20 @@ class MoEFeedForward(nn.Module):
         if valid_rows_N.shape[0] < logits_EM.shape[1]:
             logits_EN = logits_EM.index_select(1, valid_rows_N)
         probs_EN = logits_EN.softmax(dim=0)
-        if self.top_k == 1:  # max is the same choice as topk(1), and measured faster on CPU
+        if isinstance(override, RoutingProposals):
+            # The batch is `count` copies of the utterances, proposal-major.
+            rows_per_proposal = x_MD.shape[0] // override.count
+            proposal_N = valid_rows_N // rows_per_proposal
+            gates_NK, experts_NK = override.choose(logits_EN, probs_EN, proposal_N, self.top_k)
+        elif self.top_k == 1:  # max is the same choice as topk(1), and measured faster on CPU
             gates_KN, experts_KN = probs_EN.max(dim=0, keepdim=True)
+            gates_NK, experts_NK = gates_KN.t(), experts_KN.t()
         else:
             gates_KN, experts_KN = probs_EN.topk(self.top_k, dim=0)
-        gates_NK, experts_NK = gates_KN.t(), experts_KN.t()
+            gates_NK, experts_NK = gates_KN.t(), experts_KN.t()
         if self.renormalize_top_k:
             gates_NK = gates_NK / gates_NK.sum(dim=-1, keepdim=True)
-        if override is not None:
+        if isinstance(override, RoutingOverride):
             experts_NK = override.apply(experts_NK, self.router.num_experts)
 
         out_MD = self._dispatch_combine(x_MD, experts_NK, gates_NK, valid_rows_N)

@@ -7,6 +7,7 @@ K experts per frame (top-k).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 
@@ -78,3 +79,65 @@ class RoutingOverride:
             replace_N.to(top1_N.device), random_N.to(top1_N.device), top1_N
         )
         return experts_NK
+
+
+class ProposalMode(str, Enum):
+    gumbel = "gumbel"  # RoE: top-k of the logits plus temperature-scaled Gumbel noise
+    ranked = "ranked"  # proposal j sends every frame to its (j+1)-th best expert(s)
+
+
+@dataclass(frozen=True)
+class RoutingProposals:
+    """Several routed proposals per frame (hyper-parallel inference, after RoE: Zibakhsh et
+    al. 2025, "MoEs Are Stronger than You Think", the Roster of Experts).
+
+    The batch holds `count` copies of the utterances, proposal-major (rows j·B … (j+1)·B − 1
+    are proposal j), so that K proposals cost one forward of a K-times batch. Proposal 0 is the
+    clean path (temperature 0: the ordinary top-k routing), as RoE's batch index 0.
+
+    `gumbel` (RoE): experts = TopK(logits + τ·G), G i.i.d. Gumbel(0, 1), which samples k
+    experts without replacement from softmax(logits / τ)'s ordering; τ → 0 is ordinary routing.
+    The gates are the router's clean probabilities of the chosen experts (RoE does not say;
+    the clean ones keep the FFN output's scale as in training). One τ for every layer, where
+    RoE tunes one per layer.
+    `ranked` (our variant): proposal j takes the experts ranked j+1 … j+k (cyclically).
+    Noise is drawn on the CPU from `generator`, so results do not depend on the device.
+    """
+
+    count: int
+    temperature: float = 0.0
+    mode: ProposalMode = ProposalMode.gumbel
+    generator: torch.Generator | None = None
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"proposals must be at least 1, got {self.count}")
+        if self.temperature < 0:
+            raise ValueError(f"proposal temperature {self.temperature} is negative")
+
+    def choose(
+        self,
+        logits_EN: torch.Tensor,
+        probs_EN: torch.Tensor,
+        proposal_N: torch.Tensor,
+        top_k: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gates_NK, experts_NK) of every valid frame; `proposal_N` is each frame's proposal."""
+        num_experts, num_frames = logits_EN.shape
+        if self.mode is ProposalMode.ranked:
+            order_EN = probs_EN.argsort(dim=0, descending=True)
+            rank_KN = (
+                proposal_N.unsqueeze(0) + torch.arange(top_k, device=proposal_N.device)[:, None]
+            ) % num_experts
+            experts_KN = order_EN.gather(0, rank_KN)
+        else:
+            uniform_EN = torch.rand(num_experts, num_frames, generator=self.generator)
+            gumbel_EN = -torch.log(-torch.log(uniform_EN.clamp(min=1e-20)))
+            scale_N = torch.where(proposal_N == 0, 0.0, self.temperature).to(logits_EN.dtype)
+            noisy_EN = logits_EN + gumbel_EN.to(logits_EN.device) * scale_N
+            experts_KN = noisy_EN.topk(top_k, dim=0).indices
+        gates_KN = probs_EN.gather(0, experts_KN)
+        return gates_KN.t(), experts_KN.t()
+
+
+RoutingIntervention = RoutingOverride | RoutingProposals

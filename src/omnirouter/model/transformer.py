@@ -11,7 +11,7 @@ from torch import nn
 
 from omnirouter.model.config import Activation
 from omnirouter.model.moe import MoEFeedForward
-from omnirouter.model.routing import RoutingInfo, RoutingOverride
+from omnirouter.model.routing import RoutingInfo, RoutingIntervention
 
 
 class SelfAttention(nn.Module):
@@ -82,7 +82,7 @@ class Block(nn.Module):
         self,
         x_BTD: torch.Tensor,
         valid_BT: torch.Tensor,
-        override: RoutingOverride | None = None,
+        override: RoutingIntervention | None = None,
     ) -> tuple[torch.Tensor, RoutingInfo | None]:
         x_BTD = x_BTD + self.dropout(self.attention(self.attention_norm(x_BTD), valid_BT))
         routing = None
