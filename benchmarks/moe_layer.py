@@ -84,23 +84,31 @@ def experts_only(layer: MoEFeedForward, x_ND: torch.Tensor) -> list[Callable[[],
 
 
 def time_interleaved(
-    fns: list[Callable[[], torch.Tensor]], tensors: list[torch.Tensor], repeats: int
+    fns: list[Callable[[], torch.Tensor]],
+    tensors: list[torch.Tensor],
+    repeats: int,
+    synchronize: Callable[[], None] | None = None,
 ) -> list[list[float]]:
     """Seconds of forward + backward per function and repeat. The functions take turns within
     every repeat, so each repeat compares them under the same machine load. Before every pass
     the gradients of `tensors` are set to None, as training does (`zero_grad(set_to_none=True)`),
-    and the backward starts from a fixed random output gradient, as inside a network."""
+    and the backward starts from a fixed random output gradient, as inside a network.
+    `synchronize` (`torch.cuda.synchronize` on a GPU) is called before the clock starts and
+    before it stops: CUDA kernels run asynchronously, and each pass must own its own."""
+    wait = synchronize or (lambda: None)
     samples: list[list[float]] = [[] for _ in fns]
     grad_out = None
     for repeat in range(-2, repeats):  # two warm-up rounds
         for fn, fn_samples in zip(fns, samples):
             for tensor in tensors:
                 tensor.grad = None
+            wait()
             start = time.perf_counter()
             out = fn()
             if grad_out is None:
                 grad_out = torch.randn_like(out)
             out.backward(grad_out.reshape(out.shape))
+            wait()
             if repeat >= 0:
                 fn_samples.append(time.perf_counter() - start)
     return samples
