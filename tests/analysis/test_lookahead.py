@@ -64,3 +64,10 @@ def test_records_keep_the_lookahead_through_a_save_and_load(tmp_path) -> None:
     assert agreement > 1 / records.num_experts
     loaded = load_records(save_records(records, tmp_path, "tiny"))
     np.testing.assert_array_equal(loaded.lookahead(), lookahead_LN)
+
+
+def test_run_directories_are_named_with_their_model(tmp_path) -> None:
+    from omnirouter.analysis.experiments import experiment_name
+
+    assert experiment_name(tmp_path / "demo" / "omni" / "seed0") == "omni-seed0"
+    assert experiment_name(tmp_path / "my-omni-run") == "my-omni-run"

@@ -4,6 +4,7 @@ the training metrics, through the same loading and recognition path as `omnirout
 from __future__ import annotations
 
 import contextlib
+import re
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,6 +31,14 @@ def experiment_subjects(
         yield load_subject(experiment, config)
 
 
+def experiment_name(experiment_dir: Path) -> str:
+    """The directory's name, with its parent's for the run directories of an experiment
+    (exp/demo/omni/seed0 → omni-seed0), which are all called seed<k>."""
+    if re.fullmatch(r"seed\d+", experiment_dir.name) and experiment_dir.parent.name:
+        return f"{experiment_dir.parent.name}-{experiment_dir.name}"
+    return experiment_dir.name
+
+
 def load_subject(experiment: str | Path, config: AnalysisConfig) -> Subject:
     """A trained experiment's model (an experiment directory or a checkpoint in one), its
     `config.set_name` loader and its WER evaluation. The name is the experiment directory's."""
@@ -39,7 +48,7 @@ def load_subject(experiment: str | Path, config: AnalysisConfig) -> Subject:
     normalizer = get_normalizer(config.normalizer)  # fail before loading anything if missing
     loaded = load_inference_model(experiment, device=device)
     experiment_dir = Path(loaded.experiment_dir) if loaded.experiment_dir else None
-    name = experiment_dir.name if experiment_dir else Path(experiment).stem
+    name = experiment_name(experiment_dir) if experiment_dir else Path(experiment).stem
     data_config = loaded.data_config
     if config.corpus_dir is not None:
         data_config = dataclasses.replace(data_config, corpus_dir=config.corpus_dir)

@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from omnirouter.data.batch import Batch
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, get_normalizer
-from omnirouter.evaluate.proposals import ProposalConfig
+from omnirouter.evaluate.proposals import ProposalConfig, forward_with_proposals
+from omnirouter.evaluate.run import inference_context
 from omnirouter.evaluate.suite import evaluate_sets, experiment_eval_dir, load_eval_sets
 from omnirouter.evaluate.wer import SetScore
+from omnirouter.model.ctc_model import CtcModel
 from omnirouter.model.routing import ProposalMode
 
 SWEEP_STEM = "sweep"
@@ -29,7 +36,8 @@ SWEEP_STEM = "sweep"
 class SweepPoint:
     config: ProposalConfig
     scores: tuple[SetScore, ...]
-    seconds: float  # wall time of recognition over all sets
+    seconds: float  # wall time of recognition over all sets (a single pass: noisy)
+    forward_seconds: float = float("nan")  # median forward of one batch, timed interleaved
 
 
 @dataclass(frozen=True)
@@ -38,15 +46,74 @@ class ProposalSweep:
     family: str
     points: tuple[SweepPoint, ...]
     command: str = ""
+    # Of the routing decisions (valid frames × MoE layers) of proposals 1…K−1, the share that
+    # differs from proposal 0's, at the largest K: how diverse the proposals are.
+    changed_fraction: float = float("nan")
 
     @property
     def set_names(self) -> tuple[str, ...]:
         return tuple(score.name for score in self.points[0].scores) if self.points else ()
 
     def relative_cost(self, point: SweepPoint) -> float:
-        """Recognition time relative to K = 1 (to the first point if K = 1 was not run)."""
+        """Forward time relative to K = 1 (to the first point if K = 1 was not run), from the
+        interleaved timing of one batch."""
         reference = next((p for p in self.points if p.config.count == 1), self.points[0])
-        return point.seconds / reference.seconds if reference.seconds > 0 else float("nan")
+        return point.forward_seconds / reference.forward_seconds
+
+
+def time_forwards(
+    model: CtcModel,
+    batch: Batch,
+    configs: Sequence[ProposalConfig],
+    device: str,
+    repeats: int = 5,
+) -> list[float]:
+    """Median seconds of one decoding forward of `batch` with each config, the configs
+    interleaved within every repeat (after one untimed warm-up round), so that a machine's
+    drift in speed hits them alike."""
+    batch = batch.to(device)
+    timings: list[list[float]] = [[] for _ in configs]
+    with inference_context(model, device):
+        for repeat in range(repeats + 1):
+            for index, config in enumerate(configs):
+                routing = config.routing()
+                _synchronize(device)
+                started = time.perf_counter()
+                forward_with_proposals(
+                    model, batch.features_BTF, batch.feature_lens_B, routing, config.aggregate
+                )
+                _synchronize(device)
+                if repeat:  # the first round warms up
+                    timings[index].append(time.perf_counter() - started)
+    return [statistics.median(values) for values in timings]
+
+
+def changed_fraction(model: CtcModel, batch: Batch, config: ProposalConfig, device: str) -> float:
+    """Share of the routing decisions of proposals 1…K−1 that differ from proposal 0's."""
+    if config.count < 2:
+        return 0.0
+    batch = batch.to(device)
+    count, size = config.count, batch.features_BTF.shape[0]
+    with inference_context(model, device):
+        output = model(
+            batch.features_BTF.repeat(count, 1, 1),
+            batch.feature_lens_B.repeat(count),
+            override=config.routing(),
+        )
+    changed = total = 0
+    for info in output.routing:
+        experts_KBT = info.experts_BT().view(count, size, -1)
+        valid_BT = info.valid_BT[:size]
+        for proposal in range(1, count):
+            differs = experts_KBT[proposal] != experts_KBT[0]
+            changed += int(differs[valid_BT].sum())
+            total += int(valid_BT.sum())
+    return changed / total if total else float("nan")
+
+
+def _synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def sweep_directory_name(config: ProposalConfig) -> str:
@@ -97,7 +164,16 @@ def sweep_checkpoint(
             proposals=point_config,
         )
         points.append(SweepPoint(point_config, result.scores, result.recognition_seconds))
-    sweep = ProposalSweep(str(path), loaded.model_config.family.value, tuple(points), command)
+    first_batch = next(iter(eval_sets[0].batches))
+    configs = [point.config for point in points]
+    timed = time_forwards(loaded.model, first_batch, configs, device)
+    points = [dataclasses.replace(p, forward_seconds=t) for p, t in zip(points, timed)]
+    diversity = changed_fraction(
+        loaded.model, first_batch, max(configs, key=lambda c: c.count), device
+    )
+    sweep = ProposalSweep(
+        str(path), loaded.model_config.family.value, tuple(points), command, diversity
+    )
     return sweep, write_sweep(sweep, directory)
 
 
@@ -137,6 +213,7 @@ def sweep_document(sweep: ProposalSweep) -> dict[str, Any]:
         "model": sweep.model,
         "family": sweep.family,
         "command": sweep.command,
+        "changed_fraction": sweep.changed_fraction,
         "points": [
             {
                 "count": point.config.count,
@@ -145,6 +222,7 @@ def sweep_document(sweep: ProposalSweep) -> dict[str, Any]:
                 "aggregate": point.config.aggregate.value,
                 "seed": point.config.seed,
                 "seconds": point.seconds,
+                "forward_seconds": point.forward_seconds,
                 "relative_cost": sweep.relative_cost(point),
                 "sets": {s.name: {"wer": s.wer, "cer": s.cer} for s in point.scores},
             }

@@ -18,6 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from omnirouter.analysis.config import AnalysisConfig
 from omnirouter.config import ConfigError, config_from_dict, config_to_dict, load_config
+from omnirouter.evaluate.proposals import Aggregate, ProposalConfig
+from omnirouter.model.routing import ProposalMode
 from omnirouter.train.config import RunConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -52,6 +54,32 @@ class ExperimentAnalysisConfig(AnalysisConfig):
 
 
 @dataclass(frozen=True)
+class ProposalStudyConfig:
+    """Routed proposals (after RoE; `omnirouter eval --proposals`) of the analysed MoE
+    models: WER and CER against the number K of proposals per frame, with the cost of each."""
+
+    enabled: bool = True
+    sets: list[str] = field(default_factory=list)  # empty = the analysis set
+    counts: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    temperature: float = ProposalConfig.temperature  # Gumbel noise scale on router logits
+    mode: str = ProposalMode.gumbel.value  # "gumbel" (RoE) | "ranked"
+    aggregate: str = Aggregate.probability.value  # "probability" (RoE) | "log"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.counts or min(self.counts) < 1:
+            raise ValueError(f"proposals.counts must be integers >= 1, got {self.counts}")
+        self.proposal_config()  # an unknown mode or aggregate fails here, naming the choices
+
+    def proposal_config(self) -> ProposalConfig:
+        try:
+            mode, aggregate = ProposalMode(self.mode), Aggregate(self.aggregate)
+        except ValueError as error:
+            raise ValueError(f"proposals: {error}") from None
+        return ProposalConfig(1, self.temperature, mode, aggregate, self.seed)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     description: str = ""  # one paragraph for the top of the report
@@ -63,6 +91,7 @@ class ExperimentConfig:
     eval_sets: list[str] = field(default_factory=list)  # empty = the dev set and every test set
     eval_device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     analysis: ExperimentAnalysisConfig = field(default_factory=ExperimentAnalysisConfig)
+    proposals: ProposalStudyConfig = field(default_factory=ProposalStudyConfig)
     cpu_threads: int = 0  # torch threads on CPU while the experiment runs; 0 = torch's default
     # Runs trained at once, each in a process of its own (with cpu_threads threads). On a CPU,
     # small models use one core each far better than two threads share one model; more jobs

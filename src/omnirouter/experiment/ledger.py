@@ -24,7 +24,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # An experiment's stages, in the order they run.
-STAGES = ("corpus", "tokenizer", "train", "eval", "analysis", "compare", "report")
+STAGES = (
+    "corpus",
+    "tokenizer",
+    "train",
+    "eval",
+    "analysis",
+    "proposals",
+    "compare",
+    "report",
+)
 STAGES_FILE = "stages.json"
 RAN = "ran"
 SKIPPED = "skipped"

@@ -1,4 +1,5 @@
-"""`omnirouter experiment`: corpus → tokenizer → train → eval → analysis → compare → report.
+"""`omnirouter experiment`: corpus → tokenizer → train → eval → analysis → proposals → compare
+→ report.
 
 Every stage first asks whether its work is already done (see `stages` and `runs`) and skips it
 if so, so a re-run of the same command continues an interrupted experiment and redoes nothing
@@ -76,6 +77,8 @@ def run_experiment(
             eval_stage(config, runs, ledger, "eval" in forced)
         with ledger.stage("analysis"):
             analysis_dir = analysis_stage(config, runs, ledger, "analysis" in forced, command)
+        with ledger.stage("proposals"):
+            proposal_stage(config, runs, ledger, "proposals" in forced)
         with ledger.stage("compare"):
             compare_stage(config, runs, ledger, "compare" in forced)
         with ledger.stage("report"):
@@ -197,6 +200,24 @@ def analysis_stage(
         return work.analyze_runs(config, analysed, command)
 
 
+def proposal_stage(
+    config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
+) -> None:
+    """WER against the number of routed proposals, for the first seed of each analysed model."""
+    from omnirouter.train.distributed import choose_device
+
+    if not config.proposals.enabled:
+        return
+    for run in work.analysed_runs(config, runs):
+        reason = "forced" if force else work.proposals_pending(config, run)
+        if reason is None:
+            ledger.skip("proposals", run.label, f"{work.proposal_dir(config, run)} is up to date")
+            continue
+        counts = ",".join(map(str, config.proposals.counts))
+        with ledger.run("proposals", run.label, f"K = {counts}; {reason}"):
+            work.sweep_run_proposals(config, run, str(choose_device(config.eval_device)))
+
+
 def compare_stage(
     config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
 ) -> None:
@@ -251,7 +272,7 @@ def _derived_pending(config: ExperimentConfig, ledger: Ledger, target: Path) -> 
     """Why a stage derived from the earlier ones must run again, or None."""
     if not target.is_file():
         return f"{target.name} is missing"
-    if ledger.ran_any(STAGES[:5]):
+    if ledger.ran_any(STAGES[: STAGES.index("compare")]):
         return "earlier stages ran"
     saved = config.report_path / CONFIG_FILE
     if not saved.is_file() or saved.read_text() != _config_text(config):

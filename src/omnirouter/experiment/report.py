@@ -22,6 +22,7 @@ from omnirouter.analysis.page import FigureFiles
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
 from omnirouter.experiment.gather import ExperimentResults, results_to_dict
 from omnirouter.experiment.ledger import RAN, STAGES, TaskRecord
+from omnirouter.experiment.report_inference import offload_report_section, proposal_report_section
 from omnirouter.experiment.report_sections import (
     routing_section,
     training_section,
@@ -47,6 +48,7 @@ class ReportFigures:
     training_loss: Path | None
     routing: FigureFiles | None  # None when no routing analysis ran
     routing_page: Path | None  # the analysis page (HTML) inside the report directory
+    offload: Path | None = None  # the offloading study's JSON inside the report directory
 
 
 def write_report(page: Page, results: ExperimentResults, directory: Path) -> PageFiles:
@@ -83,6 +85,8 @@ def build_page(
         *wer_sections(results),
         training_section(results, figures.training_loss),
         routing_section(results, figures.routing, figures.routing_page, config.report_path),
+        offload_report_section(figures.offload),
+        proposal_report_section(config, runs),
         Section("Wall time per stage", (stage_table(stages),)),
         Section("Software", (versions_table(results),)),
         files_section(config, runs),

@@ -43,4 +43,4 @@ def draw_report_figures(
     outputs = write_outputs(
         load_results(analysis_dir), config.analysis.summary, report_dir / ROUTING_DIR
     )
-    return ReportFigures(training_loss, outputs.figures, outputs.page.html)
+    return ReportFigures(training_loss, outputs.figures, outputs.page.html, outputs.offload)

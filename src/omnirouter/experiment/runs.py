@@ -25,13 +25,12 @@ log = logging.getLogger(__name__)
 DONE_FILE = "done.json"
 SAVED_CONFIG_FILE = "config.yaml"  # written by the trainer
 # Keys a run may change between invocations and still be continued: more steps, another
-# device or thread count, other loader processes, how often it logs and saves, the console
+# device, other loader processes, how often it logs and saves, the console
 # bar. Any other change needs a fresh run.
 CONTINUABLE_KEYS = frozenset(
     {
         "train.max_steps",
         "train.device",
-        "train.cpu_threads",
         "train.progress",
         "train.log_every",
         "train.checkpoint_every",

@@ -6,6 +6,8 @@
     train      see `runs`
     eval       every run on the evaluation sets, unless its table is newer than its checkpoints
     analysis   the routing analysis of the chosen models, unless measured from these checkpoints
+               (with the expert-offloading study of their routing records)
+    proposals  WER against the number of routed proposals for the analysed MoE models
 
 Each `*_pending` function returns why the work is needed, or None when it is done.
 """
@@ -254,3 +256,66 @@ def _analysis_fingerprint(config: ExperimentConfig, runs: Sequence[PlannedRun]) 
         "runs": [[run.model, str(run.exp_dir.resolve())] for run in runs],
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- routed proposals
+
+
+def proposal_sets(config: ExperimentConfig) -> list[str]:
+    return list(config.proposals.sets) or [config.analysis.set_name]
+
+
+def proposal_dir(config: ExperimentConfig, run: PlannedRun) -> Path:
+    from omnirouter.evaluate.proposal_sweep import sweep_directory_name
+
+    return run.exp_dir / EVAL_DIR / sweep_directory_name(config.proposals.proposal_config())
+
+
+def proposals_pending(config: ExperimentConfig, run: PlannedRun) -> str | None:
+    from omnirouter.evaluate.proposal_sweep import SWEEP_STEM
+
+    path = proposal_dir(config, run) / f"{SWEEP_STEM}.json"
+    if not path.is_file():
+        return "not measured"
+    try:
+        points = json.loads(path.read_text())["points"]
+    except (json.JSONDecodeError, KeyError):
+        return f"{path} is not readable"
+    settings = config.proposals
+    measured = {
+        "counts": [point["count"] for point in points],
+        "sets": [sorted(point["sets"]) for point in points],
+        "seed": {point["seed"] for point in points},
+    }
+    wanted = {
+        "counts": list(settings.counts),
+        "sets": [sorted(proposal_sets(config))] * len(settings.counts),
+        "seed": {settings.seed},
+    }
+    if measured != wanted:
+        return "the proposal settings changed"
+    if path.stat().st_mtime < newest_checkpoint_time(run.exp_dir):
+        return "checkpoints are newer than the sweep"
+    return None
+
+
+def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) -> Path:
+    """The proposal sweep of one run; returns its sweep.json."""
+    from omnirouter.evaluate.proposal_sweep import SWEEP_STEM, sweep_checkpoint
+
+    settings = config.proposals
+    directory = proposal_dir(config, run)
+    sweep_checkpoint(
+        run.exp_dir,
+        settings.counts,
+        settings.proposal_config(),
+        sets=proposal_sets(config),
+        out_dir=directory,
+        device=device,
+        normalizer_name=config.analysis.normalizer,
+        command=f"omnirouter eval {run.exp_dir} --sets {','.join(proposal_sets(config))} "
+        f"--proposals {','.join(map(str, settings.counts))} "
+        f"--proposal-temperature {settings.temperature:g} --proposal-mode {settings.mode} "
+        f"--proposal-aggregate {settings.aggregate} --proposal-seed {settings.seed}",
+    )
+    return directory / f"{SWEEP_STEM}.json"

@@ -1,0 +1,84 @@
+"""The report's sections beyond the paper, on inference with the analysed MoE models: expert
+offloading (from the routing analysis's records) and routed proposals (the proposals stage)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from omnirouter.experiment.config import ExperimentConfig, PlannedRun
+from omnirouter.report.page import Paragraph, Section, Table
+
+OFFLOAD_TITLE = "Expert offloading: caching and prefetching"
+PROPOSALS_TITLE = "Routed proposals per frame (after RoE)"
+
+
+def offload_report_section(offload_json: Path | None) -> Section:
+    """The analysis's offloading study (`offload.json`, its figure beside it)."""
+    if offload_json is None or not offload_json.is_file():
+        return Section(OFFLOAD_TITLE, (Paragraph("No MoE model was analysed."),))
+    from omnirouter.offload.study import OFFLOAD_FIGURE, from_document, offload_section
+
+    offload = from_document(json.loads(offload_json.read_text()))
+    figure = offload_json.parent / OFFLOAD_FIGURE
+    section = offload_section(offload, figure if figure.is_file() else None)
+    return Section(OFFLOAD_TITLE + " (first seed of each model)", section.blocks)
+
+
+def proposal_report_section(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> Section:
+    """WER / CER against K for every analysed model whose sweep exists."""
+    from omnirouter.evaluate.proposal_sweep import SWEEP_STEM
+    from omnirouter.experiment.stages import analysed_runs, proposal_dir
+
+    settings = config.proposals
+    if not settings.enabled:
+        return Section(PROPOSALS_TITLE, (Paragraph("Not measured (`proposals.enabled: false`)."),))
+    rows, sets, commands, diversity = [], [], [], []
+    for run in analysed_runs(config, runs):
+        path = proposal_dir(config, run) / f"{SWEEP_STEM}.json"
+        if not path.is_file():
+            continue
+        document = json.loads(path.read_text())
+        commands.append(document.get("command", ""))
+        changed = document.get("changed_fraction")
+        if changed is not None:
+            diversity.append(f"{run.model} {100 * changed:.1f}%")
+        for point in document["points"]:
+            sets = sets or sorted(point["sets"])
+            cells = [
+                f"{100 * point['sets'][name]['wer']:.2f} / {100 * point['sets'][name]['cer']:.2f}"
+                for name in sets
+            ]
+            rows.append((run.model, str(point["count"]), *cells, f"{point['relative_cost']:.2f}×"))
+    if not rows:
+        return Section(PROPOSALS_TITLE, (Paragraph("No MoE model was analysed."),))
+    how = (
+        "each proposal sends a frame to its next-ranked expert"
+        if settings.mode == "ranked"
+        else f"proposals 1…K−1 pick experts by Gumbel-top-k of the router logits at τ = "
+        f"{settings.temperature:g}"
+    )
+    table = Table(
+        ("model", "K", *(f"{name} WER / CER %" for name in sets), "cost vs K = 1"),
+        tuple(rows),
+        "Greedy CTC decoding of the aggregated posteriors; cost: median forward time of one "
+        "batch, every K timed interleaved",
+    )
+    text = (
+        f"K routed proposals per frame, run as one forward of a K-times batch: proposal 0 is "
+        f"the ordinary routing, {how}; their CTC posteriors are averaged "
+        f"({settings.aggregate}) before greedy decoding (after Zibakhsh et al. 2025, RoE). "
+        "Training is unchanged; only inference routes differently."
+    )
+    blocks: list = [Paragraph(text), table]
+    if diversity:
+        blocks.append(
+            Paragraph(
+                "Routing decisions of proposals 1…K−1 that differ from proposal 0's (largest K): "
+                + ", ".join(diversity)
+                + "."
+            )
+        )
+    blocks += [Paragraph(f"Command: `{command}`") for command in commands if command]
+    return Section(PROPOSALS_TITLE + " (first seed of each model)", tuple(blocks))
