@@ -4,8 +4,8 @@ the training metrics, through the same loading and recognition path as `omnirout
 from __future__ import annotations
 
 import contextlib
-import re
 import dataclasses
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 

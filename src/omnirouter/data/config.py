@@ -14,6 +14,10 @@ from omnirouter.data.tokenizer import TokenizerConfig
 @dataclass(frozen=True)
 class DataConfig:
     corpus_dir: str = "data/builtin"  # a prepared corpus (corpus.json + cuts_<set>.jsonl.gz)
+    # A Shar export of it (`omnirouter data shar`): training and evaluation read their sets'
+    # cuts and data from there, shard by shard, instead of from corpus_dir (which still holds
+    # the tokenizer). For object stores and many machines; a shared filesystem needs none.
+    shar_dir: str | None = None
     train_sets: list[str] = field(default_factory=lambda: ["train"])  # read one after another
     dev_set: str = "dev"  # monitored during training
     test_sets: list[str] = field(default_factory=list)  # empty = every set whose role is "test"

@@ -6,6 +6,10 @@ counts the batches it has *delivered*, so `state_dict()` after any batch resumes
 the sampler is replayed (manifests only, no audio) up to that batch, and since augmentation is
 seeded per utterance, the remaining batches are identical, tensors included.
 
+With `data.shar_dir` the sets are read from a Shar export (`omnirouter.data.shar`) instead of
+the corpus's manifests: the same cuts, with their features or audio carried along in memory
+(so a replay reads the shards' bytes too, without decoding them).
+
 Utterances that cannot be used are skipped and counted in `TrainLoader.skipped` by reason:
 manifest-level problems (duration, transcript, speech rate) when the sampler reads them, audio
 problems when their batch is delivered. The first few of each reason are logged with the file.
@@ -35,6 +39,7 @@ from omnirouter.data.dataset import AsrDataset, BatchRequest, LoadedBatch
 from omnirouter.data.features import check_stored_settings, stored_feature_records
 from omnirouter.data.filters import SkipReason, UtteranceLimits, utterance_problem
 from omnirouter.data.manifests import cut_text
+from omnirouter.data.shar import read_shar, read_shar_info, set_shard_epoch
 from omnirouter.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -93,7 +98,8 @@ class _FittingBucketingSampler(DynamicBucketingSampler):
 class _CountingFilter:
     """The sampler's predicate: drops unusable utterances and counts each one once.
 
-    The input stream's order is fixed (manifest order; shuffling happens later, in the
+    The input stream's order is fixed within an epoch (manifest order, or a Shar export's
+    shard order drawn from seed and epoch; the rest of the shuffling happens later, in the
     sampler), so a position in it identifies an utterance; after a resume, positions already
     counted before the checkpoint are not counted again.
     """
@@ -146,11 +152,11 @@ class TrainLoader:
         self._next_index = 0  # batches of this epoch already delivered
         self._counted_until = 0  # stream positions of this epoch whose skips are counted
         self._filter = _CountingFilter(config.limits, tokenizer, self)
-        cuts = train_cuts(config)
+        self.cuts = train_cuts(config, shuffle_seed=seed)
         self.sampler = _FittingBucketingSampler(
-            cuts,
+            self.cuts,
             max_duration=config.max_duration,
-            duration_bins=duration_bins(cuts, config),
+            duration_bins=duration_bins(train_cuts(config, with_data=False), config),
             shuffle=True,
             drop_last=False,
             buffer_size=config.shuffle_buffer,
@@ -171,6 +177,7 @@ class TrainLoader:
             self._counted_until = 0
 
     def __iter__(self) -> Iterator[Batch]:
+        set_shard_epoch(self.cuts, self.epoch)
         self.sampler.set_epoch(self.epoch)
         self._filter.start_epoch(self._counted_until)
         requests = _train_requests(self.sampler, self.epoch, skip=self._next_index)
@@ -225,6 +232,7 @@ class TrainLoader:
         config = self.config
         return {
             "corpus_dir": str(Path(config.corpus_dir).resolve()),
+            "shar_dir": str(Path(config.shar_dir).resolve()) if config.shar_dir else None,
             "train_sets": list(config.train_sets),
             "max_duration": config.max_duration,
             "num_buckets": config.num_buckets,
@@ -274,7 +282,8 @@ def build_train_loader(
 def build_eval_loader(
     config: DataConfig, cuts: CutSet | str | Path, tokenizer: Tokenizer
 ) -> EvalLoader:
-    """An evaluation loader over a CutSet, a manifest file, or a set name of config.corpus_dir."""
+    """An evaluation loader over a CutSet, a manifest file, or a set name of the corpus (of
+    its Shar export when config.shar_dir is set)."""
     if not isinstance(cuts, CutSet):
         path = Path(cuts)
         cuts = CutSet.from_file(path) if path.is_file() else eval_cuts(config, str(cuts))
@@ -284,29 +293,38 @@ def build_eval_loader(
 
 def eval_cuts(config: DataConfig, set_name: str) -> CutSet:
     """The cuts of one set of the corpus (read lazily); KeyError lists the corpus's sets."""
-    info = read_corpus_info(config.corpus_dir)
-    info.set(set_name)
+    info = _corpus_info(config, [set_name])
     _check_stored_features(config, info, [set_name])
-    return _read_set(config.corpus_dir, set_name)
+    return _read_sets(config, [set_name])
 
 
 def evaluation_set_names(config: DataConfig) -> list[str]:
     """config.test_sets, or every set of role "test" when it is empty."""
-    info = read_corpus_info(config.corpus_dir)
-    names = list(config.test_sets) or info.set_names(role="test")
-    for name in names:
-        info.set(name)
-    return names
+    info = _corpus_info(config, config.test_sets)
+    return list(config.test_sets) or info.set_names(role="test")
 
 
-def train_cuts(config: DataConfig) -> CutSet:
-    """The training sets, read lazily one after another in a fixed order."""
-    info = read_corpus_info(config.corpus_dir)
-    for name in config.train_sets:
-        info.set(name)
+def train_cuts(
+    config: DataConfig, shuffle_seed: int | None = None, with_data: bool = True
+) -> CutSet:
+    """The training sets, read lazily one after another in a fixed order.
+
+    From a Shar export: with `shuffle_seed`, its shards in an order drawn from the seed and
+    the epoch; with_data=False, its manifests only (all the sampler needs to place buckets).
+    """
+    info = _corpus_info(config, config.train_sets)
     _check_stored_features(config, info, config.train_sets)
-    paths = [existing_cuts_path(config.corpus_dir, name) for name in config.train_sets]
-    return CutSet.from_files(paths, shuffle_iters=False)
+    return _read_sets(config, config.train_sets, shuffle_seed, with_data)
+
+
+def _corpus_info(config: DataConfig, set_names: Sequence[str]) -> CorpusInfo:
+    """corpus.json of the corpus, or of its Shar export; KeyError if a set is not listed."""
+    if config.shar_dir is not None:
+        return read_shar_info(config.shar_dir, set_names)
+    info = read_corpus_info(config.corpus_dir)
+    for name in set_names:
+        info.set(name)
+    return info
 
 
 def _check_stored_features(config: DataConfig, info: CorpusInfo, set_names: Sequence[str]) -> None:
@@ -320,8 +338,22 @@ def _check_stored_features(config: DataConfig, info: CorpusInfo, set_names: Sequ
             check_stored_settings(recorded[name], config.features, f"set {name!r}")
 
 
-def _read_set(corpus_dir: str | Path, set_name: str) -> CutSet:
-    return CutSet.from_jsonl_lazy(existing_cuts_path(corpus_dir, set_name))
+def _read_sets(
+    config: DataConfig,
+    set_names: Sequence[str],
+    shuffle_seed: int | None = None,
+    with_data: bool = True,
+) -> CutSet:
+    if config.shar_dir is not None:
+        return read_shar(
+            config.shar_dir,
+            set_names,
+            with_data=with_data,
+            audio_required=with_data and not config.features.use_stored,
+            shuffle_seed=shuffle_seed,
+        )
+    paths = [existing_cuts_path(config.corpus_dir, name) for name in set_names]
+    return CutSet.from_files(paths, shuffle_iters=False)
 
 
 class _Once(torch.utils.data.Sampler):

@@ -1,4 +1,5 @@
-"""`omnirouter data prepare | import | tokenizer`: real corpora and your own data, our layout."""
+"""`omnirouter data prepare | import | tokenizer | features | shar`: real corpora and your own
+data, our layout, and its Shar export."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     _add_import(data_subparsers)
     _add_tokenizer(data_subparsers)
     _add_features(data_subparsers)
+    _add_shar(data_subparsers)
 
 
 def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
@@ -118,6 +120,47 @@ def _run_features(args: argparse.Namespace) -> int:
     with _errors_as_messages():
         stored = store_corpus_features(args.corpus_dir, config, args.sets, args.num_jobs)
     print(f"stored: {', '.join(stored)}" if stored else "every set was already stored")
+    return 0
+
+
+def _add_shar(data_subparsers: argparse._SubParsersAction) -> None:
+    from omnirouter.data.shar import SharFields
+
+    shar = data_subparsers.add_parser(
+        "shar",
+        help="export sets to Lhotse Shar shards, read with data.shar_dir (object stores)",
+        description="Write sets of a prepared corpus as Lhotse Shar shards (OUT/<set>/: cut "
+        "manifests and tar files read from start to end) listed in OUT/corpus.json. Training "
+        "and evaluation read them with data.shar_dir=OUT.",
+    )
+    shar.add_argument("corpus_dir")
+    shar.add_argument("--out", required=True, help="the export directory")
+    shar.add_argument(
+        "--sets", nargs="+", default=[], help="e.g. train dev or train,dev (default: every set)"
+    )
+    shar.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
+    shar.add_argument(
+        "--fields",
+        choices=[fields.value for fields in SharFields],
+        help="stored features (lilcom), audio (flac) or both (default: a set's stored "
+        "features if it has them, else its audio)",
+    )
+    shar.set_defaults(run=_run_shar)
+
+
+def _run_shar(args: argparse.Namespace) -> int:
+    from omnirouter.data.shar import SHAR_EXTRA, SharFields, export_shar
+
+    sets = [name for value in args.sets for name in value.split(",") if name]
+    fields = SharFields(args.fields) if args.fields else None
+    with _errors_as_messages():
+        info = export_shar(args.corpus_dir, args.out, sets, args.shard_size, fields)
+    exported = info.extra[SHAR_EXTRA]
+    print(f"{args.out}: Shar export of corpus {info.name!r}")
+    for set_info in info.sets:
+        entry = exported[set_info.name]
+        shards = len(entry["shards"]["cuts"])
+        print(f"  {set_info.name:<32} {set_info.role:<5} {entry['fields']:<8} {shards:>6} shards")
     return 0
 
 
@@ -221,7 +264,7 @@ def _errors_as_messages() -> Iterator[None]:
     """Bad input ends the command with its message (naming file and problem), not a traceback."""
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError) as error:  # CorpusError, AudioError, ...
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:  # CorpusError, ...
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         raise SystemExit(f"error: {message}") from None
 
