@@ -29,7 +29,7 @@ class Aggregate(str, enum.Enum):
 @dataclass(frozen=True)
 class ProposalConfig:
     count: int = 1  # K routed proposals per frame; 1 = ordinary decoding
-    temperature: float = 0.5  # τ of the Gumbel noise on router logits (RoE searches [0, 0.5])
+    temperature: float = 0.3  # τ of the Gumbel noise on router logits (RoE searches [0, 0.5])
     mode: ProposalMode = ProposalMode.gumbel
     aggregate: Aggregate = Aggregate.probability
     seed: int = 0  # of the noise: the same seed and batches give the same transcripts
