@@ -222,3 +222,27 @@ def test_seed_values_use_the_sample_deviation() -> None:
     assert values.std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
     assert SeedValues((3.0,)).std is None
     assert SeedValues((math.nan, math.nan)).std is None  # unmeasured (a CER an old table lacks)
+
+
+def test_expert_counts_are_compared_as_in_table_ii() -> None:
+    def moe(name: str, family: str, experts: int, wers: list[float]) -> ModelSummary:
+        summary = model(name, family, {"a": wers, "b": wers})
+        return dataclasses.replace(summary, num_experts=experts, total_parameters=experts * 10**6)
+
+    paper_like = [
+        moe("switch-2e", "switch", 2, [20.0, 21.0]),
+        moe("switch-8e", "switch", 8, [25.0, 26.0]),
+        moe("omni-2e", "omni", 2, [20.0, 21.0]),
+        moe("omni-8e", "omni", 8, [18.0, 19.0]),
+    ]
+    finding = find(paper_like, SETS)[-1]
+    assert finding.topic == "Experts (Table II)"
+    assert finding.agrees is True
+    assert "8 against 2 experts: +5.00 WER points" in finding.observed
+    assert "8 against 2 experts: -2.00 WER points" in finding.observed
+    # 5 points apart, seed spread 0.71 + 0.71: beyond it.
+    assert "more than the seed spread (0.71 + 0.71)" in finding.observed
+    both_worse = [*paper_like[:3], moe("omni-8e", "omni", 8, [22.0, 23.0])]
+    assert find(both_worse, SETS)[-1].agrees is False
+    one_count = find(paper_like[::2], SETS)[-1]
+    assert one_count.agrees is None and "two expert counts" in one_count.observed

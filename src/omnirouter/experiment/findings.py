@@ -6,7 +6,8 @@ Gu, Likhomanenko and Jaitly (2025) report, for dense, Switch and Omni-router mod
   - a lower training loss for Omni-router;
   - a higher Cramér's V between adjacent layers' expert choices for Omni-router (§VI-B, Fig. 5);
   - a larger WER increase for Omni-router when experts are permuted at random (Fig. 3);
-  - loss spikes and instability in Switch training on conversational data (§VI-D, Fig. 6).
+  - loss spikes and instability in Switch training on conversational data (§VI-D, Fig. 6);
+  - with more experts (Table II: 2 → 8), Switch's WER rises while Omni-router's falls.
 
 Each family is represented by its first model in the experiment's order. A difference between
 two models "exceeds the seed spread" when it is larger than the sum of their standard
@@ -70,6 +71,7 @@ def find(models: Sequence[ModelSummary], averaged_sets: Sequence[str]) -> list[F
         cramers_v_finding(chosen),
         permutation_finding(chosen),
         spike_finding(chosen),
+        expert_count_finding(models),
     ]
 
 
@@ -198,6 +200,47 @@ def spike_finding(chosen: dict[str, ModelSummary]) -> Finding:
         )
     text = f"Loss spikes ({SPIKE_RULE}): "
     return Finding("Loss spikes", paper, text + "; ".join(parts) + "; " + verdict, agrees)
+
+
+def expert_count_finding(models: Sequence[ModelSummary]) -> Finding:
+    """Table II: the average WER of each MoE family at its fewest and its most experts (the
+    first model of each family and expert count)."""
+    paper = (
+        "with 8 experts instead of 2 (Table II), Switch's WER rises (4.4 → 8.6% on LibriSpeech "
+        "test-clean) while Omni-router's falls (4.2 → 3.9%)"
+    )
+    by_count: dict[str, dict[int, ModelSummary]] = {}
+    for model in models:
+        if model.family in ("switch", "omni") and model.num_experts:
+            by_count.setdefault(model.family, {}).setdefault(model.num_experts, model)
+    if any(len(by_count.get(family, {})) < 2 for family in ("switch", "omni")):
+        text = "Not measured: it needs Switch and Omni-router models at two expert counts or more."
+        return Finding("Experts (Table II)", paper, text, None)
+    sentences, changes = [], {}
+    for family in ("switch", "omni"):
+        counts = by_count[family]
+        fewest, most = counts[min(counts)], counts[max(counts)]
+        ordered = [counts[count] for count in sorted(counts)]
+        changes[family] = most.average_wer.mean - fewest.average_wer.mean
+        sentences.append(
+            f"{family}: "
+            + ", ".join(
+                f"{m.num_experts} experts ({m.total_parameters / 1e6:.2f}M) "
+                f"{_format(m.average_wer, '%')}"
+                for m in ordered
+            )
+            + f"; {most.num_experts} against {fewest.num_experts} experts: "
+            + f"{changes[family]:+.2f} WER points"
+            + "."
+        )
+        sentences += _spread_sentences([most, fewest], lambda m: m.average_wer, "WER points")
+    agrees = changes["switch"] > 0 and changes["omni"] <= 0
+    verdict = (
+        "Switch degrades with more experts and Omni-router does not, as in the paper."
+        if agrees
+        else "Not the paper's pattern (Switch worse with more experts, Omni-router not)."
+    )
+    return Finding("Experts (Table II)", paper, " ".join([*sentences, verdict]), agrees)
 
 
 def possible_explanations(circumstances: Circumstances) -> list[str]:
