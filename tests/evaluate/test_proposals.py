@@ -70,9 +70,8 @@ def test_proposal_zero_stays_clean_and_the_others_differ_at_a_high_temperature(o
         assert torch.equal(experts_KBT[0], plain_info.experts_BT())
         valid = plain_info.valid_BT
         assert (experts_KBT[1][valid] != experts_KBT[0][valid]).any()
-        # Gates are the router's clean probabilities of the chosen experts.
-        probs = info.probs_NE.gather(1, info.experts_NK)
-        torch.testing.assert_close(info.gates_NK, probs)
+        # Gates are the clean routing's own (the top-1 probability), whichever expert computes.
+        torch.testing.assert_close(info.gates_NK[:, 0], info.probs_NE.max(dim=1).values)
 
 
 def test_proposals_are_seeded(omni, batch) -> None:
@@ -120,7 +119,14 @@ def test_ranked_proposals_take_the_next_best_experts() -> None:
     # Frame 0 ranks experts 1, 2, (0|3); proposal 1 → ranks 2 and 3. Frame 1 ranks 0, 2, ...
     assert experts_NK[0, 0].item() == 2
     assert experts_NK[1, 0].item() in (1, 3) and experts_NK[1, 1].item() in (1, 3)
-    torch.testing.assert_close(gates_NK[0, 0], torch.tensor(0.3))
+    # The gates stay the clean top-2 probabilities of each frame.
+    torch.testing.assert_close(gates_NK, torch.tensor([[0.5, 0.3], [0.6, 0.2]]))
+
+
+def test_a_batch_that_is_not_k_copies_is_refused(omni, batch) -> None:
+    features = batch.features_BTF[:1].repeat(3, 1, 1)  # 3 rows, declared as 2 proposals
+    with pytest.raises(ValueError, match="copies of a batch"), torch.inference_mode():
+        omni(features, batch.feature_lens_B[:1].repeat(3), override=proposals(2, 1.0))
 
 
 def test_bad_proposals_are_refused() -> None:

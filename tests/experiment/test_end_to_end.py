@@ -86,8 +86,10 @@ def test_every_report_file_is_written(experiment: Experiment) -> None:
     # The folder is commit-able: no checkpoints, no audio.
     assert not [path for path in report.rglob("*") if path.suffix in (".pt", ".wav", ".npz")]
     headings = ("Findings", "Corpus", "Models", "Word error rates", "Character error rates")
-    for heading in (*headings, "Training", "Software"):
+    beyond = ("Expert offloading: caching and prefetching", "Routed proposals per frame")
+    for heading in (*headings, "Training", *beyond, "Software"):
         assert f"## {heading}" in readme
+    assert "routing/offload_hit_rate.png" in linked
     assert "omnirouter experiment tiny.yaml" in readme
     assert "openai-whisper" in readme
 
@@ -110,6 +112,10 @@ def test_first_run_does_every_task_once(experiment: Experiment) -> None:
         assert all(cut.has_features for cut in cuts), name
     for stage in ("tokenizer", "analysis", "compare", "report"):
         assert len(by_stage[stage]) == 1, stage
+    assert by_stage["proposals"] == ["switch/seed0", "omni/seed0"]  # the analysed MoE models
+    eval_dir = experiment.root / "exp" / "omni" / "seed0" / "eval"
+    sweep = json.loads(next(eval_dir.glob("proposals-*/sweep.json")).read_text())
+    assert [point["count"] for point in sweep["points"]] == [1, 2]
     # Each run's train.log holds its own training only.
     log = (experiment.root / "exp" / "dense" / "seed0" / "train.log").read_text()
     assert "dense model" in log

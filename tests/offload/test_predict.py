@@ -56,6 +56,17 @@ def test_transition_is_fitted_on_the_other_utterances_only() -> None:
     assert (predicted[0] == -1).all()
 
 
+def test_transition_gives_no_prediction_for_an_expert_the_other_fold_never_used() -> None:
+    experts = [[0, 0, 1, 1], [2, 2, 0, 0]]  # utterance 0 uses expert 0 only, utterance 1 only 1
+    predicted = predictions(records(experts, OFFSETS), "transition")
+    assert (predicted == -1).all()
+
+
+def test_an_empty_last_utterance_is_no_trouble() -> None:
+    predicted = predictions(records(TRACE, [0, 2, 4, 4]), "previous-step")
+    np.testing.assert_array_equal(predicted[1], [-1, 1, -1, 0])
+
+
 def test_unknown_predictor_is_refused() -> None:
     with pytest.raises(ValueError, match="known: " + ", ".join(PREDICTORS)):
         predictions(records(TRACE, OFFSETS), "oracle")

@@ -46,6 +46,8 @@ class ProposalSweep:
     family: str
     points: tuple[SweepPoint, ...]
     command: str = ""
+    normalizer: str = ""  # the text normaliser of the scores
+    corpus_dir: str = ""  # where the sets were read from
     # Of the routing decisions (valid frames × MoE layers) of proposals 1…K−1, the share that
     # differs from proposal 0's, at the largest K: how diverse the proposals are.
     changed_fraction: float = float("nan")
@@ -102,11 +104,16 @@ def changed_fraction(model: CtcModel, batch: Batch, config: ProposalConfig, devi
         )
     changed = total = 0
     for info in output.routing:
-        experts_KBT = info.experts_BT().view(count, size, -1)
+        # Each frame's set of experts (sorted), as a (K, B, T, k) map; padding never compared.
+        experts_MTK = torch.full(
+            (*info.valid_BT.shape, info.experts_NK.shape[1]), -1, device=info.experts_NK.device
+        )
+        experts_MTK[info.valid_BT] = info.experts_NK.sort(dim=1).values
+        experts_KBTK = experts_MTK.view(count, size, *experts_MTK.shape[1:])
         valid_BT = info.valid_BT[:size]
         for proposal in range(1, count):
-            differs = experts_KBT[proposal] != experts_KBT[0]
-            changed += int(differs[valid_BT].sum())
+            differs_BT = (experts_KBTK[proposal] != experts_KBTK[0]).any(dim=-1)
+            changed += int(differs_BT[valid_BT].sum())
             total += int(valid_BT.sum())
     return changed / total if total else float("nan")
 
@@ -147,7 +154,7 @@ def sweep_checkpoint(
         if out_dir
         else experiment_eval_dir(path, loaded) / (sweep_directory_name(config))
     )
-    _, eval_sets = load_eval_sets(loaded, sets, corpus_dir, max_duration)
+    data_config, eval_sets = load_eval_sets(loaded, sets, corpus_dir, max_duration)
     points = []
     for count in counts:
         point_config = dataclasses.replace(config, count=count)
@@ -172,7 +179,13 @@ def sweep_checkpoint(
         loaded.model, first_batch, max(configs, key=lambda c: c.count), device
     )
     sweep = ProposalSweep(
-        str(path), loaded.model_config.family.value, tuple(points), command, diversity
+        str(path),
+        loaded.model_config.family.value,
+        tuple(points),
+        command,
+        normalizer_name,
+        str(Path(data_config.corpus_dir).resolve()),
+        diversity,
     )
     return sweep, write_sweep(sweep, directory)
 
@@ -213,6 +226,8 @@ def sweep_document(sweep: ProposalSweep) -> dict[str, Any]:
         "model": sweep.model,
         "family": sweep.family,
         "command": sweep.command,
+        "normalizer": sweep.normalizer,
+        "corpus_dir": sweep.corpus_dir,
         "changed_fraction": sweep.changed_fraction,
         "points": [
             {

@@ -56,13 +56,14 @@ def forward_with_proposals(
     """The aggregated output of `proposals.count` routed proposals. Its routing is empty: the
     K copies' routing belongs to no single proposal."""
     count = proposals.count
+    if count == 1:  # ordinary decoding, at ordinary cost
+        output = model(features_BTF, feature_lens_B)
+        return ModelOutput(output.log_probs_BTV, output.lengths_B, ())
     features_KBTF = features_BTF.repeat(count, 1, 1)
     output = model(features_KBTF, feature_lens_B.repeat(count), override=proposals)
     batch = features_BTF.shape[0]
     log_probs_KBTV = output.log_probs_BTV.view(count, batch, *output.log_probs_BTV.shape[1:])
-    if count == 1:
-        log_probs_BTV = log_probs_KBTV[0]
-    elif aggregate is Aggregate.probability:
+    if aggregate is Aggregate.probability:
         log_probs_BTV = torch.logsumexp(log_probs_KBTV, dim=0) - math.log(count)
     else:
         log_probs_BTV = log_probs_KBTV.mean(dim=0).log_softmax(dim=-1)

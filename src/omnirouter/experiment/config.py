@@ -69,6 +69,8 @@ class ProposalStudyConfig:
     def __post_init__(self) -> None:
         if not self.counts or min(self.counts) < 1:
             raise ValueError(f"proposals.counts must be integers >= 1, got {self.counts}")
+        if self.temperature < 0:
+            raise ValueError(f"proposals.temperature must be >= 0, got {self.temperature}")
         self.proposal_config()  # an unknown mode or aggregate fails here, naming the choices
 
     def proposal_config(self) -> ProposalConfig:

@@ -278,7 +278,8 @@ def proposals_pending(config: ExperimentConfig, run: PlannedRun) -> str | None:
     if not path.is_file():
         return "not measured"
     try:
-        points = json.loads(path.read_text())["points"]
+        document = json.loads(path.read_text())
+        points = document["points"]
     except (json.JSONDecodeError, KeyError):
         return f"{path} is not readable"
     settings = config.proposals
@@ -286,11 +287,15 @@ def proposals_pending(config: ExperimentConfig, run: PlannedRun) -> str | None:
         "counts": [point["count"] for point in points],
         "sets": [sorted(point["sets"]) for point in points],
         "seed": {point["seed"] for point in points},
+        "normalizer": document.get("normalizer"),
+        "corpus_dir": document.get("corpus_dir"),
     }
     wanted = {
         "counts": list(settings.counts),
         "sets": [sorted(proposal_sets(config))] * len(settings.counts),
         "seed": {settings.seed},
+        "normalizer": config.analysis.normalizer,
+        "corpus_dir": str(Path(run.config.data.corpus_dir).resolve()),
     }
     if measured != wanted:
         return "the proposal settings changed"

@@ -198,6 +198,10 @@ class MoEFeedForward(nn.Module):
         probs_EN = logits_EN.softmax(dim=0)
         if isinstance(override, RoutingProposals):
             # The batch is `count` copies of the utterances, proposal-major.
+            if x_BTD.shape[0] % override.count:
+                raise ValueError(
+                    f"a batch of {x_BTD.shape[0]} is not {override.count} copies of a batch"
+                )
             rows_per_proposal = x_MD.shape[0] // override.count
             proposal_N = valid_rows_N // rows_per_proposal
             gates_NK, experts_NK = override.choose(logits_EN, probs_EN, proposal_N, self.top_k)

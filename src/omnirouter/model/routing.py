@@ -96,12 +96,14 @@ class RoutingProposals:
     clean path (temperature 0: the ordinary top-k routing), as RoE's batch index 0.
 
     `gumbel` (RoE): experts = TopK(logits + τ·G), G i.i.d. Gumbel(0, 1), which samples k
-    experts without replacement from softmax(logits / τ)'s ordering; τ → 0 is ordinary routing.
-    The gates are the router's clean probabilities of the chosen experts (RoE does not say;
-    the clean ones keep the FFN output's scale as in training). One τ for every layer, where
-    RoE tunes one per layer.
+    experts without replacement from softmax(logits / τ); τ → 0 is ordinary routing. One τ for
+    every layer, where RoE tunes one per layer.
     `ranked` (our variant): proposal j takes the experts ranked j+1 … j+k (cyclically).
-    Noise is drawn on the CPU from `generator`, so results do not depend on the device.
+    Gates: RoE does not say how a noisy choice is weighted. Ours are the clean routing's own
+    gates (the k largest router probabilities, in order), so the FFN output keeps the scale it
+    has in training and only the experts that compute it change, as in the permutation test.
+    Noise is drawn on the CPU from `generator` (for the noisy proposals' frames only), so
+    results do not depend on the device.
     """
 
     count: int
@@ -123,20 +125,21 @@ class RoutingProposals:
         top_k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(gates_NK, experts_NK) of every valid frame; `proposal_N` is each frame's proposal."""
-        num_experts, num_frames = logits_EN.shape
+        num_experts = logits_EN.shape[0]
+        gates_KN, experts_KN = probs_EN.topk(top_k, dim=0)  # the clean routing (proposal 0)
+        noisy_N = (proposal_N > 0).nonzero().squeeze(1)
         if self.mode is ProposalMode.ranked:
-            order_EN = probs_EN.argsort(dim=0, descending=True)
-            rank_KN = (
-                proposal_N.unsqueeze(0) + torch.arange(top_k, device=proposal_N.device)[:, None]
-            ) % num_experts
-            experts_KN = order_EN.gather(0, rank_KN)
-        else:
-            uniform_EN = torch.rand(num_experts, num_frames, generator=self.generator)
+            order_EN = probs_EN.index_select(1, noisy_N).argsort(dim=0, descending=True)
+            offsets_K1 = torch.arange(top_k, device=proposal_N.device)[:, None]
+            rank_KN = (proposal_N.index_select(0, noisy_N).unsqueeze(0) + offsets_K1) % num_experts
+            experts_KN[:, noisy_N] = order_EN.gather(0, rank_KN)
+        elif self.temperature > 0:
+            uniform_EN = torch.rand(num_experts, noisy_N.shape[0], generator=self.generator)
             gumbel_EN = -torch.log(-torch.log(uniform_EN.clamp(min=1e-20)))
-            scale_N = torch.where(proposal_N == 0, 0.0, self.temperature).to(logits_EN.dtype)
-            noisy_EN = logits_EN + gumbel_EN.to(logits_EN.device) * scale_N
-            experts_KN = noisy_EN.topk(top_k, dim=0).indices
-        gates_KN = probs_EN.gather(0, experts_KN)
+            noisy_EN = logits_EN.index_select(1, noisy_N) + self.temperature * gumbel_EN.to(
+                logits_EN.device, logits_EN.dtype
+            )
+            experts_KN[:, noisy_N] = noisy_EN.topk(top_k, dim=0).indices
         return gates_KN.t(), experts_KN.t()
 
 

@@ -133,8 +133,8 @@ def simulate(
             counts["wasted"] += target != actual
             if len(target_cache) >= slots:
                 del target_cache[_victim(target_cache, eviction, frequency, fetched, 0)]
+            fetched[target] = position
         target_cache[target] = position + 0.5  # used after this access, before the next one
-        fetched.setdefault(target, position)
     return CacheStats(
         accesses=len(keys),
         hits=counts["hits"],

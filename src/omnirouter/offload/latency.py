@@ -8,10 +8,13 @@ must first come from slow memory:
     fetch per expert   = expert bytes / slow bandwidth
     step latency       = L · compute
                          + demand loads per step · fetch              (the layer waits)
-                         + prefetch loads per step · max(0, fetch − compute)
+                         + prefetch loads per step · max(0, fetch − overlap)
 
-A prefetch is issued one layer ahead, so its transfer overlaps one layer's compute and only
-the excess stalls; a wasted prefetch still occupies the link. Loads per step are measured on a
+A prefetch is issued one layer ahead, so its transfer overlaps the compute between the
+prediction and the use and only the excess stalls: a whole layer (`overlap="layer"`) for a
+prediction known when the current layer routes, only the next block's attention
+(`overlap="attention"`) for the lookahead, known once the current block is done. A wasted
+prefetch still occupies the link. Loads per step are measured on a
 trace and, for a preset of another depth, scaled per layer access (rates per access × L). The
 model ignores attention over past steps, the CTC head and the link's latency: it compares
 policies, it does not predict a device.
@@ -53,6 +56,7 @@ class ModelSize:
     num_experts: int
     expert_bytes: int
     layer_active_bytes: int  # attention + norms + one expert
+    attention_bytes: int
 
     @classmethod
     def of(cls, name: str, config: ModelConfig, vocab_size: int) -> ModelSize:
@@ -70,6 +74,7 @@ class ModelSize:
             num_experts=config.num_experts,
             expert_bytes=expert * BYTES_PER_PARAMETER,
             layer_active_bytes=(attention + norms + expert) * BYTES_PER_PARAMETER,
+            attention_bytes=attention * BYTES_PER_PARAMETER,
         )
 
 
@@ -90,18 +95,21 @@ def model_size(name: str, config: ModelConfig, vocab_size: int) -> ModelSize:
 
 
 def step_latency_ms(
-    stats: CacheStats, trace_layers: int, size: ModelSize, memory: MemorySystem
+    stats: CacheStats, size: ModelSize, memory: MemorySystem, overlap: str = "layer"
 ) -> float:
-    """Modelled milliseconds per step of `size` on `memory`, with the trace's load rates."""
-    accesses_per_step = size.num_layers
+    """Modelled milliseconds per step of `size` on `memory`, with the trace's load rates per
+    layer access (so the trace's own depth drops out)."""
+    if overlap not in ("layer", "attention"):
+        raise ValueError(f"overlap is 'layer' or 'attention', not {overlap!r}")
     compute = size.layer_active_bytes / (memory.fast_gb_per_s * 1e9)
+    hidden_bytes = size.layer_active_bytes if overlap == "layer" else size.attention_bytes
+    hidden = hidden_bytes / (memory.fast_gb_per_s * 1e9)
     fetch = size.expert_bytes / (memory.slow_gb_per_s * 1e9)
-    demand_rate = stats.demand_loads / stats.accesses  # per layer access
+    demand_rate = stats.demand_loads / stats.accesses
     prefetch_rate = stats.prefetch_loads / stats.accesses
-    seconds = accesses_per_step * (
-        compute + demand_rate * fetch + prefetch_rate * max(0.0, fetch - compute)
+    seconds = size.num_layers * (
+        compute + demand_rate * fetch + prefetch_rate * max(0.0, fetch - hidden)
     )
-    del trace_layers  # rates are per access, so the trace's depth drops out
     return 1e3 * seconds
 
 

@@ -11,7 +11,7 @@ expert of the previous step is usually still cached anyway). -1 means no predict
     previous-step   the next layer's expert at the previous step of the utterance
     transition      the most frequent next-layer expert after the current one, counted on the
                     other half of the utterances (two-fold cross-fitting, so that no prediction
-                    is fitted on the utterance it predicts). Not in the brief: it gives Switch,
+                    is fitted on the utterance it predicts). Our addition: it gives Switch,
                     whose expert numbers mean nothing across layers, a fair learnt mapping.
 
 Shape legend: L MoE layers, N steps of all utterances, U utterances, E experts.
@@ -36,7 +36,8 @@ def predictions(records: RoutingRecords, predictor: str) -> np.ndarray:
         predicted_LN[1:] = records.lookahead()[:-1]
     elif predictor == "previous-step":
         predicted_LN[1:, 1:] = experts_LN[1:, :-1]
-        predicted_LN[:, records.offsets_U[:-1]] = -1  # no previous step in a new utterance
+        starts_U = records.offsets_U[:-1]
+        predicted_LN[:, starts_U[starts_U < records.num_steps]] = -1  # a new utterance's start
     elif predictor == "transition":
         predicted_LN[1:] = _cross_fitted_transitions(records)
     else:
@@ -60,7 +61,8 @@ def _cross_fitted_transitions(records: RoutingRecords) -> np.ndarray:
             fitted = fold_N != fold
             counts_EE = np.zeros((num_experts, num_experts), dtype=np.int64)
             np.add.at(counts_EE, (current_N[fitted], following_N[fitted]), 1)
-            likeliest_E = counts_EE.argmax(axis=1)
+            # An expert never seen in the fitted fold gives no prediction.
+            likeliest_E = np.where(counts_EE.sum(axis=1) > 0, counts_EE.argmax(axis=1), -1)
             held_out = ~fitted
             predicted_LN[layer, held_out] = likeliest_E[current_N[held_out]]
     return predicted_LN

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from omnirouter.analysis.records import RoutingRecords
 from omnirouter.offload.cache import CacheStats, Eviction, Scope, simulate
 from omnirouter.offload.latency import (
@@ -62,12 +64,20 @@ class OffloadStudy:
         raise KeyError((model, scope, slots, policy))
 
 
-def run_policy(records: RoutingRecords, scope: Scope, slots: int, policy: str) -> CacheStats:
-    """One simulation: a demand policy, or `prefetch:<predictor>` with LRU eviction."""
+def run_policy(
+    records: RoutingRecords,
+    scope: Scope,
+    slots: int,
+    policy: str,
+    predicted_LN: np.ndarray | None = None,
+) -> CacheStats:
+    """One simulation: a demand policy, or `prefetch:<predictor>` with LRU eviction
+    (`predicted_LN`: that predictor's predictions, when already computed)."""
     experts_LN = records.experts_LN
     total = slots if scope is Scope.per_layer else slots * records.num_layers
     if policy.startswith("prefetch:"):
-        predicted_LN = predictions(records, policy.removeprefix("prefetch:"))
+        if predicted_LN is None:
+            predicted_LN = predictions(records, policy.removeprefix("prefetch:"))
         return simulate(experts_LN, records.num_experts, total, scope, Eviction.lru, predicted_LN)
     return simulate(experts_LN, records.num_experts, total, scope, Eviction(policy))
 
@@ -78,11 +88,13 @@ def study(
     """Every policy, scope and cache size for every MoE model's records."""
     results = []
     for model in records:
+        predicted = {name: predictions(model, name) for name in PREDICTORS}
         sizes = slots_per_layer or range(1, model.num_experts + 1)
         for scope in Scope:
             for slots in sizes:
                 for policy in POLICIES:
-                    stats = run_policy(model, scope, slots, policy)
+                    predicted_LN = predicted.get(policy.removeprefix("prefetch:"))
+                    stats = run_policy(model, scope, slots, policy, predicted_LN)
                     results.append(
                         PolicyResult(model.name, model.family, scope.value, slots, policy, stats)
                     )
@@ -169,9 +181,9 @@ def hit_rate_table(offload: OffloadStudy, scope: str) -> Table:
                     continue
                 cells.append(f"{100 * stats.hit_rate:.1f} ({stats.loads_per_step:.2f})")
             rows.append((model, policy, *cells))
-    unit = "slots per layer" if scope == "per-layer" else "slots per layer, pooled"
+    unit = "per layer" if scope == "per-layer" else "per layer, pooled"
     return Table(
-        ("model", "policy", *(f"{slots} {unit}" for slots in sizes)),
+        ("model", "policy", *(f"C = {slots} {unit}" for slots in sizes)),
         tuple(rows),
         f"{scope} cache: hit rate % (expert loads per 40 ms step, prefetches included)",
     )
@@ -197,7 +209,9 @@ def prefetch_table(offload: OffloadStudy) -> Table:
     return Table(
         ("model", "predictor", "prefetch accuracy %", "wasted loads per step", "hit rate %"),
         tuple(rows),
-        "Prefetching one layer ahead (per-layer cache of the latency table's size)",
+        "Prefetching one layer ahead (per-layer cache of the latency table's size). With a "
+        "per-layer cache `previous-step` never loads anything: the previous step's expert of "
+        "a layer is always that layer's most recent entry, so it is LRU there.",
     )
 
 
@@ -219,14 +233,16 @@ def latency_table(offload: OffloadStudy, memory: MemorySystem) -> Table:
         )
         for policy in POLICIES:
             stats = offload.result(model, "per-layer", slots, policy).stats
-            layers = offload.num_layers[model]
-            cells = (f"{step_latency_ms(stats, layers, size, memory):.2f}" for size in sizes)
+            overlap = "attention" if policy == "prefetch:lookahead" else "layer"
+            cells = (f"{step_latency_ms(stats, size, memory, overlap):.2f}" for size in sizes)
             rows.append((model, policy, *cells))
+    slots = sorted(set(offload.latency_slots.values()))
     return Table(
         header,
         tuple(rows),
         f"Modelled ms per 40 ms step on {memory.name} ({memory.fast_gb_per_s:g} / "
-        f"{memory.slow_gb_per_s:g} GB/s), per-layer cache of half the experts",
+        f"{memory.slow_gb_per_s:g} GB/s), per-layer cache of "
+        f"{' / '.join(map(str, slots))} slot(s)",
     )
 
 
