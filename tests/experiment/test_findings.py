@@ -174,6 +174,9 @@ def test_spikes_compare_switch_with_omni() -> None:
     assert finding.agrees is True
     assert "s 3 spike(s)" in finding.observed
     assert "o 0 spike(s)" in finding.observed
+    alike = {family: model(family[0], family, quiet, spikes=1) for family in ("switch", "omni")}
+    assert spike_finding(alike).agrees is None
+    assert "does not separate them" in spike_finding(alike).observed
 
 
 def test_explanations_name_what_differs_from_the_paper() -> None:

@@ -183,13 +183,16 @@ def spike_finding(chosen: dict[str, ModelSummary]) -> Finding:
         return Finding("Loss spikes", paper, _only(chosen, "stability comparison"), None)
     counts = {family: _instability(chosen[family]) for family in chosen}
     parts = [
-        f"{chosen[family].name} {spikes:g} spike(s) and {skipped:g} skipped step(s) per run"
+        f"{chosen[family].name} {spikes:.2g} spike(s) and {skipped:.2g} skipped step(s) per run"
         for family, (spikes, skipped) in counts.items()
     ]
     switch, omni = sum(counts["switch"]), sum(counts["omni"])
     if switch == omni == 0:
         verdict = "no run was unstable by this measure, so the paper's Switch instability did "
         verdict += "not appear (nor does it on read speech in the paper)."
+        agrees = None
+    elif switch == omni:
+        verdict = "Switch and Omni-router were alike by this measure: it does not separate them."
         agrees = None
     else:
         agrees = switch > omni
