@@ -247,5 +247,9 @@ def test_expert_counts_are_compared_as_in_table_ii() -> None:
     assert "more than the seed spread (0.71 + 0.71)" in finding.observed
     both_worse = [*paper_like[:3], moe("omni-8e", "omni", 8, [22.0, 23.0])]
     assert find(both_worse, SETS)[-1].agrees is False
+    close = [*paper_like[:1], moe("switch-8e", "switch", 8, [20.5, 21.5]), *paper_like[2:3]]
+    close.append(moe("omni-8e", "omni", 8, [19.8, 20.8]))
+    undecided = find(close, SETS)[-1]
+    assert undecided.agrees is None and "within the seed spread" in undecided.observed
     one_count = find(paper_like[::2], SETS)[-1]
     assert one_count.agrees is None and "two expert counts" in one_count.observed

@@ -219,12 +219,20 @@ def expert_count_finding(models: Sequence[ModelSummary]) -> Finding:
     if any(len(by_count.get(family, {})) < 2 for family in ("switch", "omni")):
         text = "Not measured: it needs Switch and Omni-router models at two expert counts or more."
         return Finding("Experts (Table II)", paper, text, None)
-    sentences, changes = [], {}
+    sentences: list[str] = []
+    changes: dict[str, float] = {}
+    within_spread: dict[str, bool] = {}
+    known_spread: dict[str, bool] = {}
     for family in ("switch", "omni"):
         counts = by_count[family]
         fewest, most = counts[min(counts)], counts[max(counts)]
         ordered = [counts[count] for count in sorted(counts)]
         changes[family] = most.average_wer.mean - fewest.average_wer.mean
+        spreads = (most.average_wer.std, fewest.average_wer.std)
+        known_spread[family] = None not in spreads
+        within_spread[family] = known_spread[family] and abs(changes[family]) <= sum(
+            spread or 0.0 for spread in spreads
+        )
         sentences.append(
             f"{family}: "
             + ", ".join(
@@ -237,12 +245,17 @@ def expert_count_finding(models: Sequence[ModelSummary]) -> Finding:
             + "."
         )
         sentences += _spread_sentences([most, fewest], lambda m: m.average_wer, "WER points")
-    agrees = changes["switch"] > 0 and changes["omni"] <= 0
+    agrees: bool | None = changes["switch"] > 0 and changes["omni"] <= 0
     verdict = (
         "Switch degrades with more experts and Omni-router does not, as in the paper."
         if agrees
         else "Not the paper's pattern (Switch worse with more experts, Omni-router not)."
     )
+    if all(within_spread.values()):
+        agrees = None
+        verdict = "Both changes are within the seed spread: the sweep does not decide it."
+    elif not all(known_spread.values()):
+        verdict += " With one seed, the differences may be run-to-run variation."
     return Finding("Experts (Table II)", paper, " ".join([*sentences, verdict]), agrees)
 
 
