@@ -200,7 +200,9 @@ def analysed_runs(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> list[
 
 
 def analysis_dir(config: ExperimentConfig) -> Path:
-    return config.exp_root_dir / "analysis" / config.analysis.set_name
+    """EXP_ROOT/analysis/<experiment>/<set>: experiments may share their runs' root (the demo,
+    the benchmark and the expert sweep all train into exp/demo), not their analyses."""
+    return config.exp_root_dir / "analysis" / config.name / config.analysis.set_name
 
 
 def analysis_pending(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> str | None:
