@@ -129,51 +129,34 @@ def _counts(text: str) -> list[int]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from omnirouter.evaluate.proposal_sweep import sweep_checkpoint
     from omnirouter.evaluate.suite import evaluate_checkpoint
     from omnirouter.evaluate.tables import eval_table_markdown
     from omnirouter.train.distributed import choose_device
 
+    options = {
+        "sets": _split(args.sets),
+        "out_dir": args.out,
+        "corpus_dir": args.corpus,
+        "max_duration": args.max_duration,
+        "device": str(choose_device(args.device)),
+        "normalizer_name": args.normalizer,
+        "command": eval_command(args),
+    }
     if args.proposals:
-        return run_proposal_sweep(args)
-    result = evaluate_checkpoint(
-        args.model,
-        sets=_split(args.sets),
-        out_dir=args.out,
-        corpus_dir=args.corpus,
-        max_duration=args.max_duration,
-        device=str(choose_device(args.device)),
-        normalizer_name=args.normalizer,
-        command=eval_command(args),
-    )
+        config = ProposalConfig(
+            temperature=args.proposal_temperature,
+            mode=ProposalMode(args.proposal_mode),
+            aggregate=Aggregate(args.proposal_aggregate),
+            seed=args.proposal_seed,
+        )
+        _, markdown = sweep_checkpoint(args.model, args.proposals, config, **options)
+        print(markdown.read_text())
+        print(f"written: {markdown.parent}")
+        return 0
+    result = evaluate_checkpoint(args.model, **options)
     print(eval_table_markdown(result.table))
     print(f"written: {result.table_files.markdown.parent}")
-    return 0
-
-
-def run_proposal_sweep(args: argparse.Namespace) -> int:
-    from omnirouter.evaluate.proposal_sweep import sweep_checkpoint
-    from omnirouter.train.distributed import choose_device
-
-    config = ProposalConfig(
-        temperature=args.proposal_temperature,
-        mode=ProposalMode(args.proposal_mode),
-        aggregate=Aggregate(args.proposal_aggregate),
-        seed=args.proposal_seed,
-    )
-    _, markdown = sweep_checkpoint(
-        args.model,
-        args.proposals,
-        config,
-        sets=_split(args.sets),
-        out_dir=args.out,
-        corpus_dir=args.corpus,
-        max_duration=args.max_duration,
-        device=str(choose_device(args.device)),
-        normalizer_name=args.normalizer,
-        command=eval_command(args),
-    )
-    print(markdown.read_text())
-    print(f"written: {markdown.parent}")
     return 0
 
 

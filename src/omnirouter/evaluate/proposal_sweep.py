@@ -22,8 +22,8 @@ import torch
 
 from omnirouter.data.batch import Batch
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, get_normalizer
-from omnirouter.evaluate.proposals import ProposalConfig, forward_with_proposals
-from omnirouter.evaluate.run import inference_context
+from omnirouter.evaluate.proposals import ProposalConfig
+from omnirouter.evaluate.run import decode_features, inference_context
 from omnirouter.evaluate.suite import evaluate_sets, experiment_eval_dir, load_eval_sets
 from omnirouter.evaluate.wer import SetScore
 from omnirouter.model.ctc_model import CtcModel
@@ -81,7 +81,7 @@ def time_forwards(
                 routing = config.routing()
                 _synchronize(device)
                 started = time.perf_counter()
-                forward_with_proposals(
+                decode_features(
                     model, batch.features_BTF, batch.feature_lens_B, routing, config.aggregate
                 )
                 _synchronize(device)
@@ -152,7 +152,7 @@ def sweep_checkpoint(
     directory = (
         Path(out_dir)
         if out_dir
-        else experiment_eval_dir(path, loaded) / (sweep_directory_name(config))
+        else experiment_eval_dir(path, loaded) / sweep_directory_name(config)
     )
     data_config, eval_sets = load_eval_sets(loaded, sets, corpus_dir, max_duration)
     points = []
@@ -192,29 +192,27 @@ def sweep_checkpoint(
 
 def sweep_markdown(sweep: ProposalSweep) -> str:
     first = sweep.points[0].config
-    how = (
-        "each proposal sends a frame to its next-ranked expert"
-        if first.mode is ProposalMode.ranked
-        else f"proposals 1…K−1 route by Gumbel-top-k of the router logits at τ = {first.temperature:g}"
-    )
     lines = [
         f"# Routed proposals: {sweep.model}",
         "",
-        f"K proposals per frame in one forward of a K-times batch; proposal 0 is the ordinary "
-        f"routing, {how}; the CTC posteriors are aggregated by {first.aggregate.value} "
-        f"averaging before greedy decoding (noise seed {first.seed}).",
+        f"K proposals per frame in one forward of a K-times batch: {first.description} "
+        f"(noise seed {first.seed}). Of the routing decisions of proposals 1…K−1 on the "
+        f"first batch, {100 * sweep.changed_fraction:.1f}% differ from proposal 0's. Cost: "
+        "the median forward of one batch, every K timed interleaved; recognition s: one pass "
+        "over the sets.",
         "",
         "| K | "
         + " | ".join(f"{name} WER / CER %" for name in sweep.set_names)
-        + " | recognition s | cost vs K=1 |",
-        "|---|" + "---|" * len(sweep.set_names) + "---|---|",
+        + " | recognition s | forward ms | cost vs K=1 |",
+        "|---|" + "---|" * len(sweep.set_names) + "---|---|---|",
     ]
     for point in sweep.points:
         cells = [f"{100 * s.wer:.2f} / {100 * s.cer:.2f}" for s in point.scores]
         lines.append(
             f"| {point.config.count} | "
             + " | ".join(cells)
-            + f" | {point.seconds:.1f} | {sweep.relative_cost(point):.2f}× |"
+            + f" | {point.seconds:.1f} | {1e3 * point.forward_seconds:.1f}"
+            + f" | {sweep.relative_cost(point):.2f}× |"
         )
     if sweep.command:
         lines += ["", f"Command: `{sweep.command}`"]

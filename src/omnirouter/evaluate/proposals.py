@@ -40,6 +40,21 @@ class ProposalConfig:
         return RoutingProposals(self.count, self.temperature, self.mode, generator)
 
     @property
+    def description(self) -> str:
+        """How the proposals are made and merged, as a clause for tables and reports."""
+        if self.mode is ProposalMode.ranked:
+            how = "each further proposal sends a frame to its next-ranked expert"
+        else:
+            how = (
+                "proposals 1…K−1 pick experts by Gumbel-top-k of the router logits at "
+                f"τ = {self.temperature:g}"
+            )
+        return (
+            f"proposal 0 is the ordinary routing, {how}; the CTC posteriors are averaged "
+            f"({self.aggregate.value}) before greedy decoding"
+        )
+
+    @property
     def label(self) -> str:
         if self.mode is ProposalMode.ranked:
             return f"K={self.count} ranked, {self.aggregate.value}"

@@ -22,7 +22,7 @@ from omnirouter.evaluate.decode import greedy_ctc_decode
 from omnirouter.evaluate.proposals import Aggregate, ProposalConfig, forward_with_proposals
 from omnirouter.evaluate.wer import Recognition, SetScore, score_set
 from omnirouter.model.ctc_model import CtcModel, ModelOutput
-from omnirouter.model.routing import RoutingOverride, RoutingProposals
+from omnirouter.model.routing import RoutingIntervention, RoutingOverride, RoutingProposals
 
 if TYPE_CHECKING:
     from omnirouter.data.batch import Batch
@@ -58,32 +58,16 @@ def decode_features(
     model: CtcModel,
     features_BTF: torch.Tensor,
     feature_lens_B: torch.Tensor,
-    override: RoutingOverride | None = None,
-    proposals: ProposalDecoding | None = None,
+    override: RoutingIntervention | None = None,
+    aggregate: Aggregate = Aggregate.probability,
 ) -> DecodedBatch:
-    """Forward and greedy decoding; call inside `inference_context`. With `proposals`
-    (several routed proposals per frame), their aggregated posteriors are decoded."""
-    if proposals is not None:
-        if override is not None:
-            raise ValueError("a routing override and routed proposals cannot be combined")
-        output = forward_with_proposals(
-            model, features_BTF, feature_lens_B, proposals.routing, proposals.aggregate
-        )
+    """Forward and greedy decoding; call inside `inference_context`. With routed proposals
+    as the override, their posteriors are aggregated (`aggregate`) and decoded."""
+    if isinstance(override, RoutingProposals):
+        output = forward_with_proposals(model, features_BTF, feature_lens_B, override, aggregate)
     else:
         output = model(features_BTF, feature_lens_B, override=override)
     return DecodedBatch(output, greedy_ctc_decode(output.log_probs_BTV, output.lengths_B))
-
-
-@dataclass(frozen=True)
-class ProposalDecoding:
-    """Routed proposals with their noise source, as one set's recognition uses them."""
-
-    routing: RoutingProposals
-    aggregate: Aggregate
-
-    @classmethod
-    def of(cls, config: ProposalConfig) -> ProposalDecoding:
-        return cls(config.routing(), config.aggregate)
 
 
 def recognize(
@@ -100,12 +84,17 @@ def recognize(
     """The model's transcript of every utterance in `batches`, beside its reference.
     `proposals`: decode several routed proposals per frame (seeded once per call)."""
     recognitions: list[Recognition] = []
-    decoding = ProposalDecoding.of(proposals) if proposals is not None else None
+    intervention: RoutingIntervention | None = override
+    aggregate = Aggregate.probability
+    if proposals is not None:
+        if override is not None:
+            raise ValueError("a routing override and routed proposals cannot be combined")
+        intervention, aggregate = proposals.routing(), proposals.aggregate
     with inference_context(model, device):
         for batch in tqdm(batches, desc=description, unit="batch", disable=not progress):
             batch = batch.to(device)
             decoded = decode_features(
-                model, batch.features_BTF, batch.feature_lens_B, override, decoding
+                model, batch.features_BTF, batch.feature_lens_B, intervention, aggregate
             )
             if on_output is not None:
                 on_output(batch, decoded.output)

@@ -53,12 +53,6 @@ def proposal_report_section(config: ExperimentConfig, runs: Sequence[PlannedRun]
             rows.append((run.model, str(point["count"]), *cells, f"{point['relative_cost']:.2f}×"))
     if not rows:
         return Section(PROPOSALS_TITLE, (Paragraph("No MoE model was analysed."),))
-    how = (
-        "each proposal sends a frame to its next-ranked expert"
-        if settings.mode == "ranked"
-        else f"proposals 1…K−1 pick experts by Gumbel-top-k of the router logits at τ = "
-        f"{settings.temperature:g}"
-    )
     table = Table(
         ("model", "K", *(f"{name} WER / CER %" for name in sets), "cost vs K = 1"),
         tuple(rows),
@@ -66,9 +60,8 @@ def proposal_report_section(config: ExperimentConfig, runs: Sequence[PlannedRun]
         "batch, every K timed interleaved",
     )
     text = (
-        f"K routed proposals per frame, run as one forward of a K-times batch: proposal 0 is "
-        f"the ordinary routing, {how}; their CTC posteriors are averaged "
-        f"({settings.aggregate}) before greedy decoding (after Zibakhsh et al. 2025, RoE). "
+        "K routed proposals per frame, run as one forward of a K-times batch: "
+        f"{settings.proposal_config().description} (after Zibakhsh et al. 2025, RoE). "
         "Training is unchanged; only inference routes differently."
     )
     blocks: list = [Paragraph(text), table]
