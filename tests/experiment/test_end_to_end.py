@@ -113,8 +113,8 @@ def test_first_run_does_every_task_once(experiment: Experiment) -> None:
     for stage in ("tokenizer", "analysis", "compare", "report"):
         assert len(by_stage[stage]) == 1, stage
     assert by_stage["proposals"] == ["switch/seed0", "omni/seed0"]  # the analysed MoE models
-    eval_dir = experiment.root / "exp" / "omni" / "seed0" / "eval"
-    sweep = json.loads(next(eval_dir.glob("proposals-*/sweep.json")).read_text())
+    sweep_path = experiment.root / "exp" / "proposals" / "tiny" / "omni" / "sweep.json"
+    sweep = json.loads(sweep_path.read_text())
     assert [point["count"] for point in sweep["points"]] == [1, 2]
     # Each run's train.log holds its own training only.
     log = (experiment.root / "exp" / "dense" / "seed0" / "train.log").read_text()

@@ -18,17 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(markdown + self-contained HTML). Output: EXP/analysis/SET/ unless --out."
         ),
     )
-    parser.add_argument("experiment", help="experiment directory (or a checkpoint file) to analyse")
-    parser.add_argument(
-        "--set", dest="set_name", default="dev", help="evaluation set (default: dev)"
-    )
-    parser.add_argument(
-        "--compare", nargs="+", default=[], metavar="EXP", help="more experiment directories"
-    )
-    parser.add_argument("--out", default=None, help="output directory")
-    parser.add_argument(
-        "--corpus", default=None, help="read the set from this corpus instead of the model's own"
-    )
+    add_subject_arguments(parser)
     parser.add_argument(
         "--utterances", type=int, default=3, help="utterances drawn in Fig. 2 (default: 3)"
     )
@@ -52,9 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.3,
         help="silence below low + T·(high − low) of each utterance's energy (default: 0.3)",
     )
-    parser.add_argument("--max-utterances", type=int, default=0, help="analyse the first N only")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--normalizer", default="whisper-english", help="text normaliser: whisper-english or none"
     )
@@ -64,6 +52,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="redraw figures and page from the saved results in the output directory",
     )
     parser.set_defaults(run=run)
+
+
+def add_subject_arguments(parser: argparse.ArgumentParser) -> None:
+    """The models and the set to measure them on: shared by `analyze` and `offload`."""
+    parser.add_argument("experiment", help="experiment directory (or a checkpoint file)")
+    parser.add_argument(
+        "--compare", nargs="+", default=[], metavar="EXP", help="more experiment directories"
+    )
+    parser.add_argument(
+        "--set", dest="set_name", default="dev", help="evaluation set (default: dev)"
+    )
+    parser.add_argument("--out", default=None, help="output directory")
+    parser.add_argument(
+        "--corpus", default=None, help="read the set from this corpus instead of the model's own"
+    )
+    parser.add_argument("--max-utterances", type=int, default=0, help="the first N only")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
 def run(args: argparse.Namespace) -> int:

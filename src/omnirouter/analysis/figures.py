@@ -90,7 +90,7 @@ def draw_expert_usage(
     )
     step_ms = 1000 * records[0].step_seconds
     figure.suptitle(f"Expert chosen per layer (rows of each image) and {step_ms:.0f} ms step")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _draw_spectrogram(axes, records: Sequence[RoutingRecords], cut_id: str) -> None:
@@ -148,7 +148,7 @@ def draw_permutation(results: Sequence[PermutationResult], path: Path) -> Path:
     axes.set_title("Permutation test")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def draw_contingency(summaries: Sequence[RoutingSummary], path: Path) -> Path:
@@ -184,7 +184,7 @@ def draw_contingency(summaries: Sequence[RoutingSummary], path: Path) -> Path:
         axes.set_ylabel(f"layer {panel.first_layer + 1} expert")
         axes.set_xlabel(f"layer {panel.second_layer + 1} expert (matched order)")
         axes.set_title(f"{summary.name}\nCramér's V = {panel.cramers_v:.2f}", fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def draw_cramers_v(summaries: Sequence[RoutingSummary], path: Path) -> Path:
@@ -231,7 +231,7 @@ def draw_cramers_v(summaries: Sequence[RoutingSummary], path: Path) -> Path:
         matrix_axes.set_title(f"{summary.name}: all pairs", fontsize=10)
     if image is not None:
         figure.colorbar(image, ax=figure.axes[1:], shrink=0.85, label="Cramér's V")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
@@ -257,7 +257,7 @@ def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
     axes.set_title("Training loss (raw faint, smoothed solid)")
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def draw_expert_shares(
@@ -303,14 +303,15 @@ def draw_expert_shares(
     if image is not None:
         figure.colorbar(image, ax=figure.axes, shrink=0.8, label="fraction (cells in %)")
     figure.suptitle(title, fontsize=11)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write the figure as a PNG (its folder made if missing); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI)
     return path

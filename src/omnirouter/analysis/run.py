@@ -32,7 +32,7 @@ from omnirouter.analysis.results import (
 )
 from omnirouter.analysis.summary import RoutingSummary, SummaryConfig, summarize, summary_to_dict
 from omnirouter.offload.run import write_study
-from omnirouter.offload.study import offload_section
+from omnirouter.offload.study import OffloadStudy, offload_section
 from omnirouter.report.page import PageFiles, write_page
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,13 @@ class AnalysisOutputs:
 
 
 def write_outputs(
-    results: AnalysisResults, config: SummaryConfig, directory: str | Path
+    results: AnalysisResults,
+    config: SummaryConfig,
+    directory: str | Path,
+    offload: OffloadStudy | None = None,
 ) -> AnalysisOutputs:
-    """Statistics, figures and page from measured (or reloaded) results."""
+    """Statistics, figures and page from measured (or reloaded) results; the offloading study
+    is simulated from their records unless an earlier one is given."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     moe_models = results.moe_models
@@ -63,8 +67,8 @@ def write_outputs(
         json.dumps({"models": [summary_to_dict(summary) for summary in summaries]}, indent=1) + "\n"
     )
     figure_files = _draw(results, summaries, directory)
-    offload = write_study(results, directory)
-    extra = [offload_section(offload[0], offload[2])] if offload else []
+    study_files = write_study(results, directory, simulated=offload)
+    extra = [offload_section(study_files.study, study_files.figure)] if study_files else []
     page = build_page(results, summaries, figure_files, config, extra)
     page_files = write_page(page, directory, "report")
     logger.info("analysis page: %s", page_files.html)
@@ -74,7 +78,7 @@ def write_outputs(
         statistics_path,
         figure_files,
         page_files,
-        offload[1] if offload else None,
+        study_files.document if study_files else None,
     )
 
 
@@ -119,11 +123,12 @@ def _draw(
     )
 
 
-def default_output_dir(experiment: str | Path, set_name: str) -> Path:
-    """EXP/analysis/<set>; a checkpoint file has no experiment directory to write into."""
+def default_output_dir(experiment: str | Path, set_name: str, area: str = "analysis") -> Path:
+    """EXP/<area>/<set> (area: analysis, offload); a checkpoint file has no experiment
+    directory to write into."""
     if not Path(experiment).is_dir():
         raise ValueError(f"{experiment} is not an experiment directory: pass --out DIR")
-    return Path(experiment) / "analysis" / set_name
+    return Path(experiment) / area / set_name
 
 
 def analyze(

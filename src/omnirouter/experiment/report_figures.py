@@ -1,5 +1,6 @@
 """The report's figures, drawn into the report directory: every run's training loss, and the
-routing analysis (figures, page and statistics) redrawn from its saved results."""
+routing analysis (figures, page, statistics and the offloading study) redrawn from its saved
+results."""
 
 from __future__ import annotations
 
@@ -39,8 +40,12 @@ def draw_report_figures(
         return ReportFigures(training_loss, None, None)
     from omnirouter.analysis.results import load_results
     from omnirouter.analysis.run import write_outputs
+    from omnirouter.offload.run import load_study
 
     outputs = write_outputs(
-        load_results(analysis_dir), config.analysis.summary, report_dir / ROUTING_DIR
+        load_results(analysis_dir),
+        config.analysis.summary,
+        report_dir / ROUTING_DIR,
+        load_study(analysis_dir),  # the analysis simulated it: no second simulation
     )
     return ReportFigures(training_loss, outputs.figures, outputs.page.html, outputs.offload)

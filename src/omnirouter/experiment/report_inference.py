@@ -16,11 +16,12 @@ PROPOSALS_TITLE = "Routed proposals per frame (after RoE)"
 
 def offload_report_section(offload_json: Path | None) -> Section:
     """The analysis's offloading study (`offload.json`, its figure beside it)."""
-    if offload_json is None or not offload_json.is_file():
-        return Section(OFFLOAD_TITLE, (Paragraph("No MoE model was analysed."),))
-    from omnirouter.offload.study import OFFLOAD_FIGURE, from_document, offload_section
+    from omnirouter.offload.run import load_study
+    from omnirouter.offload.study import OFFLOAD_FIGURE, offload_section
 
-    offload = from_document(json.loads(offload_json.read_text()))
+    offload = load_study(offload_json.parent) if offload_json is not None else None
+    if offload is None:
+        return Section(OFFLOAD_TITLE, (Paragraph("No MoE model was analysed."),))
     figure = offload_json.parent / OFFLOAD_FIGURE
     section = offload_section(offload, figure if figure.is_file() else None)
     return Section(OFFLOAD_TITLE + " (first seed of each model)", section.blocks)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from omnirouter.model.config import Family
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_STAMP_FILE = "experiment_inputs.json"  # what an analysis directory was measured from
+INPUTS_STAMP_FILE = "experiment_inputs.json"  # what a stage's directory was measured from
 
 
 class CorpusError(OmnirouterError):
@@ -210,19 +211,14 @@ def analysis_pending(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> st
     from omnirouter.analysis.run import STATISTICS_FILE
 
     directory = analysis_dir(config)
-    stamp = directory / ANALYSIS_STAMP_FILE
-    if not (stamp.is_file() and (directory / STATISTICS_FILE).is_file()):
+    if not (directory / STATISTICS_FILE).is_file():
         return "not analysed"
-    try:
-        measured_from = json.loads(stamp.read_text()).get("fingerprint")
-    except json.JSONDecodeError:
-        measured_from = None
-    if measured_from != _analysis_fingerprint(config, runs):
-        return "the analysed models or the analysis settings changed"
-    measured = (directory / RESULTS_FILE).stat().st_mtime
-    if any(measured < newest_checkpoint_time(run.exp_dir) for run in runs):
-        return "checkpoints are newer than the analysis"
-    return None
+    return _stamp_pending(
+        directory,
+        directory / RESULTS_FILE,
+        _fingerprint(config_to_dict(config.analysis), runs),
+        runs,
+    )
 
 
 def analyze_runs(config: ExperimentConfig, runs: Sequence[PlannedRun], command: str) -> Path:
@@ -247,17 +243,41 @@ def analyze_runs(config: ExperimentConfig, runs: Sequence[PlannedRun], command: 
     results = measure(subjects(), config.analysis, command)
     save_results(results, directory)
     write_outputs(results, config.analysis.summary, directory)
-    stamp = {"fingerprint": _analysis_fingerprint(config, runs), "models": [r.label for r in runs]}
-    (directory / ANALYSIS_STAMP_FILE).write_text(json.dumps(stamp, indent=1) + "\n")
+    _write_stamp(directory, _fingerprint(config_to_dict(config.analysis), runs), runs)
     return directory
 
 
-def _analysis_fingerprint(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> str:
+def _fingerprint(settings: dict, runs: Sequence[PlannedRun]) -> str:
+    """What a derived directory is measured from: a stage's settings and the runs."""
     inputs = {
-        "analysis": config_to_dict(config.analysis),
+        "settings": settings,
         "runs": [[run.model, str(run.exp_dir.resolve())] for run in runs],
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _write_stamp(directory: Path, fingerprint: str, runs: Sequence[PlannedRun]) -> None:
+    stamp = {"fingerprint": fingerprint, "models": [run.label for run in runs]}
+    (directory / INPUTS_STAMP_FILE).write_text(json.dumps(stamp, indent=1) + "\n")
+
+
+def _stamp_pending(
+    directory: Path, output: Path, fingerprint: str, runs: Sequence[PlannedRun]
+) -> str | None:
+    """Why `output` in `directory` must be measured again, or None: missing, measured from
+    other settings or runs (its stamp), or older than a run's checkpoints."""
+    stamp = directory / INPUTS_STAMP_FILE
+    if not (stamp.is_file() and output.is_file()):
+        return f"{output.name} is missing"
+    try:
+        measured_from = json.loads(stamp.read_text()).get("fingerprint")
+    except json.JSONDecodeError:
+        measured_from = None
+    if measured_from != fingerprint:
+        return "the models or the settings changed"
+    if any(output.stat().st_mtime < newest_checkpoint_time(run.exp_dir) for run in runs):
+        return f"checkpoints are newer than {output.name}"
+    return None
 
 
 # ---------------------------------------------------------------- routed proposals
@@ -268,42 +288,25 @@ def proposal_sets(config: ExperimentConfig) -> list[str]:
 
 
 def proposal_dir(config: ExperimentConfig, run: PlannedRun) -> Path:
-    from omnirouter.evaluate.proposal_sweep import sweep_directory_name
+    """EXP_ROOT/proposals/<experiment>/<model>: apart from what `omnirouter eval --proposals`
+    writes by hand into the run's own directory."""
+    return config.exp_root_dir / "proposals" / config.name / run.model
 
-    return run.exp_dir / EVAL_DIR / sweep_directory_name(config.proposals.proposal_config())
+
+def _proposal_fingerprint(config: ExperimentConfig, run: PlannedRun) -> str:
+    settings = {
+        "proposals": config_to_dict(config.proposals),
+        "normalizer": config.analysis.normalizer,
+    }
+    return _fingerprint(settings, [run])
 
 
 def proposals_pending(config: ExperimentConfig, run: PlannedRun) -> str | None:
     from omnirouter.evaluate.proposal_sweep import SWEEP_STEM
 
-    path = proposal_dir(config, run) / f"{SWEEP_STEM}.json"
-    if not path.is_file():
-        return "not measured"
-    try:
-        document = json.loads(path.read_text())
-        points = document["points"]
-    except (json.JSONDecodeError, KeyError):
-        return f"{path} is not readable"
-    settings = config.proposals
-    measured = {
-        "counts": [point["count"] for point in points],
-        "sets": [sorted(point["sets"]) for point in points],
-        "seed": {point["seed"] for point in points},
-        "normalizer": document.get("normalizer"),
-        "corpus_dir": document.get("corpus_dir"),
-    }
-    wanted = {
-        "counts": list(settings.counts),
-        "sets": [sorted(proposal_sets(config))] * len(settings.counts),
-        "seed": {settings.seed},
-        "normalizer": config.analysis.normalizer,
-        "corpus_dir": str(Path(run.config.data.corpus_dir).resolve()),
-    }
-    if measured != wanted:
-        return "the proposal settings changed"
-    if path.stat().st_mtime < newest_checkpoint_time(run.exp_dir):
-        return "checkpoints are newer than the sweep"
-    return None
+    directory = proposal_dir(config, run)
+    sweep = directory / f"{SWEEP_STEM}.json"
+    return _stamp_pending(directory, sweep, _proposal_fingerprint(config, run), [run])
 
 
 def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) -> Path:
@@ -312,6 +315,12 @@ def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) 
 
     settings = config.proposals
     directory = proposal_dir(config, run)
+    sets = ",".join(proposal_sets(config))
+    counts = ",".join(map(str, settings.counts))
+    command = ["omnirouter", "eval", str(run.exp_dir), "--sets", sets, "--proposals", counts]
+    command += ["--proposal-temperature", f"{settings.temperature:g}"]
+    command += ["--proposal-mode", settings.mode, "--proposal-aggregate", settings.aggregate]
+    command += ["--proposal-seed", str(settings.seed), "--out", str(directory)]
     sweep_checkpoint(
         run.exp_dir,
         settings.counts,
@@ -320,9 +329,7 @@ def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) 
         out_dir=directory,
         device=device,
         normalizer_name=config.analysis.normalizer,
-        command=f"omnirouter eval {run.exp_dir} --sets {','.join(proposal_sets(config))} "
-        f"--proposals {','.join(map(str, settings.counts))} "
-        f"--proposal-temperature {settings.temperature:g} --proposal-mode {settings.mode} "
-        f"--proposal-aggregate {settings.aggregate} --proposal-seed {settings.seed}",
+        command=shlex.join(command),
     )
+    _write_stamp(directory, _proposal_fingerprint(config, run), [run])
     return directory / f"{SWEEP_STEM}.json"

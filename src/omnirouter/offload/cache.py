@@ -29,6 +29,7 @@ Shape legend: L MoE layers, N steps of all utterances in decoding order.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,8 +95,10 @@ def simulate(
             raise ValueError("prefetching is simulated with LRU eviction only")
         if predictions_LN.shape != experts_LN.shape:
             raise ValueError(f"predictions {predictions_LN.shape} ≠ trace {experts_LN.shape}")
-    # One flat sequence of keys (layer · E + expert) in decoding order.
-    keys = (np.arange(num_layers)[:, None] * num_experts + experts_LN.astype(np.int64)).T.ravel()
+    # Keys (layer · E + expert) and predictions, one flat list each in decoding order.
+    layer_keys_L1 = np.arange(num_layers)[:, None] * num_experts
+    keys = (layer_keys_L1 + experts_LN.astype(np.int64)).T.ravel().tolist()
+    predicted = [] if predictions_LN is None else predictions_LN.T.ravel().tolist()
     caches: list[dict[int, float]] = [
         {} for _ in range(num_layers if scope is Scope.per_layer else 1)
     ]
@@ -103,7 +106,7 @@ def simulate(
     frequency: dict[int, int] = {}
     fetched: dict[int, int] = {}  # when each cached key came in (least-stale's FIFO order)
     counts = dict(hits=0, demand=0, prefetches=0, correct=0, prefetch_loads=0, wasted=0)
-    for position, key in enumerate(keys.tolist()):
+    for position, key in enumerate(keys):
         layer = position % num_layers
         cache = caches[layer if scope is Scope.per_layer else 0]
         frequency[key] = frequency.get(key, 0) + 1
@@ -117,15 +120,13 @@ def simulate(
             fetched[key] = position
         # Each cached key's priority: the time of its last use (LRU, LFU's tie-break) or,
         # for Belady, the time of its next use.
-        cache[key] = float(next_use[position]) if next_use is not None else float(position)
-        if predictions_LN is None or layer + 1 >= num_layers:
-            continue
-        predicted = int(predictions_LN[layer + 1, position // num_layers])
-        if predicted < 0:
+        cache[key] = next_use[position] if next_use is not None else float(position)
+        # The prediction for the next access, the next layer of this step.
+        if not predicted or layer + 1 >= num_layers or predicted[position + 1] < 0:
             continue
         counts["prefetches"] += 1
-        actual = int(keys[position + 1])
-        target = (layer + 1) * num_experts + predicted
+        actual = keys[position + 1]
+        target = (layer + 1) * num_experts + predicted[position + 1]
         counts["correct"] += target == actual
         target_cache = caches[layer + 1 if scope is Scope.per_layer else 0]
         if target not in target_cache:
@@ -164,12 +165,12 @@ def _victim(
     return min(cache, key=cache.__getitem__)  # least recently used
 
 
-def _next_uses(keys: np.ndarray) -> np.ndarray:
+def _next_uses(keys: list[int]) -> list[float]:
     """For every position, the position of the next access to the same key (∞ if none)."""
-    next_use = np.full(len(keys), np.inf)
+    next_use = [math.inf] * len(keys)
     last_seen: dict[int, int] = {}
     for position in range(len(keys) - 1, -1, -1):
-        key = int(keys[position])
+        key = keys[position]
         if key in last_seen:
             next_use[position] = last_seen[key]
         last_seen[key] = position

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from omnirouter.analysis.cli import add_subject_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,9 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "latency at the paper's sizes. Output: EXP/offload/SET/ unless --out."
         ),
     )
-    parser.add_argument("experiment", help="experiment directory (or a checkpoint file)")
-    parser.add_argument("--compare", nargs="+", default=[], metavar="EXP", help="more models")
-    parser.add_argument("--set", dest="set_name", default="dev", help="set (default: dev)")
+    add_subject_arguments(parser)
     parser.add_argument(
         "--cache-slots",
         type=_slots,
@@ -28,10 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="C,C,...",
         help="cache sizes in experts per MoE layer (default: 1 to the number of experts)",
     )
-    parser.add_argument("--out", default=None, help="output directory")
-    parser.add_argument("--corpus", default=None, help="read the set from this corpus")
-    parser.add_argument("--max-utterances", type=int, default=0, help="the first N only")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--from-records",
         action="store_true",

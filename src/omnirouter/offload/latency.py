@@ -23,12 +23,14 @@ policies, it does not predict a device.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
 
 from omnirouter.model.config import ModelConfig
 from omnirouter.model.ctc_model import build_model, count_parameters
+from omnirouter.model.moe import MoEFeedForward
 from omnirouter.model.presets import PAPER_VOCAB_SIZE, preset
 from omnirouter.offload.cache import CacheStats
 
@@ -60,13 +62,14 @@ class ModelSize:
 
     @classmethod
     def of(cls, name: str, config: ModelConfig, vocab_size: int) -> ModelSize:
-        """Sizes from the model itself, built on the meta device (no memory, no time)."""
+        """Sizes read off the model itself, built on the meta device (no memory, no time)."""
         with torch.device("meta"):
             model = build_model(config, vocab_size)
-        dim, ffn = config.model_dim, config.ffn_dim
-        expert = 2 * dim * ffn + dim + ffn
-        attention = 4 * dim * dim + 4 * dim
-        norms = 4 * dim
+        block = next(block for block in model.blocks if block.is_moe)
+        assert isinstance(block.feed_forward, MoEFeedForward)
+        expert = count_parameters(block.feed_forward.experts) // config.num_experts
+        attention = count_parameters(block.attention)
+        norms = count_parameters(block.attention_norm) + count_parameters(block.ffn_norm)
         return cls(
             name=name,
             parameters=count_parameters(model),
@@ -78,20 +81,15 @@ class ModelSize:
         )
 
 
-def paper_sizes(family: str, num_experts: int) -> list[ModelSize]:
+@functools.cache
+def paper_sizes(family: str, num_experts: int) -> tuple[ModelSize, ...]:
     """The paper's trunks (84M, 140M, 200M dense) as MoE models of `num_experts` experts."""
     sizes = []
     for trunk in ("paper-84m", "paper-140m", "paper-200m"):
-        config = preset(trunk, family, num_experts)
-        total = ModelSize.of(trunk, config, PAPER_VOCAB_SIZE).parameters
-        sizes.append(
-            ModelSize.of(f"{trunk} ×{num_experts} ({total / 1e6:.0f}M)", config, PAPER_VOCAB_SIZE)
-        )
-    return sizes
-
-
-def model_size(name: str, config: ModelConfig, vocab_size: int) -> ModelSize:
-    return ModelSize.of(name, dataclasses.replace(config), vocab_size)
+        size = ModelSize.of(trunk, preset(trunk, family, num_experts), PAPER_VOCAB_SIZE)
+        name = f"{trunk} ×{num_experts} ({size.parameters / 1e6:.0f}M)"
+        sizes.append(dataclasses.replace(size, name=name))
+    return tuple(sizes)
 
 
 def step_latency_ms(

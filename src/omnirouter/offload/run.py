@@ -23,6 +23,7 @@ from omnirouter.offload.study import (
     OFFLOAD_FILE,
     OffloadStudy,
     draw_hit_rates,
+    from_document,
     offload_section,
     study,
     to_document,
@@ -41,12 +42,6 @@ class OffloadOutputs:
     page: PageFiles
 
 
-def default_output_dir(experiment: str | Path, set_name: str) -> Path:
-    if not Path(experiment).is_dir():
-        raise ValueError(f"{experiment} is not an experiment directory: pass --out DIR")
-    return Path(experiment) / "offload" / set_name
-
-
 def record_routing(
     experiments: Sequence[str | Path], config: AnalysisConfig, command: str = ""
 ) -> AnalysisResults:
@@ -60,20 +55,37 @@ def record_routing(
     return measure(experiment_subjects(experiments, config), config, command)
 
 
+@dataclass(frozen=True)
+class StudyFiles:
+    study: OffloadStudy
+    document: Path  # offload.json
+    figure: Path  # offload_hit_rate.png
+
+
 def write_study(
-    results: AnalysisResults, directory: str | Path, slots_per_layer: Sequence[int] | None = None
-) -> tuple[OffloadStudy, Path, Path] | None:
-    """The study of the results' MoE models: JSON and figure in `directory` (None if no MoE)."""
+    results: AnalysisResults,
+    directory: str | Path,
+    slots_per_layer: Sequence[int] | None = None,
+    simulated: OffloadStudy | None = None,
+) -> StudyFiles | None:
+    """The study of the results' MoE models (simulated now unless `simulated` is given): JSON
+    and figure in `directory`. None when there is no MoE model."""
     records = [model.records for model in results.moe_models if model.records]
     if not records:
         return None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    offload = study(records, slots_per_layer)
+    offload_study = simulated or study(records, slots_per_layer)
     document = directory / OFFLOAD_FILE
-    document.write_text(json.dumps(to_document(offload), indent=1) + "\n")
-    figure = draw_hit_rates(offload, directory / OFFLOAD_FIGURE)
-    return offload, document, figure
+    document.write_text(json.dumps(to_document(offload_study), indent=1) + "\n")
+    figure = draw_hit_rates(offload_study, directory / OFFLOAD_FIGURE)
+    return StudyFiles(offload_study, document, figure)
+
+
+def load_study(directory: str | Path) -> OffloadStudy | None:
+    """The study saved in `directory` by `write_study`, or None if there is none."""
+    path = Path(directory) / OFFLOAD_FILE
+    return from_document(json.loads(path.read_text())) if path.is_file() else None
 
 
 def offload(
@@ -85,7 +97,11 @@ def offload(
     from_records: bool = False,
     command: str = "",
 ) -> OffloadOutputs:
-    directory = Path(out_dir) if out_dir else default_output_dir(experiment, config.set_name)
+    from omnirouter.analysis.run import default_output_dir
+
+    directory = (
+        Path(out_dir) if out_dir else default_output_dir(experiment, config.set_name, "offload")
+    )
     if from_records:
         results = load_results(directory)
     else:
@@ -94,7 +110,7 @@ def offload(
     written = write_study(results, directory, slots_per_layer)
     if written is None:
         raise ValueError("no mixture-of-experts model among the experiments: nothing to offload")
-    offload_study, document, figure = written
+    offload_study = written.study
     intro = [
         Paragraph(
             f"Expert offloading simulated over the routing of {len(offload_study.models)} "
@@ -106,12 +122,12 @@ def offload(
         intro.append(Paragraph(f"Command: `{results.command}`"))
     page = Page(
         f"Expert offloading: {results.set_name}",
-        (offload_section(offload_study, figure),),
+        (offload_section(offload_study, written.figure),),
         tuple(intro),
     )
     page_files = write_page(page, directory, "report")
     logger.info("offloading page: %s", page_files.html)
-    return OffloadOutputs(directory, offload_study, document, figure, page_files)
+    return OffloadOutputs(directory, offload_study, written.document, written.figure, page_files)
 
 
 def _steps(results: AnalysisResults) -> str:

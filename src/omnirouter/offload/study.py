@@ -8,20 +8,21 @@ slots · L experts of any layers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from matplotlib.figure import Figure
 
+from omnirouter.analysis.figures import save_figure
 from omnirouter.analysis.records import RoutingRecords
 from omnirouter.offload.cache import CacheStats, Eviction, Scope, simulate
 from omnirouter.offload.latency import (
     MEMORY_SYSTEMS,
     MemorySystem,
-    ModelSize,
     paper_sizes,
     resident_latency_ms,
     step_latency_ms,
@@ -56,45 +57,35 @@ class OffloadStudy:
     def models(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(result.model for result in self.results))
 
+    @functools.cached_property
+    def _by_key(self) -> dict[tuple[str, str, int, str], PolicyResult]:
+        return {(r.model, r.scope, r.slots_per_layer, r.policy): r for r in self.results}
+
     def result(self, model: str, scope: str, slots: int, policy: str) -> PolicyResult:
-        for result in self.results:
-            key = (result.model, result.scope, result.slots_per_layer, result.policy)
-            if key == (model, scope, slots, policy):
-                return result
-        raise KeyError((model, scope, slots, policy))
-
-
-def run_policy(
-    records: RoutingRecords,
-    scope: Scope,
-    slots: int,
-    policy: str,
-    predicted_LN: np.ndarray | None = None,
-) -> CacheStats:
-    """One simulation: a demand policy, or `prefetch:<predictor>` with LRU eviction
-    (`predicted_LN`: that predictor's predictions, when already computed)."""
-    experts_LN = records.experts_LN
-    total = slots if scope is Scope.per_layer else slots * records.num_layers
-    if policy.startswith("prefetch:"):
-        if predicted_LN is None:
-            predicted_LN = predictions(records, policy.removeprefix("prefetch:"))
-        return simulate(experts_LN, records.num_experts, total, scope, Eviction.lru, predicted_LN)
-    return simulate(experts_LN, records.num_experts, total, scope, Eviction(policy))
+        return self._by_key[(model, scope, slots, policy)]
 
 
 def study(
     records: Sequence[RoutingRecords], slots_per_layer: Sequence[int] | None = None
 ) -> OffloadStudy:
-    """Every policy, scope and cache size for every MoE model's records."""
+    """Every policy, scope and cache size for every MoE model's records: the demand policies,
+    and `prefetch:<predictor>` with LRU eviction."""
     results = []
     for model in records:
-        predicted = {name: predictions(model, name) for name in PREDICTORS}
-        sizes = slots_per_layer or range(1, model.num_experts + 1)
+        predicted = {f"prefetch:{name}": predictions(model, name) for name in PREDICTORS}
         for scope in Scope:
-            for slots in sizes:
+            for slots in slots_per_layer or range(1, model.num_experts + 1):
+                total = slots if scope is Scope.per_layer else slots * model.num_layers
                 for policy in POLICIES:
-                    predicted_LN = predicted.get(policy.removeprefix("prefetch:"))
-                    stats = run_policy(model, scope, slots, policy, predicted_LN)
+                    eviction = Eviction.lru if policy in predicted else Eviction(policy)
+                    stats = simulate(
+                        model.experts_LN,
+                        model.num_experts,
+                        total,
+                        scope,
+                        eviction,
+                        predicted.get(policy),
+                    )
                     results.append(
                         PolicyResult(model.name, model.family, scope.value, slots, policy, stats)
                     )
@@ -221,7 +212,7 @@ def latency_table(offload: OffloadStudy, memory: MemorySystem) -> Table:
     header: tuple[str, ...] = ()
     for model in offload.models:
         family = next(r.family for r in offload.results if r.model == model)
-        sizes: list[ModelSize] = paper_sizes(family, offload.num_experts[model])
+        sizes = paper_sizes(family, offload.num_experts[model])
         header = ("model", "policy", *(size.name for size in sizes))
         slots = offload.latency_slots[model]
         rows.append(
@@ -248,38 +239,29 @@ def latency_table(offload: OffloadStudy, memory: MemorySystem) -> Table:
 
 def draw_hit_rates(offload: OffloadStudy, path: Path) -> Path:
     """Hit rate against cache size: a panel per scope and model, a line per policy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     models = offload.models
-    figure, axes = plt.subplots(
-        2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharey=True
-    )
+    figure = Figure(figsize=(4.2 * len(models), 6.4), layout="constrained")
+    axes = figure.subplots(2, len(models), squeeze=False, sharey=True)
     for column, model in enumerate(models):
         for row, scope in enumerate(("per-layer", "global")):
             axis = axes[row][column]
+            sizes = sorted(
+                {r.slots_per_layer for r in offload.results if (r.model, r.scope) == (model, scope)}
+            )
             for policy in POLICIES:
-                points = sorted(
-                    (r.slots_per_layer, 100 * r.stats.hit_rate)
-                    for r in offload.results
-                    if r.model == model and r.scope == scope and r.policy == policy
-                )
+                rates = [
+                    100 * offload.result(model, scope, c, policy).stats.hit_rate for c in sizes
+                ]
                 style = "--" if policy in DEMAND_POLICIES else "-"
-                axis.plot(*zip(*points), style, marker="o", markersize=3, label=policy)
-            axis.set_xticks([slots for slots, _ in points])
+                axis.plot(sizes, rates, style, marker="o", markersize=3, label=policy)
+            axis.set_xticks(sizes)
             axis.set_title(f"{model}: {scope} cache", fontsize=9)
             axis.set_xlabel("cache slots per MoE layer")
             axis.grid(alpha=0.3)
             if column == 0:
                 axis.set_ylabel("hit rate (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def offload_section(offload: OffloadStudy, figure: Path | None) -> Section:
