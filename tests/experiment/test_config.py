@@ -65,6 +65,9 @@ def test_defaults_name_the_directories_after_the_experiment() -> None:
         (["models=[{name: x, overrides: [model.model_dim=30]}]"], r"models\[x\].*num_heads"),
         (["models=[{name: x, overrides: [model.family]}]"], r"models\[x\].*key\.sub=value"),
         ([MODELS, "run.train.max_step=3"], "max_step"),
+        ([MODELS, "proposals.mode=bogus"], r"proposals\.mode.*gumbel, ranked"),
+        ([MODELS, "proposals.counts=[0,2]"], r"proposals\.counts must be integers >= 1"),
+        ([MODELS, "proposals.temperature=-1"], r"proposals\.temperature must be >= 0"),
     ],
 )
 def test_bad_input_is_named(overrides: list[str], named: str) -> None:

@@ -206,12 +206,9 @@ class RoutingCollector:
 
 def _lookahead_BT(info: RoutingInfo) -> torch.Tensor:
     """A layer's lookahead predictions as a (B, T) map; -1 on padding and when not captured."""
-    lookahead_BT = torch.full(
-        info.valid_BT.shape, -1, dtype=torch.long, device=info.experts_NK.device
-    )
-    if info.lookahead_N is not None:
-        lookahead_BT[info.valid_BT] = info.lookahead_N
-    return lookahead_BT
+    if info.lookahead_N is None:
+        return torch.full(info.valid_BT.shape, -1, dtype=torch.long, device=info.valid_BT.device)
+    return info.frame_map(info.lookahead_N)
 
 
 def save_records(records: RoutingRecords, directory: str | Path, stem: str) -> Path:

@@ -105,10 +105,7 @@ def changed_fraction(model: CtcModel, batch: Batch, config: ProposalConfig, devi
     changed = total = 0
     for info in output.routing:
         # Each frame's set of experts (sorted), as a (K, B, T, k) map; padding never compared.
-        experts_MTK = torch.full(
-            (*info.valid_BT.shape, info.experts_NK.shape[1]), -1, device=info.experts_NK.device
-        )
-        experts_MTK[info.valid_BT] = info.experts_NK.sort(dim=1).values
+        experts_MTK = info.frame_map(info.experts_NK.sort(dim=1).values)
         experts_KBTK = experts_MTK.view(count, size, *experts_MTK.shape[1:])
         valid_BT = info.valid_BT[:size]
         for proposal in range(1, count):

@@ -62,8 +62,8 @@ class ProposalStudyConfig:
     sets: list[str] = field(default_factory=list)  # empty = the analysis set
     counts: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     temperature: float = ProposalConfig.temperature  # Gumbel noise scale on router logits
-    mode: str = ProposalMode.gumbel.value  # "gumbel" (RoE) | "ranked"
-    aggregate: str = Aggregate.probability.value  # "probability" (RoE) | "log"
+    mode: ProposalMode = ProposalMode.gumbel  # gumbel (RoE) | ranked
+    aggregate: Aggregate = Aggregate.probability  # probability (RoE) | log
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,14 +71,9 @@ class ProposalStudyConfig:
             raise ValueError(f"proposals.counts must be integers >= 1, got {self.counts}")
         if self.temperature < 0:
             raise ValueError(f"proposals.temperature must be >= 0, got {self.temperature}")
-        self.proposal_config()  # an unknown mode or aggregate fails here, naming the choices
 
     def proposal_config(self) -> ProposalConfig:
-        try:
-            mode, aggregate = ProposalMode(self.mode), Aggregate(self.aggregate)
-        except ValueError as error:
-            raise ValueError(f"proposals: {error}") from None
-        return ProposalConfig(1, self.temperature, mode, aggregate, self.seed)
+        return ProposalConfig(1, self.temperature, self.mode, self.aggregate, self.seed)
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,8 @@ def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) 
     counts = ",".join(map(str, settings.counts))
     command = ["omnirouter", "eval", str(run.exp_dir), "--sets", sets, "--proposals", counts]
     command += ["--proposal-temperature", f"{settings.temperature:g}"]
-    command += ["--proposal-mode", settings.mode, "--proposal-aggregate", settings.aggregate]
+    command += ["--proposal-mode", settings.mode.value]
+    command += ["--proposal-aggregate", settings.aggregate.value]
     command += ["--proposal-seed", str(settings.seed), "--out", str(directory)]
     sweep_checkpoint(
         run.exp_dir,

@@ -40,13 +40,15 @@ class RoutingInfo:
         # probs_NE is a view of the router's expert-major (E, N) output.
         return self.probs_NE.t().argmax(dim=0)
 
+    def frame_map(self, values_N: torch.Tensor) -> torch.Tensor:
+        """Per-valid-frame values (N, ...) as a (B, T, ...) map, -1 on padding."""
+        map_BT = values_N.new_full((*self.valid_BT.shape, *values_N.shape[1:]), -1)
+        map_BT[self.valid_BT] = values_N
+        return map_BT
+
     def experts_BT(self) -> torch.Tensor:
         """First chosen expert of every frame as a (B, T) map, -1 on padding."""
-        experts_BT = torch.full(
-            self.valid_BT.shape, -1, dtype=torch.long, device=self.experts_NK.device
-        )
-        experts_BT[self.valid_BT] = self.experts_NK[:, 0]
-        return experts_BT
+        return self.frame_map(self.experts_NK[:, 0])
 
 
 @dataclass(frozen=True)
