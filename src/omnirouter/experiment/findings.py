@@ -221,18 +221,13 @@ def expert_count_finding(models: Sequence[ModelSummary]) -> Finding:
         return Finding("Experts (Table II)", paper, text, None)
     sentences: list[str] = []
     changes: dict[str, float] = {}
-    within_spread: dict[str, bool] = {}
-    known_spread: dict[str, bool] = {}
+    beyond: dict[str, bool | None] = {}
     for family in ("switch", "omni"):
         counts = by_count[family]
         fewest, most = counts[min(counts)], counts[max(counts)]
         ordered = [counts[count] for count in sorted(counts)]
         changes[family] = most.average_wer.mean - fewest.average_wer.mean
-        spreads = (most.average_wer.std, fewest.average_wer.std)
-        known_spread[family] = None not in spreads
-        within_spread[family] = known_spread[family] and abs(changes[family]) <= sum(
-            spread or 0.0 for spread in spreads
-        )
+        beyond[family] = _beyond_spread(most.average_wer, fewest.average_wer)
         sentences.append(
             f"{family}: "
             + ", ".join(
@@ -251,10 +246,10 @@ def expert_count_finding(models: Sequence[ModelSummary]) -> Finding:
         if agrees
         else "Not the paper's pattern (Switch worse with more experts, Omni-router not)."
     )
-    if all(within_spread.values()):
+    if all(value is False for value in beyond.values()):
         agrees = None
         verdict = "Both changes are within the seed spread: the sweep does not decide it."
-    elif not all(known_spread.values()):
+    elif None in beyond.values():
         verdict += " With one seed, the differences may be run-to-run variation."
     return Finding("Experts (Table II)", paper, " ".join([*sentences, verdict]), agrees)
 
@@ -323,14 +318,23 @@ def _spread_sentences(
         a, b = value(first), value(second)
         gap = abs(a.mean - b.mean)
         pair = f"{first.name} vs {second.name}: {gap:.2f} {unit}"
-        if a.std is None or b.std is None:
+        beyond = _beyond_spread(a, b)
+        if beyond is None:
             single = [m.name for m, v in ((first, a), (second, b)) if v.std is None]
             sentences.append(f"{pair}, seed spread unknown (one seed of {' and '.join(single)}).")
-        elif gap > a.std + b.std:
+        elif beyond:
             sentences.append(f"{pair}, more than the seed spread ({a.std:.2f} + {b.std:.2f}).")
         else:
             sentences.append(f"{pair}, within the seed spread ({a.std:.2f} + {b.std:.2f}).")
     return sentences
+
+
+def _beyond_spread(a: SeedValues, b: SeedValues) -> bool | None:
+    """Whether two means differ by more than the sum of their seed deviations (None: a
+    deviation is unknown, one seed)."""
+    if a.std is None or b.std is None:
+        return None
+    return abs(a.mean - b.mean) > a.std + b.std
 
 
 def _reduction_sentences(
