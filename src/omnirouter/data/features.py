@@ -26,6 +26,7 @@ from lhotse.cut import Cut
 from omnirouter.data.audio import SAMPLE_RATE, AudioError, AudioProblem, load_cut_audio
 
 STORED_FEATURES_DIR = "features"  # under the corpus directory, written by `store_features`
+STORED_FEATURES_EXTRA = "stored_features"  # corpus.json `extra` key: set -> stored settings
 
 # The settings stored features depend on. Dither, normalisation and device do not: features are
 # stored undithered and raw, and normalised when read.
@@ -123,7 +124,7 @@ def cut_features(
 def stored_feature_records(corpus_extra: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The settings each set's features were stored with, from corpus.json's `extra` (a
     corpus written by an older version kept one flat record for all sets: it is ignored)."""
-    records = corpus_extra.get("stored_features", {})
+    records = corpus_extra.get(STORED_FEATURES_EXTRA, {})
     return {name: record for name, record in records.items() if isinstance(record, dict)}
 
 

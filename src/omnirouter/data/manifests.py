@@ -26,6 +26,7 @@ from omnirouter.data.corpus import (
     read_corpus_info,
     write_corpus_info,
 )
+from omnirouter.data.features import STORED_FEATURES_EXTRA
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,8 @@ def cuts_from_manifests(recordings: RecordingSet, supervisions: SupervisionSet) 
 
 
 # corpus.json `extra` entries that hold one record per set name: "sets" (what the checks
-# found) and "stored_features" (the settings features were stored with, see prepare.py).
-PER_SET_EXTRA = ("sets", "stored_features")
+# found) and the settings features were stored with (see prepare.py).
+PER_SET_EXTRA = ("sets", STORED_FEATURES_EXTRA)
 
 
 def write_corpus(

@@ -23,6 +23,7 @@ from omnirouter.data.corpus import (
 )
 from omnirouter.data.features import (
     STORED_FEATURES_DIR,
+    STORED_FEATURES_EXTRA,
     FeatureConfig,
     store_features,
     stored_feature_records,
@@ -148,7 +149,7 @@ def _finish(
             _with_stored_features(prepared, corpus_dir, config, options) for prepared in checked
         ]
         settings = stored_settings(config)
-        extra = {**extra, "stored_features": {prepared.name: settings for prepared in checked}}
+        extra = {**extra, STORED_FEATURES_EXTRA: {prepared.name: settings for prepared in checked}}
     return write_corpus(corpus_dir, name, checked, extra=extra)
 
 
@@ -208,6 +209,6 @@ def store_corpus_features(
         log.info("stored features of %s (%d utterances) in %s", name, len(cuts), storage)
     if stored:  # the settings they were made with, set by set, as `data import` records them
         recorded.update({name: settings for name in stored})
-        extra = {**info.extra, "stored_features": recorded}
+        extra = {**info.extra, STORED_FEATURES_EXTRA: recorded}
         write_corpus_info(corpus_dir, replace(info, extra=extra))
     return stored

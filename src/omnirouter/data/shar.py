@@ -35,7 +35,7 @@ from omnirouter.data.corpus import (
     read_corpus_info,
     write_corpus_info,
 )
-from omnirouter.data.features import stored_feature_records
+from omnirouter.data.features import STORED_FEATURES_EXTRA, stored_feature_records
 
 SHAR_EXTRA = "shar"  # corpus.json `extra` key: set name -> {"fields": ..., "shards": ...}
 
@@ -231,7 +231,7 @@ def _with_set(
         stored[name] = stored_feature_records(corpus.extra)[name]
     extra = {
         SHAR_EXTRA: {**exported.extra.get(SHAR_EXTRA, {}), name: entry},
-        "stored_features": stored,
+        STORED_FEATURES_EXTRA: stored,
     }
     sets = (*(info for info in exported.sets if info.name != name), corpus.set(name))
     return replace(exported, sets=sets, extra={**exported.extra, **extra})
