@@ -51,7 +51,6 @@ class OffloadStudy:
     results: tuple[PolicyResult, ...]
     num_experts: dict[str, int]  # per model
     num_layers: dict[str, int]  # per model (MoE layers)
-    latency_slots: dict[str, int]  # per model: the per-layer cache size of the latency table
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -63,6 +62,13 @@ class OffloadStudy:
 
     def result(self, model: str, scope: str, slots: int, policy: str) -> PolicyResult:
         return self._by_key[(model, scope, slots, policy)]
+
+    def latency_slots(self, model: str) -> int:
+        """The per-layer cache size of the latency table: half the experts (at least one), or
+        the nearest size simulated."""
+        wanted = max(1, self.num_experts[model] // 2)
+        sizes = {r.slots_per_layer for r in self.results if r.model == model}
+        return min(sizes, key=lambda slots: (abs(slots - wanted), slots))
 
 
 def study(
@@ -93,18 +99,7 @@ def study(
         tuple(results),
         num_experts={model.name: model.num_experts for model in records},
         num_layers={model.name: model.num_layers for model in records},
-        latency_slots={
-            model.name: _latency_slots(model.num_experts, slots_per_layer) for model in records
-        },
     )
-
-
-def _latency_slots(num_experts: int, slots_per_layer: Sequence[int] | None) -> int:
-    """Half the experts in fast memory (at least one), or the nearest size simulated."""
-    wanted = max(1, num_experts // 2)
-    if not slots_per_layer:
-        return wanted
-    return min(slots_per_layer, key=lambda slots: (abs(slots - wanted), slots))
 
 
 def to_document(offload: OffloadStudy) -> dict[str, Any]:
@@ -112,7 +107,6 @@ def to_document(offload: OffloadStudy) -> dict[str, Any]:
     return {
         "num_experts": offload.num_experts,
         "num_layers": offload.num_layers,
-        "latency_slots": offload.latency_slots,
         "results": [
             {
                 "model": result.model,
@@ -146,7 +140,6 @@ def from_document(document: dict[str, Any]) -> OffloadStudy:
         ),
         num_experts={key: int(value) for key, value in document["num_experts"].items()},
         num_layers={key: int(value) for key, value in document["num_layers"].items()},
-        latency_slots={key: int(value) for key, value in document["latency_slots"].items()},
     )
 
 
@@ -184,7 +177,7 @@ def prefetch_table(offload: OffloadStudy) -> Table:
     """How often each predictor names the next layer's expert, and what its misses cost."""
     rows = []
     for model in offload.models:
-        slots = offload.latency_slots[model]
+        slots = offload.latency_slots(model)
         for predictor in PREDICTORS:
             stats = offload.result(model, "per-layer", slots, f"prefetch:{predictor}").stats
             accuracy = stats.prefetch_accuracy
@@ -214,7 +207,7 @@ def latency_table(offload: OffloadStudy, memory: MemorySystem) -> Table:
         family = next(r.family for r in offload.results if r.model == model)
         sizes = paper_sizes(family, offload.num_experts[model])
         header = ("model", "policy", *(size.name for size in sizes))
-        slots = offload.latency_slots[model]
+        slots = offload.latency_slots(model)
         rows.append(
             (
                 model,
@@ -227,7 +220,7 @@ def latency_table(offload: OffloadStudy, memory: MemorySystem) -> Table:
             overlap = "attention" if policy == "prefetch:lookahead" else "layer"
             cells = (f"{step_latency_ms(stats, size, memory, overlap):.2f}" for size in sizes)
             rows.append((model, policy, *cells))
-    slots = sorted(set(offload.latency_slots.values()))
+    slots = sorted({offload.latency_slots(model) for model in offload.models})
     return Table(
         header,
         tuple(rows),
