@@ -128,6 +128,45 @@ def test_infeasible_ctc_is_infinite_not_zero() -> None:
     assert math.isinf(loss.item())
 
 
+def test_dev_loss_averages_finite_utterances_over_batches() -> None:
+    from omnirouter.data.batch import Batch
+    from omnirouter.train.trainer import DevLoss
+
+    torch.manual_seed(1)
+
+    def batch_and_output(targets, target_lens, frames):
+        log_probs = torch.randn(len(frames), max(frames), 5).log_softmax(-1)
+        batch = Batch(
+            torch.zeros(len(frames), max(frames), 3),
+            torch.tensor(frames),
+            torch.tensor(targets),
+            torch.tensor(target_lens),
+            tuple(f"u{index}" for index in range(len(frames))),
+            ("",) * len(frames),
+        )
+        return batch, make_output(log_probs, frames)
+
+    first = batch_and_output([[1, 2], [3, 0]], [2, 1], [6, 4])
+    # The second utterance of this batch needs 3 frames for "1 1" and has 1: infeasible.
+    second = batch_and_output([[2, 4], [1, 1]], [2, 2], [5, 1])
+    expected = []
+    for batch, output in (first, second):
+        per_utterance = torch.nn.functional.ctc_loss(
+            output.log_probs_BTV.transpose(0, 1),
+            batch.targets_BU,
+            output.lengths_B,
+            batch.target_lens_B,
+            reduction="none",
+        )
+        expected += [value for value in per_utterance.tolist() if math.isfinite(value)]
+    assert len(expected) == 3
+    dev_loss = DevLoss(CtcReduction.utterance_mean)
+    assert dev_loss.mean is None
+    for batch, output in (first, second):
+        dev_loss.add(batch, output)
+    assert dev_loss.mean == pytest.approx(sum(expected) / 3, rel=1e-6)
+
+
 def test_total_loss_sums_layers_with_weights() -> None:
     log_probs = torch.randn(1, 5, 4).log_softmax(-1)
     routing = [fixed_routing(), fixed_routing(LOGITS[::-1])]

@@ -48,6 +48,8 @@ def test_loss_falls_and_run_files_are_written(tiny_corpus: Path, tmp_path: Path)
     assert [record["step"] for record in validations] == [20, 40]
     for record in validations:
         assert 0 <= record["dev_cer"] <= 100 and 0 <= record["dev_wer"] <= 100
+        # Counted as the training loss is (per utterance): of its order, not per token.
+        assert 0.2 * last < record["dev_ctc_loss"] < 5 * first, (record, first, last)
     exp = tmp_path / "exp"
     assert (exp / "config.yaml").is_file() and (exp / "train.log").is_file()
     assert (exp / "tokenizer" / "tokenizer.model").is_file()

@@ -235,10 +235,12 @@ def draw_cramers_v(summaries: Sequence[RoutingSummary], path: Path) -> Path:
 
 
 def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
-    """Fig. 6: training CTC loss per run: raw values faint, their moving average on top."""
+    """Fig. 6: training CTC loss per run: raw values faint, their moving average on top, and
+    the dev set's CTC loss at each validation as dots, where the run logged it."""
     figure = Figure(figsize=(6.5, 4.0), layout="constrained")
     axes = figure.add_subplot()
     positive = []
+    with_dev = False
     for index, curve in enumerate(curves):
         if not curve.steps:
             continue
@@ -248,14 +250,44 @@ def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
         axes.plot(curve.steps, losses, color=colour, alpha=0.25, linewidth=0.8)
         axes.plot(curve.steps, smooth(losses, 1 - 1 / window), color=colour, label=curve.name)
         positive.append(losses[losses > 0])
+        dev = np.asarray(curve.dev_ctc_loss, dtype=float)
+        logged = np.isfinite(dev)
+        if logged.any():
+            with_dev = True
+            steps = np.asarray(curve.valid_steps)[logged]
+            axes.plot(steps, dev[logged], "o--", color=colour, markersize=3.5, linewidth=0.8)
+            positive.append(dev[logged][dev[logged] > 0])
     values = np.concatenate(positive) if positive else np.zeros(0)
     # Loss curves span orders of magnitude early in training; a log axis keeps the end visible.
     if values.size and values.max() / values.min() > 20:
         axes.set_yscale("log")
     axes.set_xlabel("training step")
-    axes.set_ylabel("training CTC loss")
-    axes.set_title("Training loss (raw faint, smoothed solid)")
+    axes.set_ylabel("CTC loss")
+    title = "Training loss (raw faint, smoothed solid)"
+    axes.set_title(title + (", dev loss (dots)" if with_dev else ""))
     axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=9)
+    return save_figure(figure, path)
+
+
+def draw_dev_wer(curves: Sequence[LossCurve], path: Path) -> Path:
+    """The learning curve: each run's dev WER at its validations (the trainer's dev subset)."""
+    figure = Figure(figsize=(6.5, 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    for index, curve in enumerate(curves):
+        if curve.valid_steps:
+            axes.plot(
+                curve.valid_steps,
+                curve.dev_wer,
+                "o-",
+                color=model_colour(index),
+                markersize=3.5,
+                label=curve.name,
+            )
+    axes.set_xlabel("training step")
+    axes.set_ylabel("dev WER (%)")
+    axes.set_title("Learning curve: dev WER at each validation")
+    axes.grid(alpha=0.3)
     axes.legend(fontsize=9)
     return save_figure(figure, path)
 

@@ -1,5 +1,6 @@
-"""Training CTC-loss curves of the compared runs (paper Fig. 6), from each run's metrics.jsonl
-(see `omnirouter.train.metrics`: records of kind "train" carry "step" and "ctc_loss")."""
+"""Training CTC-loss curves of the compared runs (paper Fig. 6) and their validations, from each
+run's metrics.jsonl (see `omnirouter.train.metrics`: records of kind "train" carry "step" and
+"ctc_loss", records of kind "valid" "dev_wer" and, since it is logged, "dev_ctc_loss")."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class LossCurve:
     name: str  # model name
     steps: tuple[int, ...]
     ctc_loss: tuple[float, ...]
+    valid_steps: tuple[int, ...] = ()
+    dev_wer: tuple[float, ...] = ()  # percent
+    dev_ctc_loss: tuple[float, ...] = ()  # NaN where the run did not log it
 
 
 def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
@@ -29,7 +33,20 @@ def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
         if "ctc_loss" in record
     }
     steps = sorted(points)
-    return LossCurve(name, tuple(steps), tuple(points[step] for step in steps))
+    validations = {
+        int(record["step"]): record
+        for record in read_metrics(experiment_dir, kind="valid")
+        if "dev_wer" in record
+    }
+    valid_steps = sorted(validations)
+    return LossCurve(
+        name,
+        tuple(steps),
+        tuple(points[step] for step in steps),
+        tuple(valid_steps),
+        tuple(float(validations[step]["dev_wer"]) for step in valid_steps),
+        tuple(float(validations[step].get("dev_ctc_loss", np.nan)) for step in valid_steps),
+    )
 
 
 def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:

@@ -162,6 +162,9 @@ def _model_dict(model: ModelSummary) -> dict[str, object]:
                 "final_ctc_loss": loss.final_loss,
                 "spikes": loss.spikes,
                 "skipped_nonfinite": loss.skipped_nonfinite,
+                "valid_steps": list(loss.valid_steps),
+                "dev_wer_percent": list(loss.dev_wer),
+                "dev_ctc_loss": [_finite(value) for value in loss.dev_ctc_loss],
             }
             for loss in model.losses
         ],

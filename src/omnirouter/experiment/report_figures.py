@@ -18,7 +18,7 @@ ROUTING_DIR = "routing"
 def draw_report_figures(
     config: ExperimentConfig, results: ExperimentResults, analysis_dir: Path | None
 ) -> ReportFigures:
-    from omnirouter.analysis.figures import draw_training_loss
+    from omnirouter.analysis.figures import draw_dev_wer, draw_training_loss
 
     report_dir = config.report_path
     curves = [
@@ -26,6 +26,9 @@ def draw_report_figures(
             f"{model.name} seed {loss.seed}" if len(model.losses) > 1 else model.name,
             loss.steps,
             loss.ctc_loss,
+            loss.valid_steps,
+            loss.dev_wer,
+            loss.dev_ctc_loss,
         )
         for model in results.models
         for loss in model.losses
@@ -36,8 +39,12 @@ def draw_report_figures(
         if curves
         else None
     )
+    validated = [curve for curve in curves if curve.valid_steps]
+    learning_curve = (
+        draw_dev_wer(validated, report_dir / FIGURES_DIR / "dev_wer.png") if validated else None
+    )
     if analysis_dir is None:
-        return ReportFigures(training_loss, None, None)
+        return ReportFigures(training_loss, None, None, learning_curve=learning_curve)
     from omnirouter.analysis.results import load_results
     from omnirouter.analysis.run import write_outputs
     from omnirouter.offload.run import load_study
@@ -48,4 +55,6 @@ def draw_report_figures(
         report_dir / ROUTING_DIR,
         load_study(analysis_dir),  # the analysis simulated it: no second simulation
     )
-    return ReportFigures(training_loss, outputs.figures, outputs.page.html, outputs.offload)
+    return ReportFigures(
+        training_loss, outputs.figures, outputs.page.html, outputs.offload, learning_curve
+    )

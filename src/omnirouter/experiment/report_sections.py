@@ -4,12 +4,13 @@ routing."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from omnirouter.analysis.page import FigureFiles
 from omnirouter.evaluate.tables import TEST_ROLE
 from omnirouter.experiment.gather import ExperimentResults
-from omnirouter.experiment.results import SPIKE_RULE, SeedValues
+from omnirouter.experiment.results import SPIKE_RULE, LossSummary, SeedValues
 from omnirouter.report.page import FigureBlock, Paragraph, Section, Table
 
 
@@ -141,7 +142,9 @@ def reduction_section(results: ExperimentResults) -> Section:
     )
 
 
-def training_section(results: ExperimentResults, figure: Path | None) -> Section:
+def training_section(
+    results: ExperimentResults, figure: Path | None, learning_curve: Path | None = None
+) -> Section:
     rows = []
     for model in results.models:
         for loss in model.losses:
@@ -152,6 +155,9 @@ def training_section(results: ExperimentResults, figure: Path | None) -> Section
                     str(loss.steps[-1]) if loss.steps else "–",
                     _number(loss.final_loss, 3),
                     _number(max(loss.ctc_loss), 3) if loss.ctc_loss else "–",
+                    _last_dev(loss.dev_ctc_loss, 3),
+                    _best_dev_wer(loss),
+                    _last_dev(loss.dev_wer, 2),
                     str(loss.spikes),
                     str(loss.skipped_nonfinite),
                 )
@@ -162,22 +168,46 @@ def training_section(results: ExperimentResults, figure: Path | None) -> Section
         "last logged step",
         "final CTC loss",
         "highest CTC loss",
+        "last dev CTC loss",
+        "best dev WER % (step)",
+        "last dev WER %",
         "spikes",
         "skipped non-finite steps",
     )
     blocks: list = []
     if figure is not None:
         blocks.append(
-            FigureBlock(figure, "Training CTC loss of every run (raw faint, smoothed solid).")
+            FigureBlock(
+                figure,
+                "Training CTC loss of every run (raw faint, smoothed solid), and the dev "
+                "set's CTC loss at each validation (dots) where the run logged it.",
+            )
         )
+    if learning_curve is not None:
+        blocks.append(FigureBlock(learning_curve, "Dev WER of every run at each validation."))
     blocks += [
         Table(header, tuple(rows)),
         Paragraph(
-            "Final CTC loss: the mean of the last 10% of the logged values. A spike is "
-            f"{SPIKE_RULE}."
+            "Final CTC loss: the mean of the last 10% of the logged values. Dev numbers come "
+            "from the trainer's validations (its dev subset, greedy decoding); the dev CTC "
+            "loss is counted as the training loss is, so the two can be read against each "
+            "other: a dev loss that stays level while the training loss falls means the "
+            f"model memorises its data. A spike is {SPIKE_RULE}."
         ),
     ]
     return Section("Training", tuple(blocks))
+
+
+def _last_dev(values: Sequence[float], digits: int) -> str:
+    finite = [value for value in values if math.isfinite(value)]
+    return _number(finite[-1], digits) if finite else "–"
+
+
+def _best_dev_wer(loss: LossSummary) -> str:
+    if not loss.dev_wer:
+        return "–"
+    best = min(range(len(loss.dev_wer)), key=loss.dev_wer.__getitem__)
+    return f"{_number(loss.dev_wer[best], 2)} ({loss.valid_steps[best]})"
 
 
 def routing_section(

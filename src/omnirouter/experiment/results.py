@@ -71,6 +71,10 @@ class LossSummary:
     ctc_loss: tuple[float, ...]
     spikes: int  # see SPIKE_FACTOR
     skipped_nonfinite: int  # optimiser steps skipped for a non-finite loss or gradient
+    # The trainer's validations (dev subset, greedy decoding): the learning curve.
+    valid_steps: tuple[int, ...] = ()
+    dev_wer: tuple[float, ...] = ()  # percent
+    dev_ctc_loss: tuple[float, ...] = ()  # NaN where a run of an older version did not log it
 
     @property
     def final_loss(self) -> float | None:
@@ -146,7 +150,22 @@ def read_losses(run: PlannedRun) -> LossSummary:
     losses = tuple(float(points[step]["ctc_loss"]) for step in steps)
     finite = [loss for loss in losses if math.isfinite(loss)]
     skipped = int(points[steps[-1]].get("skipped_nonfinite", 0)) if steps else 0
-    return LossSummary(run.seed, tuple(steps), losses, count_spikes(finite), skipped)
+    validations = {
+        int(record["step"]): record
+        for record in read_metrics(run.exp_dir, kind="valid")
+        if "dev_wer" in record
+    }
+    valid_steps = tuple(sorted(validations))
+    return LossSummary(
+        run.seed,
+        tuple(steps),
+        losses,
+        count_spikes(finite),
+        skipped,
+        valid_steps,
+        tuple(float(validations[step]["dev_wer"]) for step in valid_steps),
+        tuple(float(validations[step].get("dev_ctc_loss", math.nan)) for step in valid_steps),
+    )
 
 
 def read_eval_tables(runs: Sequence[PlannedRun]) -> list[EvalTable]:

@@ -35,6 +35,17 @@ def ctc_loss(
 ) -> torch.Tensor:
     """CTC in fp32 whatever autocast is doing. Infeasible alignments give inf, not a silent 0,
     so the training step can count and skip them."""
+    return ctc_loss_per_utterance(output, targets_BU, target_lens_B, reduction).mean()
+
+
+def ctc_loss_per_utterance(
+    output: ModelOutput,
+    targets_BU: torch.Tensor,
+    target_lens_B: torch.Tensor,
+    reduction: CtcReduction = CtcReduction.utterance_mean,
+) -> torch.Tensor:
+    """(B,) CTC losses in fp32, each as `reduction` counts an utterance (its sum over tokens,
+    or divided by its target length); inf for an infeasible alignment."""
     with torch.autocast(device_type=output.log_probs_BTV.device.type, enabled=False):
         per_utterance_B = F.ctc_loss(
             output.log_probs_BTV.float().transpose(0, 1),  # (T, B, V)
@@ -47,7 +58,7 @@ def ctc_loss(
         )
         if reduction is CtcReduction.token_mean:
             per_utterance_B = per_utterance_B / target_lens_B.clamp(min=1).float()
-        return per_utterance_B.mean()
+        return per_utterance_B
 
 
 def load_balance_loss(routing: RoutingInfo, form: BalanceLoss = BalanceLoss.paper) -> torch.Tensor:

@@ -4,7 +4,8 @@ Record kinds in metrics.jsonl:
   {"kind": "train", "step", "epoch", "ctc_loss", "load_balance_loss", "z_loss", "total_loss",
    "lr", "grad_norm", "audio_seconds_per_second", "expert_load": [[fraction per expert] per
    MoE layer], "skipped_nonfinite", "skipped_utterances"}
-  {"kind": "valid", "step", "dev_wer", "best_dev_wer", ...}
+  {"kind": "valid", "step", "dev_wer", "dev_cer", "best_dev_wer", "dev_ctc_loss" (the dev
+   subset's CTC loss, counted as the training loss is)}
 """
 
 from __future__ import annotations

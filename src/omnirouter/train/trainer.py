@@ -27,6 +27,7 @@ from omnirouter.data.prepare import train_corpus_tokenizer
 from omnirouter.data.tokenizer import MODEL_FILE, Tokenizer
 from omnirouter.errors import OmnirouterError
 from omnirouter.model import build_model, count_parameters
+from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
 from omnirouter.train.distributed import (
@@ -38,6 +39,7 @@ from omnirouter.train.distributed import (
     sum_over_ranks,
 )
 from omnirouter.train.interrupts import catch_interrupts, restore_interrupts
+from omnirouter.train.losses import CtcReduction, ctc_loss_per_utterance
 from omnirouter.train.metrics import MetricsWriter, attach_log_file
 from omnirouter.train.optimizer import build_optimizer
 from omnirouter.train.schedule import lr_multiplier
@@ -381,18 +383,20 @@ class _Trainer:
             cuts = eval_cuts(data, data.dev_set)
             if self.config.train.valid_max_utterances:
                 cuts = cuts.subset(first=self.config.train.valid_max_utterances)
+            dev_loss = DevLoss(self.config.train.loss.ctc_reduction)
             recognitions = recognize(
                 self.model,
                 build_eval_loader(data, cuts, self.tokenizer),
                 self.tokenizer,
                 self.runtime.device,
+                on_output=dev_loss.add,
                 progress=False,
             )
             score = score_set(data.dev_set, recognitions, get_normalizer())
-            stop = self._track_best(score.wer * 100, score.cer * 100)
+            stop = self._track_best(score.wer * 100, score.cer * 100, dev_loss.mean)
         return broadcast_flag(self.runtime, stop)
 
-    def _track_best(self, wer: float, cer: float) -> bool:
+    def _track_best(self, wer: float, cer: float, dev_ctc_loss: float | None = None) -> bool:
         progress, train_config = self.progress, self.config.train
         improved = wer < progress.best_dev_wer - train_config.early_stop_min_delta
         if improved:
@@ -405,22 +409,24 @@ class _Trainer:
         else:
             progress.validations_without_improvement += 1
         log.info(
-            "step %d: dev WER %.2f%% (best %.2f%%), CER %.2f%%",
+            "step %d: dev WER %.2f%% (best %.2f%%), CER %.2f%%, CTC loss %s",
             progress.step,
             wer,
             progress.best_dev_wer,
             cer,
+            "n/a" if dev_ctc_loss is None else f"{dev_ctc_loss:.4g}",
         )
         if self.metrics is not None:
-            self.metrics.write(
-                {
-                    "kind": "valid",
-                    "step": progress.step,
-                    "dev_wer": wer,
-                    "dev_cer": cer,
-                    "best_dev_wer": progress.best_dev_wer,
-                }
-            )
+            record: dict[str, Any] = {
+                "kind": "valid",
+                "step": progress.step,
+                "dev_wer": wer,
+                "dev_cer": cer,
+                "best_dev_wer": progress.best_dev_wer,
+            }
+            if dev_ctc_loss is not None:
+                record["dev_ctc_loss"] = dev_ctc_loss
+            self.metrics.write(record)
         patience = train_config.early_stop_patience
         if patience and progress.validations_without_improvement >= patience:
             log.info("dev WER has not improved for %d validations: stopping early", patience)
@@ -452,6 +458,30 @@ class _Trainer:
                 "rng": ckpt.capture_rng_state(),
             }
         return payload
+
+
+class DevLoss:
+    """The dev set's mean CTC loss, counted as training counts it (`reduction`), so that the
+    two curves can be read against each other: a gap that opens means memorising, two curves
+    falling together mean the model, not the data, is the limit. Utterances whose alignment is
+    infeasible are left out, as the training step skips them."""
+
+    def __init__(self, reduction: CtcReduction) -> None:
+        self.reduction = reduction
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, batch: Batch, output: ModelOutput) -> None:
+        losses_B = ctc_loss_per_utterance(
+            output, batch.targets_BU, batch.target_lens_B, self.reduction
+        )
+        finite_B = torch.isfinite(losses_B)
+        self.total += float(losses_B[finite_B].sum())
+        self.count += int(finite_B.sum())
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
 
 
 def _gather_loader_states(runtime: Runtime, loader: TrainLoader) -> list[dict[str, Any]]:
