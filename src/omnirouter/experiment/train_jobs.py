@@ -6,6 +6,9 @@ run through `runs.train_run` (so resumption, done.json and interruption behave a
 sequential stage), logs to its run's train.log and to the console with the run's label, and
 has no progress bar (several bars would overwrite each other). A run that fails or is
 interrupted raises its error in the parent once the other runs have finished or stopped.
+A worker whose parent dies (killed, say, where it could not pass the signal on) stops as a
+SIGTERM would stop it, saving a checkpoint: left running, it would go on writing into a run
+that the next `omnirouter experiment` resumes at the same time.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
@@ -37,7 +43,12 @@ def train_in_processes(
     # spawn, not fork: a forked child would inherit the parent's torch thread pool and locks.
     context = multiprocessing.get_context("spawn")
     failures: list[BaseException] = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=context,
+        initializer=watch_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures: dict[Future, tuple[PlannedRun, str]] = {}
         for run, state, note in pending:
             log.info("train %s: queued for a worker process (%s)", run.label, note)
@@ -58,6 +69,39 @@ def train_in_processes(
         raise failures[0]
 
 
+_parent_pid: int | None = None  # in a worker: the experiment process that started it
+
+
+def watch_parent(parent_pid: int, interval_seconds: float = 1.0) -> threading.Thread:
+    """The workers' initializer: send this process SIGTERM once `parent_pid` is no longer its
+    parent (the parent died and the worker was re-parented), so that training saves and stops;
+    `exit_if_orphaned` then ends the process, which the pool would otherwise keep waiting."""
+    global _parent_pid
+    _parent_pid = parent_pid
+
+    def watch() -> None:
+        while not orphaned():
+            time.sleep(interval_seconds)
+        log.warning("the experiment process %d has gone: stopping this run", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="watch-parent", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def orphaned() -> bool:
+    return _parent_pid is not None and os.getppid() != _parent_pid
+
+
+def exit_if_orphaned() -> None:
+    """End a worker whose parent has gone: nobody will collect its result, and the pool's
+    queue (whose ends the worker holds itself) would block it forever."""
+    if orphaned():
+        logging.shutdown()
+        os._exit(1)
+
+
 def _train_worker(run: PlannedRun, state: RunState, threads: int) -> tuple[str, float]:
     import torch
 
@@ -72,5 +116,8 @@ def _train_worker(run: PlannedRun, state: RunState, threads: int) -> tuple[str, 
     quiet = dataclasses.replace(run.config.train, progress=False)
     run = dataclasses.replace(run, config=dataclasses.replace(run.config, train=quiet))
     started, clock = now(), time.perf_counter()
-    train_run(run, state)
+    try:
+        train_run(run, state)
+    finally:
+        exit_if_orphaned()
     return started, time.perf_counter() - clock
