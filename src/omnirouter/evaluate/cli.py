@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_eval(subparsers)
     _register_compare(subparsers)
+    _register_word_errors(subparsers)
     _register_transcribe(subparsers)
 
 
@@ -96,6 +97,21 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_compare)
 
 
+def _register_word_errors(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "word-errors",
+        help="an evaluated model's word errors by how often each word occurs in training",
+        description="Reads EXP/eval/recogs-<set>.jsonl (written by `omnirouter eval`) and the "
+        "training transcripts of the experiment's corpus, and splits each set's WER by the "
+        "reference word's training count (unseen, 1-2, 3-9, 10-99, 100+). Writes "
+        "EXP/eval/word-frequency.{md,json}.",
+    )
+    parser.add_argument("experiment", metavar="EXP", help="an evaluated experiment directory")
+    parser.add_argument("--sets", help="comma-separated set names (default: every scored set)")
+    parser.add_argument("--corpus", help="corpus directory (default: the experiment's)")
+    parser.set_defaults(run=run_word_errors)
+
+
 def _register_transcribe(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "transcribe",
@@ -157,6 +173,15 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(args.model, **options)
     print(eval_table_markdown(result.table))
     print(f"written: {result.table_files.markdown.parent}")
+    return 0
+
+
+def run_word_errors(args: argparse.Namespace) -> int:
+    from omnirouter.evaluate.word_frequency_run import word_errors_of_experiment
+
+    markdown = word_errors_of_experiment(Path(args.experiment), _split(args.sets), args.corpus)
+    print(markdown.read_text())
+    print(f"written: {markdown.parent}")
     return 0
 
 

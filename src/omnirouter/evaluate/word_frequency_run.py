@@ -1,0 +1,70 @@
+"""`omnirouter word-errors EXP`: an evaluated experiment's errors by training word frequency
+(see `word_frequency`), from the files `omnirouter eval` wrote and the corpus's manifests."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from omnirouter.evaluate.normalize import get_normalizer
+from omnirouter.evaluate.tables import EVAL_DIR
+from omnirouter.evaluate.word_frequency import (
+    errors_by_frequency,
+    rescore_recognitions,
+    training_word_counts,
+    write_word_frequency,
+)
+
+RUN_CONFIG = "config.yaml"
+
+
+def word_errors_of_experiment(
+    experiment: Path, sets: Sequence[str] | None = None, corpus_dir: str | None = None
+) -> Path:
+    """Write EXP/eval/word-frequency.{md,json}; returns the Markdown file."""
+    from omnirouter.config import load_config
+    from omnirouter.data.loader import train_cuts
+    from omnirouter.train.config import RunConfig
+
+    config_path, eval_dir = experiment / RUN_CONFIG, experiment / EVAL_DIR
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{experiment} is not an experiment directory (no {RUN_CONFIG})")
+    names = list(sets) if sets else _scored_sets(eval_dir)
+    if not names:
+        raise FileNotFoundError(f"no scored sets in {eval_dir}: run `omnirouter eval` first")
+    summaries = {name: _summary(eval_dir, name) for name in names}
+    normalizers = {summary["normalizer"] for summary in summaries.values()}
+    if len(normalizers) > 1:
+        raise ValueError(f"the sets were scored with different normalisers: {sorted(normalizers)}")
+    normalizer = get_normalizer(normalizers.pop())
+    data = load_config(RunConfig, [config_path]).data
+    if corpus_dir is not None:
+        data = dataclasses.replace(data, corpus_dir=corpus_dir)
+    transcripts = (
+        supervision.text or ""
+        for cut in train_cuts(data, with_data=False)
+        for supervision in cut.supervisions
+    )
+    counts = training_word_counts(transcripts, normalizer)
+    results = [
+        errors_by_frequency(
+            rescore_recognitions(eval_dir / f"recogs-{name}.jsonl", normalizer, name), counts
+        )
+        for name in names
+    ]
+    markdown, _ = write_word_frequency(results, str(experiment), eval_dir)
+    return markdown
+
+
+def _scored_sets(eval_dir: Path) -> list[str]:
+    return sorted(path.stem.removeprefix("wer-") for path in eval_dir.glob("wer-*.json"))
+
+
+def _summary(eval_dir: Path, name: str) -> dict:
+    path = eval_dir / f"wer-{name}.json"
+    if not path.is_file() or not (eval_dir / f"recogs-{name}.jsonl").is_file():
+        available = ", ".join(_scored_sets(eval_dir)) or "none"
+        raise FileNotFoundError(f"set {name!r} was not scored in {eval_dir} (scored: {available})")
+    return json.loads(path.read_text())
