@@ -21,20 +21,22 @@ def test_read_loss_curve_keeps_training_records_in_step_order(tmp_path: Path) ->
     assert curve.steps == (10, 20)
     assert curve.ctc_loss == (4.0, 2.5)
     assert curve.valid_steps == (20,) and curve.dev_wer == (0.5,)
-    assert np.isnan(curve.dev_ctc_loss).all()  # not logged by this run
+    assert np.isnan(curve.dev_loss_per_token).all()  # not logged by this run
+    assert np.isnan(curve.loss_per_token).all()
 
 
 def test_read_loss_curve_keeps_the_validations(tmp_path: Path) -> None:
     lines = [
-        {"kind": "train", "step": 10, "ctc_loss": 4.0},
-        {"kind": "valid", "step": 10, "dev_wer": 90.0, "dev_ctc_loss": 5.0},
-        {"kind": "valid", "step": 5, "dev_wer": 95.0, "dev_ctc_loss": 6.0},
+        {"kind": "train", "step": 10, "ctc_loss": 4.0, "ctc_loss_per_token": 0.2},
+        {"kind": "valid", "step": 10, "dev_wer": 90.0, "dev_ctc_loss_per_token": 0.25},
+        {"kind": "valid", "step": 5, "dev_wer": 95.0, "dev_ctc_loss_per_token": 0.3},
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     curve = read_loss_curve("run", tmp_path)
     assert curve is not None
     assert curve.valid_steps == (5, 10)
-    assert curve.dev_wer == (95.0, 90.0) and curve.dev_ctc_loss == (6.0, 5.0)
+    assert curve.dev_wer == (95.0, 90.0) and curve.dev_loss_per_token == (0.3, 0.25)
+    assert curve.loss_per_token == (0.2,)
 
 
 def test_a_run_without_metrics_has_no_curve(tmp_path: Path) -> None:

@@ -77,12 +77,13 @@ def test_every_report_file_is_written(experiment: Experiment) -> None:
         assert (report / f"compare.{suffix}").is_file()
     readme = experiment.outputs.readme.read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
-    assert "figures/training_loss.png" in linked and "figures/dev_wer.png" in linked
+    assert "figures/training_loss.png" in linked and "figures/learning_curves.png" in linked
     training = json.loads((report / "experiment.json").read_text())["models"][0]["training"][0]
     assert training["valid_steps"] and len(training["dev_wer_percent"]) == len(
         training["valid_steps"]
     )
-    assert all(loss is not None and loss > 0 for loss in training["dev_ctc_loss"])
+    assert all(loss is not None and loss > 0 for loss in training["dev_ctc_loss_per_token"])
+    assert training["final_ctc_loss_per_token"] > 0
     assert any(link.startswith("routing/fig5_cramers_v") for link in linked)
     for link in linked:
         assert (report / link).read_bytes().startswith(PNG_SIGNATURE), link

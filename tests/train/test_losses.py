@@ -128,7 +128,7 @@ def test_infeasible_ctc_is_infinite_not_zero() -> None:
     assert math.isinf(loss.item())
 
 
-def test_dev_loss_averages_finite_utterances_over_batches() -> None:
+def test_dev_loss_is_per_token_over_the_finite_utterances_of_all_batches() -> None:
     from omnirouter.data.batch import Batch
     from omnirouter.train.trainer import DevLoss
 
@@ -149,7 +149,7 @@ def test_dev_loss_averages_finite_utterances_over_batches() -> None:
     first = batch_and_output([[1, 2], [3, 0]], [2, 1], [6, 4])
     # The second utterance of this batch needs 3 frames for "1 1" and has 1: infeasible.
     second = batch_and_output([[2, 4], [1, 1]], [2, 2], [5, 1])
-    expected = []
+    losses, tokens = [], []
     for batch, output in (first, second):
         per_utterance = torch.nn.functional.ctc_loss(
             output.log_probs_BTV.transpose(0, 1),
@@ -158,13 +158,31 @@ def test_dev_loss_averages_finite_utterances_over_batches() -> None:
             batch.target_lens_B,
             reduction="none",
         )
-        expected += [value for value in per_utterance.tolist() if math.isfinite(value)]
-    assert len(expected) == 3
-    dev_loss = DevLoss(CtcReduction.utterance_mean)
-    assert dev_loss.mean is None
+        for loss, length in zip(per_utterance.tolist(), batch.target_lens_B.tolist()):
+            if math.isfinite(loss):
+                losses.append(loss)
+                tokens.append(length)
+    assert tokens == [2, 1, 2]  # the infeasible utterance is left out
+    dev_loss = DevLoss()
+    assert dev_loss.per_token is None
     for batch, output in (first, second):
         dev_loss.add(batch, output)
-    assert dev_loss.mean == pytest.approx(sum(expected) / 3, rel=1e-6)
+    assert dev_loss.per_token == pytest.approx(sum(losses) / sum(tokens), rel=1e-6)
+
+
+def test_total_loss_sums_the_ctc_losses_for_the_per_token_figure() -> None:
+    log_probs = torch.randn(2, 10, 5).log_softmax(-1)
+    output = make_output(log_probs, [10, 8])
+    targets, lens = torch.tensor([[1, 2, 3], [4, 2, 0]]), torch.tensor([3, 2])
+    per_utt = torch.nn.functional.ctc_loss(
+        log_probs.transpose(0, 1), targets, torch.tensor([10, 8]), lens, reduction="none"
+    )
+    for reduction in CtcReduction:
+        terms = total_loss(output, targets, lens, ctc_reduction=reduction)
+        assert terms.ctc_sum.item() == pytest.approx(per_utt.sum().item(), rel=1e-6)
+        assert terms.ctc.item() == pytest.approx(
+            ctc_loss(output, targets, lens, reduction).item(), rel=1e-6
+        )
 
 
 def test_total_loss_sums_layers_with_weights() -> None:

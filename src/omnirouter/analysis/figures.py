@@ -235,12 +235,10 @@ def draw_cramers_v(summaries: Sequence[RoutingSummary], path: Path) -> Path:
 
 
 def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
-    """Fig. 6: training CTC loss per run: raw values faint, their moving average on top, and
-    the dev set's CTC loss at each validation as dots, where the run logged it."""
+    """Fig. 6: training CTC loss per run: raw values faint, their moving average on top."""
     figure = Figure(figsize=(6.5, 4.0), layout="constrained")
     axes = figure.add_subplot()
     positive = []
-    with_dev = False
     for index, curve in enumerate(curves):
         if not curve.steps:
             continue
@@ -250,33 +248,28 @@ def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
         axes.plot(curve.steps, losses, color=colour, alpha=0.25, linewidth=0.8)
         axes.plot(curve.steps, smooth(losses, 1 - 1 / window), color=colour, label=curve.name)
         positive.append(losses[losses > 0])
-        dev = np.asarray(curve.dev_ctc_loss, dtype=float)
-        logged = np.isfinite(dev)
-        if logged.any():
-            with_dev = True
-            steps = np.asarray(curve.valid_steps)[logged]
-            axes.plot(steps, dev[logged], "o--", color=colour, markersize=3.5, linewidth=0.8)
-            positive.append(dev[logged][dev[logged] > 0])
     values = np.concatenate(positive) if positive else np.zeros(0)
     # Loss curves span orders of magnitude early in training; a log axis keeps the end visible.
     if values.size and values.max() / values.min() > 20:
         axes.set_yscale("log")
     axes.set_xlabel("training step")
-    axes.set_ylabel("CTC loss")
-    title = "Training loss (raw faint, smoothed solid)"
-    axes.set_title(title + (", dev loss (dots)" if with_dev else ""))
+    axes.set_ylabel("training CTC loss")
+    axes.set_title("Training loss (raw faint, smoothed solid)")
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=9)
     return save_figure(figure, path)
 
 
-def draw_dev_wer(curves: Sequence[LossCurve], path: Path) -> Path:
-    """The learning curve: each run's dev WER at its validations (the trainer's dev subset)."""
-    figure = Figure(figsize=(6.5, 4.0), layout="constrained")
-    axes = figure.add_subplot()
+def draw_learning_curves(curves: Sequence[LossCurve], path: Path) -> Path:
+    """Each run's dev WER at its validations; beside it, where the runs logged them, the CTC
+    loss per target token of training (smoothed) and of the dev set (dots), one scale for
+    both: the gap between them is what the model memorises."""
+    with_loss = [curve for curve in curves if np.isfinite(curve.dev_loss_per_token).any()]
+    figure = Figure(figsize=(11.0 if with_loss else 6.5, 4.0), layout="constrained")
+    wer_axes = figure.add_subplot(1, 2 if with_loss else 1, 1)
     for index, curve in enumerate(curves):
         if curve.valid_steps:
-            axes.plot(
+            wer_axes.plot(
                 curve.valid_steps,
                 curve.dev_wer,
                 "o-",
@@ -284,11 +277,38 @@ def draw_dev_wer(curves: Sequence[LossCurve], path: Path) -> Path:
                 markersize=3.5,
                 label=curve.name,
             )
-    axes.set_xlabel("training step")
-    axes.set_ylabel("dev WER (%)")
-    axes.set_title("Learning curve: dev WER at each validation")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=9)
+    wer_axes.set_xlabel("training step")
+    wer_axes.set_ylabel("dev WER (%)")
+    wer_axes.set_title("Dev WER at each validation")
+    wer_axes.grid(alpha=0.3)
+    wer_axes.legend(fontsize=8)
+    if with_loss:
+        loss_axes = figure.add_subplot(1, 2, 2)
+        for index, curve in enumerate(curves):
+            colour = model_colour(index)
+            train = np.asarray(curve.loss_per_token, dtype=float)
+            logged = np.isfinite(train)
+            if logged.any():
+                window = max(1, int(logged.sum()) // 50)
+                steps = np.asarray(curve.steps)[logged]
+                loss_axes.plot(steps, smooth(train[logged], 1 - 1 / window), color=colour)
+            dev = np.asarray(curve.dev_loss_per_token, dtype=float)
+            valid = np.isfinite(dev)
+            loss_axes.plot(
+                np.asarray(curve.valid_steps)[valid],
+                dev[valid],
+                "o--",
+                color=colour,
+                markersize=3.5,
+                linewidth=0.8,
+                label=curve.name,
+            )
+        loss_axes.set_yscale("log")
+        loss_axes.set_xlabel("training step")
+        loss_axes.set_ylabel("CTC loss per token")
+        loss_axes.set_title("Training (solid, smoothed) and dev (dots) CTC loss per token")
+        loss_axes.grid(alpha=0.3, which="both")
+        loss_axes.legend(fontsize=8)
     return save_figure(figure, path)
 
 

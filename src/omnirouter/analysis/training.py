@@ -1,6 +1,7 @@
 """Training CTC-loss curves of the compared runs (paper Fig. 6) and their validations, from each
 run's metrics.jsonl (see `omnirouter.train.metrics`: records of kind "train" carry "step" and
-"ctc_loss", records of kind "valid" "dev_wer" and, since it is logged, "dev_ctc_loss")."""
+"ctc_loss" (and, since they are logged, "ctc_loss_per_token"), records of kind "valid"
+"dev_wer" (and "dev_ctc_loss_per_token"))."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ class LossCurve:
     name: str  # model name
     steps: tuple[int, ...]
     ctc_loss: tuple[float, ...]
+    # NaN where a run of an older version did not log it:
+    loss_per_token: tuple[float, ...] = ()  # training CTC loss per target token, at `steps`
     valid_steps: tuple[int, ...] = ()
     dev_wer: tuple[float, ...] = ()  # percent
-    dev_ctc_loss: tuple[float, ...] = ()  # NaN where the run did not log it
+    dev_loss_per_token: tuple[float, ...] = ()
 
 
 def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
@@ -27,10 +30,14 @@ def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
     if not (Path(experiment_dir) / METRICS_FILE).is_file():
         return None
     # Keyed by step: should a step be logged twice, the later record wins.
+    records = [record for record in read_metrics(experiment_dir, kind="train")]
     points = {
-        int(record["step"]): float(record["ctc_loss"])
-        for record in read_metrics(experiment_dir, kind="train")
-        if "ctc_loss" in record
+        int(record["step"]): float(record["ctc_loss"]) for record in records if "ctc_loss" in record
+    }
+    per_token = {
+        int(record["step"]): float(record["ctc_loss_per_token"])
+        for record in records
+        if "ctc_loss_per_token" in record
     }
     steps = sorted(points)
     validations = {
@@ -43,9 +50,12 @@ def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
         name,
         tuple(steps),
         tuple(points[step] for step in steps),
+        tuple(per_token.get(step, np.nan) for step in steps),
         tuple(valid_steps),
         tuple(float(validations[step]["dev_wer"]) for step in valid_steps),
-        tuple(float(validations[step].get("dev_ctc_loss", np.nan)) for step in valid_steps),
+        tuple(
+            float(validations[step].get("dev_ctc_loss_per_token", np.nan)) for step in valid_steps
+        ),
     )
 
 

@@ -164,7 +164,8 @@ def _model_dict(model: ModelSummary) -> dict[str, object]:
                 "skipped_nonfinite": loss.skipped_nonfinite,
                 "valid_steps": list(loss.valid_steps),
                 "dev_wer_percent": list(loss.dev_wer),
-                "dev_ctc_loss": [_finite(value) for value in loss.dev_ctc_loss],
+                "dev_ctc_loss_per_token": [_finite(value) for value in loss.dev_loss_per_token],
+                "final_ctc_loss_per_token": _finite(loss.final_loss_per_token),
             }
             for loss in model.losses
         ],

@@ -2,8 +2,9 @@
 with the figures next to them, so the folder can be committed as it is.
 
     REPORT_DIR/README.md  index.html       the report
-    REPORT_DIR/figures/training_loss.png   every run's training CTC loss (and dev CTC loss)
-    REPORT_DIR/figures/dev_wer.png         every run's dev WER at its validations
+    REPORT_DIR/figures/training_loss.png   every run's training CTC loss
+    REPORT_DIR/figures/learning_curves.png every run's dev WER, and its training and dev CTC
+                                           loss per token, at its validations
     REPORT_DIR/routing/                    the routing analysis page, figures and statistics
     REPORT_DIR/compare.{md,csv,json}       WER per set per model (seed means), reductions
     REPORT_DIR/experiment.json             every number of the report
@@ -50,7 +51,7 @@ class ReportFigures:
     routing: FigureFiles | None  # None when no routing analysis ran
     routing_page: Path | None  # the analysis page (HTML) inside the report directory
     offload: Path | None = None  # the offloading study's JSON inside the report directory
-    learning_curve: Path | None = None  # every run's dev WER at its validations
+    learning_curve: Path | None = None  # dev WER (and losses per token) at the validations
 
 
 def write_report(page: Page, results: ExperimentResults, directory: Path) -> PageFiles:

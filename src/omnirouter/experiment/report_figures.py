@@ -18,7 +18,7 @@ ROUTING_DIR = "routing"
 def draw_report_figures(
     config: ExperimentConfig, results: ExperimentResults, analysis_dir: Path | None
 ) -> ReportFigures:
-    from omnirouter.analysis.figures import draw_dev_wer, draw_training_loss
+    from omnirouter.analysis.figures import draw_learning_curves, draw_training_loss
 
     report_dir = config.report_path
     curves = [
@@ -26,9 +26,10 @@ def draw_report_figures(
             f"{model.name} seed {loss.seed}" if len(model.losses) > 1 else model.name,
             loss.steps,
             loss.ctc_loss,
+            loss.loss_per_token,
             loss.valid_steps,
             loss.dev_wer,
-            loss.dev_ctc_loss,
+            loss.dev_loss_per_token,
         )
         for model in results.models
         for loss in model.losses
@@ -41,7 +42,9 @@ def draw_report_figures(
     )
     validated = [curve for curve in curves if curve.valid_steps]
     learning_curve = (
-        draw_dev_wer(validated, report_dir / FIGURES_DIR / "dev_wer.png") if validated else None
+        draw_learning_curves(validated, report_dir / FIGURES_DIR / "learning_curves.png")
+        if validated
+        else None
     )
     if analysis_dir is None:
         return ReportFigures(training_loss, None, None, learning_curve=learning_curve)

@@ -155,9 +155,10 @@ def training_section(
                     str(loss.steps[-1]) if loss.steps else "–",
                     _number(loss.final_loss, 3),
                     _number(max(loss.ctc_loss), 3) if loss.ctc_loss else "–",
-                    _last_dev(loss.dev_ctc_loss, 3),
+                    _last_finite((loss.final_loss_per_token,), 3),
+                    _last_finite(loss.dev_loss_per_token, 3),
                     _best_dev_wer(loss),
-                    _last_dev(loss.dev_wer, 2),
+                    _last_finite(loss.dev_wer, 2),
                     str(loss.spikes),
                     str(loss.skipped_nonfinite),
                 )
@@ -168,7 +169,8 @@ def training_section(
         "last logged step",
         "final CTC loss",
         "highest CTC loss",
-        "last dev CTC loss",
+        "final CTC loss per token",
+        "last dev CTC loss per token",
         "best dev WER % (step)",
         "last dev WER %",
         "spikes",
@@ -177,28 +179,31 @@ def training_section(
     blocks: list = []
     if figure is not None:
         blocks.append(
-            FigureBlock(
-                figure,
-                "Training CTC loss of every run (raw faint, smoothed solid), and the dev "
-                "set's CTC loss at each validation (dots) where the run logged it.",
-            )
+            FigureBlock(figure, "Training CTC loss of every run (raw faint, smoothed solid).")
         )
     if learning_curve is not None:
-        blocks.append(FigureBlock(learning_curve, "Dev WER of every run at each validation."))
+        blocks.append(
+            FigureBlock(
+                learning_curve,
+                "Dev WER of every run at each validation; beside it, where the runs logged "
+                "them, the training (solid) and dev (dots) CTC loss per token.",
+            )
+        )
     blocks += [
         Table(header, tuple(rows)),
         Paragraph(
-            "Final CTC loss: the mean of the last 10% of the logged values. Dev numbers come "
-            "from the trainer's validations (its dev subset, greedy decoding); the dev CTC "
-            "loss is counted as the training loss is, so the two can be read against each "
-            "other: a dev loss that stays level while the training loss falls means the "
-            f"model memorises its data. A spike is {SPIKE_RULE}."
+            "Final CTC loss: the mean of the last 10% of the logged values (per utterance, "
+            "as trained; and per target token). Dev numbers come from the trainer's "
+            "validations (its dev subset, greedy decoding). Per token, the training and dev "
+            "losses can be read against each other whatever the utterances' lengths: a dev "
+            "loss that stays level while the training loss falls means the model memorises "
+            f"its data. A spike is {SPIKE_RULE}."
         ),
     ]
     return Section("Training", tuple(blocks))
 
 
-def _last_dev(values: Sequence[float], digits: int) -> str:
+def _last_finite(values: Sequence[float], digits: int) -> str:
     finite = [value for value in values if math.isfinite(value)]
     return _number(finite[-1], digits) if finite else "–"
 

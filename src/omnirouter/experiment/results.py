@@ -71,10 +71,12 @@ class LossSummary:
     ctc_loss: tuple[float, ...]
     spikes: int  # see SPIKE_FACTOR
     skipped_nonfinite: int  # optimiser steps skipped for a non-finite loss or gradient
+    # NaN where a run of an older version did not log it:
+    loss_per_token: tuple[float, ...] = ()  # training CTC loss per target token, at `steps`
     # The trainer's validations (dev subset, greedy decoding): the learning curve.
     valid_steps: tuple[int, ...] = ()
     dev_wer: tuple[float, ...] = ()  # percent
-    dev_ctc_loss: tuple[float, ...] = ()  # NaN where a run of an older version did not log it
+    dev_loss_per_token: tuple[float, ...] = ()
 
     @property
     def final_loss(self) -> float | None:
@@ -82,6 +84,13 @@ class LossSummary:
             return None
         count = max(1, math.ceil(FINAL_LOSS_FRACTION * len(self.ctc_loss)))
         return statistics.fmean(self.ctc_loss[-count:])
+
+    @property
+    def final_loss_per_token(self) -> float:
+        """As `final_loss`, per target token; NaN when the run did not log it."""
+        count = max(1, math.ceil(FINAL_LOSS_FRACTION * len(self.loss_per_token)))
+        last = [value for value in self.loss_per_token[-count:] if math.isfinite(value)]
+        return statistics.fmean(last) if last else math.nan
 
 
 @dataclass(frozen=True)
@@ -162,9 +171,12 @@ def read_losses(run: PlannedRun) -> LossSummary:
         losses,
         count_spikes(finite),
         skipped,
+        tuple(float(points[step].get("ctc_loss_per_token", math.nan)) for step in steps),
         valid_steps,
         tuple(float(validations[step]["dev_wer"]) for step in valid_steps),
-        tuple(float(validations[step].get("dev_ctc_loss", math.nan)) for step in valid_steps),
+        tuple(
+            float(validations[step].get("dev_ctc_loss_per_token", math.nan)) for step in valid_steps
+        ),
     )
 
 

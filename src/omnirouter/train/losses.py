@@ -96,6 +96,7 @@ def router_z_loss(routing: RoutingInfo) -> torch.Tensor:
 class LossTerms:
     total: torch.Tensor  # what is back-propagated
     ctc: torch.Tensor
+    ctc_sum: torch.Tensor  # Σ over utterances of their summed CTC loss: ÷ tokens = per token
     load_balance: torch.Tensor  # Σ over MoE layers, unweighted (0 for dense)
     z_loss: torch.Tensor  # Σ over MoE layers, unweighted (0 for dense or when disabled)
 
@@ -111,7 +112,12 @@ def total_loss(
     ctc_reduction: CtcReduction = CtcReduction.utterance_mean,
 ) -> LossTerms:
     """CTC + w_lb · Σ_layers load_balance (+ w_z · Σ_layers z_loss), paper §III-C and §V-C."""
-    ctc = ctc_loss(output, targets_BU, target_lens_B, ctc_reduction)
+    summed_B = ctc_loss_per_utterance(output, targets_BU, target_lens_B)
+    ctc = (
+        summed_B / target_lens_B.clamp(min=1).float()
+        if ctc_reduction is CtcReduction.token_mean
+        else summed_B
+    ).mean()
     balance = _sum_over_layers(output.routing, lambda r: load_balance_loss(r, balance_form), ctc)
     z_loss = (
         _sum_over_layers(output.routing, router_z_loss, ctc)
@@ -119,7 +125,9 @@ def total_loss(
         else ctc.new_zeros(())
     )
     total = ctc + load_balance_weight * balance + z_loss_weight * z_loss
-    return LossTerms(total=total, ctc=ctc, load_balance=balance, z_loss=z_loss)
+    return LossTerms(
+        total=total, ctc=ctc, ctc_sum=summed_B.sum(), load_balance=balance, z_loss=z_loss
+    )
 
 
 def _sum_over_layers(routing: Sequence[RoutingInfo], term, like: torch.Tensor) -> torch.Tensor:

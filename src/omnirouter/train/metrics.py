@@ -1,11 +1,12 @@
 """Where a run's numbers go: metrics.jsonl (one JSON object per record), TensorBoard, train.log.
 
 Record kinds in metrics.jsonl:
-  {"kind": "train", "step", "epoch", "ctc_loss", "load_balance_loss", "z_loss", "total_loss",
+  {"kind": "train", "step", "epoch", "ctc_loss", "ctc_loss_per_token", "load_balance_loss",
+   "z_loss", "total_loss",
    "lr", "grad_norm", "audio_seconds_per_second", "expert_load": [[fraction per expert] per
    MoE layer], "skipped_nonfinite", "skipped_utterances"}
-  {"kind": "valid", "step", "dev_wer", "dev_cer", "best_dev_wer", "dev_ctc_loss" (the dev
-   subset's CTC loss, counted as the training loss is)}
+  {"kind": "valid", "step", "dev_wer", "dev_cer", "best_dev_wer", "dev_ctc_loss_per_token"
+   (the dev subset's, comparable with the training records' "ctc_loss_per_token")}
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from omnirouter.train.config import LossConfig
 from omnirouter.train.distributed import Runtime, all_ranks_agree
 from omnirouter.train.losses import total_loss
 
+VALUES = 5  # numbers per micro-batch in the step's one copy to the host (see `values`)
+
 
 @dataclass
 class StepStats:
@@ -31,6 +33,10 @@ class StepStats:
     total_loss: float = 0.0
     micro_batches: int = 0
     audio_seconds: float = 0.0
+    # For the CTC loss per target token, which a dev loss can be compared with whatever the
+    # batches' utterance lengths (the mean per utterance follows them).
+    ctc_loss_sum: float = 0.0
+    target_tokens: int = 0
     expert_counts: list[torch.Tensor] = field(default_factory=list)  # per MoE layer, (E,)
 
     def add(self, other: StepStats) -> None:
@@ -40,6 +46,8 @@ class StepStats:
         self.total_loss += other.total_loss
         self.micro_batches += other.micro_batches
         self.audio_seconds += other.audio_seconds
+        self.ctc_loss_sum += other.ctc_loss_sum
+        self.target_tokens += other.target_tokens
         if not self.expert_counts:
             self.expert_counts = [counts.clone() for counts in other.expert_counts]
         else:
@@ -70,11 +78,13 @@ def train_step(
     MoE layers (the loss values and the gradient norm in one copy, the expert counts in
     another), plus one all-reduce of the finiteness flag under DDP."""
     optimizer.zero_grad(set_to_none=True)
-    values: list[torch.Tensor] = []  # per micro-batch: ctc, load balance, z-loss, total
+    # per micro-batch: ctc, load balance, z-loss, total, ctc summed over utterances
+    values: list[torch.Tensor] = []
     counts: list[torch.Tensor] = []  # per micro-batch and MoE layer: frames per expert
-    audio_seconds = 0.0
+    audio_seconds, target_tokens = 0.0, 0
     for index, batch in enumerate(micro_batches):
         audio_seconds += batch.num_frames * frame_shift_seconds  # lengths are on the host
+        target_tokens += int(batch.target_lens_B.sum())
         batch = batch.to(runtime.device)
         is_last = index == len(micro_batches) - 1
         # DDP: all-reduce gradients once, on the last micro-batch.
@@ -106,7 +116,9 @@ def train_step(
             )
             loss.backward()
         values.append(
-            torch.stack([terms.ctc, terms.load_balance, terms.z_loss, terms.total]).detach().float()
+            torch.stack([terms.ctc, terms.load_balance, terms.z_loss, terms.total, terms.ctc_sum])
+            .detach()
+            .float()
         )
         counts += [
             torch.bincount(routing.experts_NK[:, 0], minlength=routing.num_experts).float()
@@ -117,19 +129,21 @@ def train_step(
     # The one copy of the step's numbers to the host.
     host = torch.cat([torch.stack(values).flatten(), grad_norm.reshape(1).float()]).tolist()
     grad_norm_value, loss_values = host[-1], host[:-1]
-    finite = all(math.isfinite(value) for value in loss_values[3::4])
+    finite = all(math.isfinite(value) for value in loss_values[3::VALUES])
     finite = all_ranks_agree(runtime, finite and math.isfinite(grad_norm_value))
     if finite:
         optimizer.step()
     else:
         optimizer.zero_grad(set_to_none=True)
     stats = StepStats(
-        ctc_loss=sum(loss_values[0::4]),
-        load_balance_loss=sum(loss_values[1::4]),
-        z_loss=sum(loss_values[2::4]),
-        total_loss=sum(loss_values[3::4]),
+        ctc_loss=sum(loss_values[0::VALUES]),
+        load_balance_loss=sum(loss_values[1::VALUES]),
+        z_loss=sum(loss_values[2::VALUES]),
+        total_loss=sum(loss_values[3::VALUES]),
         micro_batches=len(micro_batches),
         audio_seconds=audio_seconds,
+        ctc_loss_sum=sum(loss_values[4::VALUES]),
+        target_tokens=target_tokens,
         expert_counts=_expert_counts(counts, len(micro_batches)),
     )
     return StepResult(applied=finite, grad_norm=grad_norm_value, stats=stats)

@@ -39,7 +39,7 @@ from omnirouter.train.distributed import (
     sum_over_ranks,
 )
 from omnirouter.train.interrupts import catch_interrupts, restore_interrupts
-from omnirouter.train.losses import CtcReduction, ctc_loss_per_utterance
+from omnirouter.train.losses import ctc_loss_per_utterance
 from omnirouter.train.metrics import MetricsWriter, attach_log_file
 from omnirouter.train.optimizer import build_optimizer
 from omnirouter.train.schedule import lr_multiplier
@@ -334,12 +334,14 @@ class _Trainer:
                     window.total_loss,
                     window.micro_batches,
                     window.audio_seconds,
+                    window.ctc_loss_sum,
+                    window.target_tokens,
                 ],
                 dtype=torch.float64,
                 device=self.runtime.device,
             ),
         ).tolist()
-        ctc, balance, z_loss, total, micro, audio_seconds = totals
+        ctc, balance, z_loss, total, micro, audio_seconds, ctc_sum, tokens = totals
         micro = max(micro, 1)
         expert_counts = [
             sum_over_ranks(self.runtime, counts.to(self.runtime.device)).cpu()
@@ -350,6 +352,7 @@ class _Trainer:
             "step": self.progress.step,
             "epoch": self.loader.epoch,
             "ctc_loss": ctc / micro,
+            "ctc_loss_per_token": ctc_sum / max(tokens, 1),
             "load_balance_loss": balance / micro,
             "z_loss": z_loss / micro,
             "total_loss": total / micro,
@@ -383,7 +386,7 @@ class _Trainer:
             cuts = eval_cuts(data, data.dev_set)
             if self.config.train.valid_max_utterances:
                 cuts = cuts.subset(first=self.config.train.valid_max_utterances)
-            dev_loss = DevLoss(self.config.train.loss.ctc_reduction)
+            dev_loss = DevLoss()
             recognitions = recognize(
                 self.model,
                 build_eval_loader(data, cuts, self.tokenizer),
@@ -393,10 +396,10 @@ class _Trainer:
                 progress=False,
             )
             score = score_set(data.dev_set, recognitions, get_normalizer())
-            stop = self._track_best(score.wer * 100, score.cer * 100, dev_loss.mean)
+            stop = self._track_best(score.wer * 100, score.cer * 100, dev_loss.per_token)
         return broadcast_flag(self.runtime, stop)
 
-    def _track_best(self, wer: float, cer: float, dev_ctc_loss: float | None = None) -> bool:
+    def _track_best(self, wer: float, cer: float, dev_loss_per_token: float | None = None) -> bool:
         progress, train_config = self.progress, self.config.train
         improved = wer < progress.best_dev_wer - train_config.early_stop_min_delta
         if improved:
@@ -409,12 +412,12 @@ class _Trainer:
         else:
             progress.validations_without_improvement += 1
         log.info(
-            "step %d: dev WER %.2f%% (best %.2f%%), CER %.2f%%, CTC loss %s",
+            "step %d: dev WER %.2f%% (best %.2f%%), CER %.2f%%, CTC loss per token %s",
             progress.step,
             wer,
             progress.best_dev_wer,
             cer,
-            "n/a" if dev_ctc_loss is None else f"{dev_ctc_loss:.4g}",
+            "n/a" if dev_loss_per_token is None else f"{dev_loss_per_token:.4g}",
         )
         if self.metrics is not None:
             record: dict[str, Any] = {
@@ -424,8 +427,8 @@ class _Trainer:
                 "dev_cer": cer,
                 "best_dev_wer": progress.best_dev_wer,
             }
-            if dev_ctc_loss is not None:
-                record["dev_ctc_loss"] = dev_ctc_loss
+            if dev_loss_per_token is not None:
+                record["dev_ctc_loss_per_token"] = dev_loss_per_token
             self.metrics.write(record)
         patience = train_config.early_stop_patience
         if patience and progress.validations_without_improvement >= patience:
@@ -461,27 +464,26 @@ class _Trainer:
 
 
 class DevLoss:
-    """The dev set's mean CTC loss, counted as training counts it (`reduction`), so that the
-    two curves can be read against each other: a gap that opens means memorising, two curves
-    falling together mean the model, not the data, is the limit. Utterances whose alignment is
-    infeasible are left out, as the training step skips them."""
+    """The dev set's CTC loss per target token (its utterances' summed losses over their
+    tokens), as the training records' `ctc_loss_per_token` counts it, so that the two curves
+    can be read against each other: a gap that opens means memorising, two curves falling
+    together mean the model, not the data, is the limit. (The mean per utterance would not
+    do: it follows the utterances' lengths, which differ between the sets and the batches.)
+    Utterances whose alignment is infeasible are left out, as the training step skips them."""
 
-    def __init__(self, reduction: CtcReduction) -> None:
-        self.reduction = reduction
-        self.total = 0.0
-        self.count = 0
+    def __init__(self) -> None:
+        self.loss_sum = 0.0
+        self.tokens = 0
 
     def add(self, batch: Batch, output: ModelOutput) -> None:
-        losses_B = ctc_loss_per_utterance(
-            output, batch.targets_BU, batch.target_lens_B, self.reduction
-        )
+        losses_B = ctc_loss_per_utterance(output, batch.targets_BU, batch.target_lens_B)
         finite_B = torch.isfinite(losses_B)
-        self.total += float(losses_B[finite_B].sum())
-        self.count += int(finite_B.sum())
+        self.loss_sum += float(losses_B[finite_B].sum())
+        self.tokens += int(batch.target_lens_B[finite_B].sum())
 
     @property
-    def mean(self) -> float | None:
-        return self.total / self.count if self.count else None
+    def per_token(self) -> float | None:
+        return self.loss_sum / self.tokens if self.tokens else None
 
 
 def _gather_loader_states(runtime: Runtime, loader: TrainLoader) -> list[dict[str, Any]]:
