@@ -41,7 +41,20 @@ def test_buckets_by_hand() -> None:
     assert result.wer_part_percent(by_label["unseen"].errors) == pytest.approx(100 / 7)
 
 
-@pytest.mark.parametrize(("count", "label"), [(0, "unseen"), (2, "1–2"), (3, "3–9"), (100, "≥100")])
+@pytest.mark.parametrize(
+    ("count", "label"),
+    [
+        (0, "unseen"),
+        (1, "1–2"),
+        (2, "1–2"),
+        (3, "3–9"),
+        (9, "3–9"),
+        (10, "10–99"),
+        (99, "10–99"),
+        (100, "≥100"),
+        (12345, "≥100"),
+    ],
+)
 def test_bucket_edges(count: int, label: str) -> None:
     assert bucket_label(count) == label
 

@@ -7,36 +7,40 @@ import sys
 import time
 from pathlib import Path
 
-# The parent: one spawned worker (with the experiment's watcher) that waits for SIGTERM as a
-# training run does, and notes when it arrives.
+import pytest
+
+# The parent: a pool of one spawned worker (with the experiment's watcher). "busy" gives it a
+# run that goes on, as training does, until a stop is asked for; "idle" a task that returns,
+# leaving the worker waiting for more.
 PARENT = """
-import signal, sys, time
+import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
-import multiprocessing, os
+import multiprocessing
 
-from omnirouter.experiment.train_jobs import exit_if_orphaned, watch_parent
+from omnirouter.experiment.train_jobs import active_run, watch_parent
+from omnirouter.train.interrupts import stop_requested_from_outside
 
-stop = []
 
-
-def work(directory):
-    # As the trainer does: SIGTERM asks for a stop, the run saves and returns.
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+def run(directory):
     open(os.path.join(directory, "ready"), "w").write(str(os.getpid()))
-    try:
-        while not stop:
+    with active_run():
+        while not stop_requested_from_outside():
             time.sleep(0.05)
-        open(os.path.join(directory, "terminated"), "w").write(str(os.getpid()))
-    finally:
-        exit_if_orphaned()
+        open(os.path.join(directory, "stopped"), "w").write("saved")
+
+
+def idle(directory):
+    open(os.path.join(directory, "ready"), "w").write(str(os.getpid()))
 
 
 if __name__ == "__main__":
     context = multiprocessing.get_context("spawn")
+    task = run if sys.argv[2] == "busy" else idle
     with ProcessPoolExecutor(
         1, mp_context=context, initializer=watch_parent, initargs=(os.getpid(), 0.1)
     ) as pool:
-        pool.submit(work, sys.argv[1]).result()
+        pool.submit(task, sys.argv[1]).result()
+        time.sleep(120)
 """
 
 
@@ -49,22 +53,24 @@ def wait_for(path: Path, seconds: float) -> bool:
     return False
 
 
-def test_a_worker_is_stopped_by_sigterm_when_its_parent_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("task", ["busy", "idle"])
+def test_a_worker_stops_and_exits_when_its_parent_is_killed(tmp_path: Path, task: str) -> None:
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
-    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path), task])
     try:
         assert wait_for(tmp_path / "ready", 60), "the worker did not start"
-        time.sleep(0.3)
-        assert not (tmp_path / "terminated").exists()  # a living parent stops nothing
+        time.sleep(0.5)
+        assert not (tmp_path / "stopped").exists()  # a living parent stops nothing
         parent.send_signal(signal.SIGKILL)  # no handler, no chance to stop its workers
         parent.wait(10)
-        assert wait_for(tmp_path / "terminated", 10), "the orphaned worker kept running"
+        if task == "busy":  # the run was asked to stop, and finished as after a step
+            assert wait_for(tmp_path / "stopped", 10), "the orphaned run kept going"
         worker = int((tmp_path / "ready").read_text())
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _alive(worker):
             time.sleep(0.05)
-        assert not _alive(worker)
+        assert not _alive(worker), "the orphaned worker did not exit"
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -10,6 +10,7 @@ from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.model.routing import RoutingInfo
 from omnirouter.train.losses import (
     CtcReduction,
+    DevLoss,
     ctc_loss,
     load_balance_loss,
     router_z_loss,
@@ -130,7 +131,6 @@ def test_infeasible_ctc_is_infinite_not_zero() -> None:
 
 def test_dev_loss_is_per_token_over_the_finite_utterances_of_all_batches() -> None:
     from omnirouter.data.batch import Batch
-    from omnirouter.train.trainer import DevLoss
 
     torch.manual_seed(1)
 
@@ -168,6 +168,7 @@ def test_dev_loss_is_per_token_over_the_finite_utterances_of_all_batches() -> No
     for batch, output in (first, second):
         dev_loss.add(batch, output)
     assert dev_loss.per_token == pytest.approx(sum(losses) / sum(tokens), rel=1e-6)
+    assert dev_loss.infeasible == 1
 
 
 def test_total_loss_sums_the_ctc_losses_for_the_per_token_figure() -> None:

@@ -54,7 +54,8 @@ def test_loss_falls_and_run_files_are_written(tiny_corpus: Path, tmp_path: Path)
     for record, loss in zip(records, per_token, strict=True):
         assert 0 < loss < record["ctc_loss"] / 10, record
     for validation in validations:
-        # The dev loss is counted alike: of the order of the training loss at that step.
+        # The dev loss is counted alike: of the order of the training loss at that step
+        # (records[i] is step i + 1: tiny_run_config logs every step).
         at_step = per_token[validation["step"] - 1]
         assert 0.25 * at_step < validation["dev_ctc_loss_per_token"] < 4 * at_step, validation
     exp = tmp_path / "exp"

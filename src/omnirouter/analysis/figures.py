@@ -262,8 +262,9 @@ def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
 
 def draw_learning_curves(curves: Sequence[LossCurve], path: Path) -> Path:
     """Each run's dev WER at its validations; beside it, where the runs logged them, the CTC
-    loss per target token of training (smoothed) and of the dev set (dots), one scale for
-    both: the gap between them is what the model memorises."""
+    loss per target token of training (smoothed) and of the dev set (dots) on one scale. The
+    training loss is measured in training mode (with the config's dropout and SpecAugment,
+    if any), the dev loss without: only without both does their gap measure memorising."""
     with_loss = [curve for curve in curves if np.isfinite(curve.dev_loss_per_token).any()]
     figure = Figure(figsize=(11.0 if with_loss else 6.5, 4.0), layout="constrained")
     wer_axes = figure.add_subplot(1, 2 if with_loss else 1, 1)
@@ -294,6 +295,8 @@ def draw_learning_curves(curves: Sequence[LossCurve], path: Path) -> Path:
                 loss_axes.plot(steps, smooth(train[logged], 1 - 1 / window), color=colour)
             dev = np.asarray(curve.dev_loss_per_token, dtype=float)
             valid = np.isfinite(dev)
+            if not valid.any():
+                continue
             loss_axes.plot(
                 np.asarray(curve.valid_steps)[valid],
                 dev[valid],

@@ -26,36 +26,48 @@ class LossCurve:
 
 
 def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
-    """The training CTC loss of a run, in step order; None when it left no metrics."""
+    """The training CTC loss of a run, in step order, and its validations; None when it left
+    no metrics."""
     if not (Path(experiment_dir) / METRICS_FILE).is_file():
         return None
     # Keyed by step: should a step be logged twice, the later record wins.
-    records = [record for record in read_metrics(experiment_dir, kind="train")]
-    points = {
-        int(record["step"]): float(record["ctc_loss"]) for record in records if "ctc_loss" in record
+    records = {
+        int(record["step"]): record
+        for record in read_metrics(experiment_dir, kind="train")
+        if "ctc_loss" in record
     }
-    per_token = {
-        int(record["step"]): float(record["ctc_loss_per_token"])
-        for record in records
-        if "ctc_loss_per_token" in record
-    }
-    steps = sorted(points)
-    validations = {
+    steps = sorted(records)
+    validations = read_validations(experiment_dir)
+    return LossCurve(
+        name,
+        tuple(steps),
+        tuple(float(records[step]["ctc_loss"]) for step in steps),
+        tuple(float(records[step].get("ctc_loss_per_token", np.nan)) for step in steps),
+        validations.steps,
+        validations.dev_wer,
+        validations.dev_loss_per_token,
+    )
+
+
+@dataclass(frozen=True)
+class Validations:
+    steps: tuple[int, ...]
+    dev_wer: tuple[float, ...]  # percent
+    dev_loss_per_token: tuple[float, ...]  # NaN where a run of an older version did not log it
+
+
+def read_validations(experiment_dir: str | Path) -> Validations:
+    """A run's validation records in step order (the later of two at one step)."""
+    records = {
         int(record["step"]): record
         for record in read_metrics(experiment_dir, kind="valid")
         if "dev_wer" in record
     }
-    valid_steps = sorted(validations)
-    return LossCurve(
-        name,
-        tuple(steps),
-        tuple(points[step] for step in steps),
-        tuple(per_token.get(step, np.nan) for step in steps),
-        tuple(valid_steps),
-        tuple(float(validations[step]["dev_wer"]) for step in valid_steps),
-        tuple(
-            float(validations[step].get("dev_ctc_loss_per_token", np.nan)) for step in valid_steps
-        ),
+    steps = tuple(sorted(records))
+    return Validations(
+        steps,
+        tuple(float(records[step]["dev_wer"]) for step in steps),
+        tuple(float(records[step].get("dev_ctc_loss_per_token", np.nan)) for step in steps),
     )
 
 

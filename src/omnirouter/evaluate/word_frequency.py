@@ -11,11 +11,14 @@ Every substitution and deletion belongs to its reference word's bucket; an inser
 reference word and is counted apart. The buckets' errors and the insertions add up to the
 set's word errors, so their shares of the WER add up to it too. Both sides are normalised as
 the set was scored (the normaliser named in its wer-<set>.json), training transcripts alike.
+The counts take every training transcript, those of utterances the trainer's length limits
+skip included.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -43,7 +46,7 @@ class FrequencyBucket:
 
     @property
     def error_rate_percent(self) -> float:
-        return 100.0 * self.errors / self.reference_words if self.reference_words else float("nan")
+        return _percent(self.errors, self.reference_words)
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,19 @@ class SetWordFrequency:
     @property
     def wer_percent(self) -> float:
         errors = sum(bucket.errors for bucket in self.buckets) + self.insertions
-        return 100.0 * errors / self.reference_words if self.reference_words else float("nan")
+        return _percent(errors, self.reference_words)
 
     def share_percent(self, bucket: FrequencyBucket) -> float:
         """The bucket's part of the set's running words."""
-        return 100.0 * bucket.reference_words / self.reference_words
+        return _percent(bucket.reference_words, self.reference_words)
 
     def wer_part_percent(self, errors: int) -> float:
         """WER points that `errors` account for."""
-        return 100.0 * errors / self.reference_words
+        return _percent(errors, self.reference_words)
+
+
+def _percent(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else math.nan
 
 
 def training_word_counts(transcripts: Iterable[str], normalizer: TextNormalizer) -> Counter[str]:
@@ -119,24 +126,27 @@ def word_frequency_markdown(results: Sequence[SetWordFrequency], model: str) -> 
     ]
     for result in results:
         lines += [
-            f"## {result.set_name}: WER {result.wer_percent:.2f}% over "
+            f"## {result.set_name}: WER {_cell(result.wer_percent, 2)}% over "
             f"{result.reference_words} words",
             "",
             "| training count | share of words % | error rate % | WER points |",
             "|---|---|---|---|",
         ]
         for bucket in result.buckets:
-            rate = bucket.error_rate_percent
             lines.append(
-                f"| {bucket.label} | {result.share_percent(bucket):.1f} | "
-                f"{'–' if rate != rate else f'{rate:.1f}'} | "
-                f"{result.wer_part_percent(bucket.errors):.2f} |"
+                f"| {bucket.label} | {_cell(result.share_percent(bucket), 1)} | "
+                f"{_cell(bucket.error_rate_percent, 1)} | "
+                f"{_cell(result.wer_part_percent(bucket.errors), 2)} |"
             )
         lines += [
-            f"| insertions | – | – | {result.wer_part_percent(result.insertions):.2f} |",
+            f"| insertions | – | – | {_cell(result.wer_part_percent(result.insertions), 2)} |",
             "",
         ]
     return "\n".join(lines)
+
+
+def _cell(value: float, digits: int) -> str:
+    return "–" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def write_word_frequency(

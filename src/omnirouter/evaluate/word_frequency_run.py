@@ -39,6 +39,13 @@ def word_errors_of_experiment(
     if len(normalizers) > 1:
         raise ValueError(f"the sets were scored with different normalisers: {sorted(normalizers)}")
     normalizer = get_normalizer(normalizers.pop())
+    versions = {summary.get("normalizer_version", "") for summary in summaries.values()}
+    if versions != {normalizer.version}:
+        raise ValueError(
+            f"the sets were scored with normaliser version(s) {sorted(versions)}, this "
+            f"installation has {normalizer.version!r}: evaluate them again "
+            "(`omnirouter eval`) so that the rescoring counts the same words"
+        )
     data = load_config(RunConfig, [config_path]).data
     if corpus_dir is not None:
         data = dataclasses.replace(data, corpus_dir=corpus_dir)

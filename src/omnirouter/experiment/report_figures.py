@@ -40,10 +40,10 @@ def draw_report_figures(
         if curves
         else None
     )
-    validated = [curve for curve in curves if curve.valid_steps]
+    # Every curve, validated or not, so that a run has one colour in both figures.
     learning_curve = (
-        draw_learning_curves(validated, report_dir / FIGURES_DIR / "learning_curves.png")
-        if validated
+        draw_learning_curves(curves, report_dir / FIGURES_DIR / "learning_curves.png")
+        if any(curve.valid_steps for curve in curves)
         else None
     )
     if analysis_dir is None:

@@ -155,7 +155,7 @@ def training_section(
                     str(loss.steps[-1]) if loss.steps else "–",
                     _number(loss.final_loss, 3),
                     _number(max(loss.ctc_loss), 3) if loss.ctc_loss else "–",
-                    _last_finite((loss.final_loss_per_token,), 3),
+                    _number(loss.final_loss_per_token, 3),
                     _last_finite(loss.dev_loss_per_token, 3),
                     _best_dev_wer(loss),
                     _last_finite(loss.dev_wer, 2),
@@ -192,12 +192,14 @@ def training_section(
     blocks += [
         Table(header, tuple(rows)),
         Paragraph(
-            "Final CTC loss: the mean of the last 10% of the logged values (per utterance, "
-            "as trained; and per target token). Dev numbers come from the trainer's "
+            "Final CTC loss: the mean of the last 10% of the logged values (as the loss is "
+            "reduced in training, and per target token). Dev numbers come from the trainer's "
             "validations (its dev subset, greedy decoding). Per token, the training and dev "
-            "losses can be read against each other whatever the utterances' lengths: a dev "
-            "loss that stays level while the training loss falls means the model memorises "
-            f"its data. A spike is {SPIKE_RULE}."
+            "losses can be read against each other whatever the utterances' lengths; the "
+            "training loss is measured in training mode (with any dropout or SpecAugment the "
+            "config has), so only without them does a dev loss that stays level while the "
+            f"training loss falls mean that the model memorises its data. A spike is "
+            f"{SPIKE_RULE}."
         ),
     ]
     return Section("Training", tuple(blocks))

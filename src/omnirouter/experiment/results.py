@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from omnirouter.analysis.summary import SummaryConfig
+from omnirouter.analysis.training import read_validations
 from omnirouter.evaluate.compare import CompareTable, compare_tables
 from omnirouter.evaluate.tables import EvalRow, EvalTable, read_eval_table
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
@@ -159,12 +160,7 @@ def read_losses(run: PlannedRun) -> LossSummary:
     losses = tuple(float(points[step]["ctc_loss"]) for step in steps)
     finite = [loss for loss in losses if math.isfinite(loss)]
     skipped = int(points[steps[-1]].get("skipped_nonfinite", 0)) if steps else 0
-    validations = {
-        int(record["step"]): record
-        for record in read_metrics(run.exp_dir, kind="valid")
-        if "dev_wer" in record
-    }
-    valid_steps = tuple(sorted(validations))
+    validations = read_validations(run.exp_dir)
     return LossSummary(
         run.seed,
         tuple(steps),
@@ -172,11 +168,9 @@ def read_losses(run: PlannedRun) -> LossSummary:
         count_spikes(finite),
         skipped,
         tuple(float(points[step].get("ctc_loss_per_token", math.nan)) for step in steps),
-        valid_steps,
-        tuple(float(validations[step]["dev_wer"]) for step in valid_steps),
-        tuple(
-            float(validations[step].get("dev_ctc_loss_per_token", math.nan)) for step in valid_steps
-        ),
+        validations.steps,
+        validations.dev_wer,
+        validations.dev_loss_per_token,
     )
 
 

@@ -6,26 +6,29 @@ run through `runs.train_run` (so resumption, done.json and interruption behave a
 sequential stage), logs to its run's train.log and to the console with the run's label, and
 has no progress bar (several bars would overwrite each other). A run that fails or is
 interrupted raises its error in the parent once the other runs have finished or stopped.
-A worker whose parent dies (killed, say, where it could not pass the signal on) stops as a
-SIGTERM would stop it, saving a checkpoint: left running, it would go on writing into a run
-that the next `omnirouter experiment` resumes at the same time.
+A worker whose parent dies (killed, say, where it could not pass a signal on) stops its run
+after the current step, saving a checkpoint, and exits; an idle worker exits at once. Left
+running, it would go on writing into a run that the next `omnirouter experiment` resumes at
+the same time. (A worker killed before its run's training loop starts, while it sets up, saves
+nothing, and has nothing to save.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 
 from omnirouter.experiment.config import PlannedRun
 from omnirouter.experiment.ledger import now
 from omnirouter.experiment.runs import RunState, train_run
+from omnirouter.train.interrupts import request_stop_from_outside
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +73,24 @@ def train_in_processes(
 
 
 _parent_pid: int | None = None  # in a worker: the experiment process that started it
+_worker_pid: int | None = None  # ... and the worker itself (not a process forked from it)
+_running = threading.Event()  # a run is being trained in this worker
 
 
 def watch_parent(parent_pid: int, interval_seconds: float = 1.0) -> threading.Thread:
-    """The workers' initializer: send this process SIGTERM once `parent_pid` is no longer its
-    parent (the parent died and the worker was re-parented), so that training saves and stops;
-    `exit_if_orphaned` then ends the process, which the pool would otherwise keep waiting."""
-    global _parent_pid
-    _parent_pid = parent_pid
+    """The workers' initializer: once `parent_pid` is no longer this process's parent (it died
+    and the worker was re-parented), ask the run being trained to stop after its step, or end
+    an idle worker, which the pool would otherwise keep waiting for work forever."""
+    global _parent_pid, _worker_pid
+    _parent_pid, _worker_pid = parent_pid, os.getpid()
 
     def watch() -> None:
         while not orphaned():
             time.sleep(interval_seconds)
+        if not _running.is_set():
+            _exit()
         log.warning("the experiment process %d has gone: stopping this run", parent_pid)
-        os.kill(os.getpid(), signal.SIGTERM)
+        request_stop_from_outside()
 
     watcher = threading.Thread(target=watch, name="watch-parent", daemon=True)
     watcher.start()
@@ -91,15 +98,26 @@ def watch_parent(parent_pid: int, interval_seconds: float = 1.0) -> threading.Th
 
 
 def orphaned() -> bool:
-    return _parent_pid is not None and os.getppid() != _parent_pid
+    return _parent_pid is not None and os.getpid() == _worker_pid and os.getppid() != _parent_pid
 
 
-def exit_if_orphaned() -> None:
-    """End a worker whose parent has gone: nobody will collect its result, and the pool's
-    queue (whose ends the worker holds itself) would block it forever."""
-    if orphaned():
-        logging.shutdown()
-        os._exit(1)
+@contextlib.contextmanager
+def active_run() -> Iterator[None]:
+    """Around a run in a worker: when it ends and the parent has gone, end the process
+    (nobody will collect its result, and the pool's queue, whose ends the worker holds
+    itself, would block it forever)."""
+    _running.set()
+    try:
+        yield
+    finally:
+        _running.clear()
+        if orphaned():
+            _exit()
+
+
+def _exit() -> None:
+    logging.shutdown()
+    os._exit(1)
 
 
 def _train_worker(run: PlannedRun, state: RunState, threads: int) -> tuple[str, float]:
@@ -116,8 +134,6 @@ def _train_worker(run: PlannedRun, state: RunState, threads: int) -> tuple[str, 
     quiet = dataclasses.replace(run.config.train, progress=False)
     run = dataclasses.replace(run, config=dataclasses.replace(run.config, train=quiet))
     started, clock = now(), time.perf_counter()
-    try:
+    with active_run():
         train_run(run, state)
-    finally:
-        exit_if_orphaned()
     return started, time.perf_counter() - clock

@@ -1,23 +1,43 @@
-"""Ctrl-C and SIGTERM during training: finish the step, save a checkpoint, exit cleanly."""
+"""Ctrl-C and SIGTERM during training: finish the step, save a checkpoint, exit cleanly.
+
+A stop can also be asked for from another thread (`request_stop_from_outside`: a worker
+process whose experiment has gone), without a signal."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
+_outside_stop = threading.Event()
+
+
+def request_stop_from_outside() -> None:
+    """Ask this process's training to stop after its step, saving, as a first signal would."""
+    _outside_stop.set()
+
+
+def stop_requested_from_outside() -> bool:
+    return _outside_stop.is_set()
+
 
 def catch_interrupts(request_stop: Callable[[], bool]) -> dict[int, Any]:
     """Route SIGINT and SIGTERM to `request_stop` (which returns True when a stop had already
-    been asked for: a second Ctrl-C aborts at once). Returns the handlers to restore."""
+    been asked for). A second Ctrl-C aborts at once; a second SIGTERM does not, since schedulers
+    and process managers send it to every process of a job, and sending it again must not cost
+    the checkpoint being saved. Returns the handlers to restore."""
 
     def handler(signum: int, frame: Any) -> None:
         if request_stop():
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            log.warning("already stopping after this step: signal %d changes nothing", signum)
+            return
         log.warning("interrupted: saving a checkpoint after this step (Ctrl-C again to abort)")
 
     previous = {}

@@ -12,6 +12,7 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
+from omnirouter.data.batch import Batch
 from omnirouter.model.config import BalanceLoss
 from omnirouter.model.ctc_model import BLANK_ID, ModelOutput
 from omnirouter.model.routing import RoutingInfo
@@ -35,19 +36,16 @@ def ctc_loss(
 ) -> torch.Tensor:
     """CTC in fp32 whatever autocast is doing. Infeasible alignments give inf, not a silent 0,
     so the training step can count and skip them."""
-    return ctc_loss_per_utterance(output, targets_BU, target_lens_B, reduction).mean()
+    return reduce_ctc(utterance_nll(output, targets_BU, target_lens_B), target_lens_B, reduction)
 
 
-def ctc_loss_per_utterance(
-    output: ModelOutput,
-    targets_BU: torch.Tensor,
-    target_lens_B: torch.Tensor,
-    reduction: CtcReduction = CtcReduction.utterance_mean,
+def utterance_nll(
+    output: ModelOutput, targets_BU: torch.Tensor, target_lens_B: torch.Tensor
 ) -> torch.Tensor:
-    """(B,) CTC losses in fp32, each as `reduction` counts an utterance (its sum over tokens,
-    or divided by its target length); inf for an infeasible alignment."""
+    """(B,) each utterance's CTC negative log-likelihood in fp32; inf where no alignment
+    fits its frames."""
     with torch.autocast(device_type=output.log_probs_BTV.device.type, enabled=False):
-        per_utterance_B = F.ctc_loss(
+        return F.ctc_loss(
             output.log_probs_BTV.float().transpose(0, 1),  # (T, B, V)
             targets_BU,
             output.lengths_B,
@@ -56,9 +54,37 @@ def ctc_loss_per_utterance(
             reduction="none",
             zero_infinity=False,
         )
-        if reduction is CtcReduction.token_mean:
-            per_utterance_B = per_utterance_B / target_lens_B.clamp(min=1).float()
-        return per_utterance_B
+
+
+def reduce_ctc(
+    nll_B: torch.Tensor, target_lens_B: torch.Tensor, reduction: CtcReduction
+) -> torch.Tensor:
+    if reduction is CtcReduction.token_mean:
+        nll_B = nll_B / target_lens_B.clamp(min=1).float()
+    return nll_B.mean()
+
+
+class DevLoss:
+    """A dev set's CTC loss per target token (its utterances' negative log-likelihoods summed,
+    over their tokens), as the training records' `ctc_loss_per_token` count it: unlike the mean
+    per utterance, it does not follow the utterances' lengths, which differ between the sets
+    and the batches. Utterances whose alignment is infeasible are left out and counted."""
+
+    def __init__(self) -> None:
+        self.nll_sum = 0.0
+        self.tokens = 0
+        self.infeasible = 0  # utterances left out
+
+    def add(self, batch: Batch, output: ModelOutput) -> None:
+        nll_B = utterance_nll(output, batch.targets_BU, batch.target_lens_B)
+        finite_B = torch.isfinite(nll_B)
+        self.nll_sum += float(nll_B[finite_B].sum())
+        self.tokens += int(batch.target_lens_B[finite_B].sum())
+        self.infeasible += int((~finite_B).sum())
+
+    @property
+    def per_token(self) -> float | None:
+        return self.nll_sum / self.tokens if self.tokens else None
 
 
 def load_balance_loss(routing: RoutingInfo, form: BalanceLoss = BalanceLoss.paper) -> torch.Tensor:
@@ -96,7 +122,7 @@ def router_z_loss(routing: RoutingInfo) -> torch.Tensor:
 class LossTerms:
     total: torch.Tensor  # what is back-propagated
     ctc: torch.Tensor
-    ctc_sum: torch.Tensor  # Σ over utterances of their summed CTC loss: ÷ tokens = per token
+    ctc_sum: torch.Tensor  # Σ over utterances of their CTC NLL: ÷ target tokens = per token
     load_balance: torch.Tensor  # Σ over MoE layers, unweighted (0 for dense)
     z_loss: torch.Tensor  # Σ over MoE layers, unweighted (0 for dense or when disabled)
 
@@ -112,12 +138,8 @@ def total_loss(
     ctc_reduction: CtcReduction = CtcReduction.utterance_mean,
 ) -> LossTerms:
     """CTC + w_lb · Σ_layers load_balance (+ w_z · Σ_layers z_loss), paper §III-C and §V-C."""
-    summed_B = ctc_loss_per_utterance(output, targets_BU, target_lens_B)
-    ctc = (
-        summed_B / target_lens_B.clamp(min=1).float()
-        if ctc_reduction is CtcReduction.token_mean
-        else summed_B
-    ).mean()
+    nll_B = utterance_nll(output, targets_BU, target_lens_B)
+    ctc = reduce_ctc(nll_B, target_lens_B, ctc_reduction)
     balance = _sum_over_layers(output.routing, lambda r: load_balance_loss(r, balance_form), ctc)
     z_loss = (
         _sum_over_layers(output.routing, router_z_loss, ctc)
@@ -125,9 +147,7 @@ def total_loss(
         else ctc.new_zeros(())
     )
     total = ctc + load_balance_weight * balance + z_loss_weight * z_loss
-    return LossTerms(
-        total=total, ctc=ctc, ctc_sum=summed_B.sum(), load_balance=balance, z_loss=z_loss
-    )
+    return LossTerms(total=total, ctc=ctc, ctc_sum=nll_B.sum(), load_balance=balance, z_loss=z_loss)
 
 
 def _sum_over_layers(routing: Sequence[RoutingInfo], term, like: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,6 @@ from omnirouter.data.prepare import train_corpus_tokenizer
 from omnirouter.data.tokenizer import MODEL_FILE, Tokenizer
 from omnirouter.errors import OmnirouterError
 from omnirouter.model import build_model, count_parameters
-from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
 from omnirouter.train.distributed import (
@@ -38,8 +37,12 @@ from omnirouter.train.distributed import (
     stop_runtime,
     sum_over_ranks,
 )
-from omnirouter.train.interrupts import catch_interrupts, restore_interrupts
-from omnirouter.train.losses import ctc_loss_per_utterance
+from omnirouter.train.interrupts import (
+    catch_interrupts,
+    restore_interrupts,
+    stop_requested_from_outside,
+)
+from omnirouter.train.losses import DevLoss
 from omnirouter.train.metrics import MetricsWriter, attach_log_file
 from omnirouter.train.optimizer import build_optimizer
 from omnirouter.train.schedule import lr_multiplier
@@ -296,6 +299,7 @@ class _Trainer:
         """Whether Ctrl-C or SIGTERM reached any rank. A signal can reach one rank only, or
         the ranks in different steps: every rank must stop after the same step, or the others
         would wait in the next step's gradient all-reduce forever."""
+        self.stop_signalled = self.stop_signalled or stop_requested_from_outside()
         self.interrupted = any_rank(self.runtime, self.stop_signalled)
         return self.interrupted
 
@@ -396,6 +400,12 @@ class _Trainer:
                 progress=False,
             )
             score = score_set(data.dev_set, recognitions, get_normalizer())
+            if dev_loss.infeasible:
+                log.warning(
+                    "%d dev utterance(s) have more tokens than their frames can align: "
+                    "left out of the dev CTC loss",
+                    dev_loss.infeasible,
+                )
             stop = self._track_best(score.wer * 100, score.cer * 100, dev_loss.per_token)
         return broadcast_flag(self.runtime, stop)
 
@@ -461,29 +471,6 @@ class _Trainer:
                 "rng": ckpt.capture_rng_state(),
             }
         return payload
-
-
-class DevLoss:
-    """The dev set's CTC loss per target token (its utterances' summed losses over their
-    tokens), as the training records' `ctc_loss_per_token` counts it, so that the two curves
-    can be read against each other: a gap that opens means memorising, two curves falling
-    together mean the model, not the data, is the limit. (The mean per utterance would not
-    do: it follows the utterances' lengths, which differ between the sets and the batches.)
-    Utterances whose alignment is infeasible are left out, as the training step skips them."""
-
-    def __init__(self) -> None:
-        self.loss_sum = 0.0
-        self.tokens = 0
-
-    def add(self, batch: Batch, output: ModelOutput) -> None:
-        losses_B = ctc_loss_per_utterance(output, batch.targets_BU, batch.target_lens_B)
-        finite_B = torch.isfinite(losses_B)
-        self.loss_sum += float(losses_B[finite_B].sum())
-        self.tokens += int(batch.target_lens_B[finite_B].sum())
-
-    @property
-    def per_token(self) -> float | None:
-        return self.loss_sum / self.tokens if self.tokens else None
 
 
 def _gather_loader_states(runtime: Runtime, loader: TrainLoader) -> list[dict[str, Any]]:
