@@ -32,7 +32,9 @@ class ModelResult:
     baseline_wer: float  # fraction, on the analysed set, no routing override
     records: RoutingRecords | None  # None for a dense model
     permutation: PermutationResult | None  # None for a dense model
-    loss_curve: LossCurve | None  # None when the run left no training metrics
+    # The training curve (Fig. 6); saved and reloaded as steps and losses only. None when
+    # the run left no training metrics.
+    loss_curve: LossCurve | None
 
     @property
     def is_moe(self) -> bool:
