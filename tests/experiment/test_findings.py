@@ -13,6 +13,7 @@ from omnirouter.experiment.findings import (
     Circumstances,
     cramers_v_finding,
     find,
+    loss_finding,
     permutation_finding,
     possible_explanations,
     spike_finding,
@@ -133,11 +134,19 @@ def test_seed_spread_decides_whether_a_difference_counts() -> None:
     near = model("omni", "omni", {"a": [29.0, 31.0], "b": [21.0, 21.0]})  # 25, 26
     far = model("omni", "omni", {"a": [10.0, 12.0], "b": [10.0, 10.0]})  # 10, 11
     near_spread = statistics.stdev([25.0, 26.0])
-    text = wer_finding({"dense": dense, "omni": near}, SETS).observed
+    finding = wer_finding({"dense": dense, "omni": near}, SETS)
+    text = finding.observed
     assert f"dense 26.00 ± {spread:.2f}% (2 seeds)" in text
     assert f"within the seed spread ({spread:.2f} + {near_spread:.2f})" in text
-    text = wer_finding({"dense": dense, "omni": far}, SETS).observed
-    assert "dense vs omni: 15.50 WER points, more than the seed spread" in text
+    # The paper's ordering, but within the spread: not decided.
+    assert finding.agrees is None and "not decided here" in text
+    finding = wer_finding({"dense": dense, "omni": far}, SETS)
+    assert "dense vs omni: 15.50 WER points, more than the seed spread" in finding.observed
+    assert finding.agrees is True
+    low_dense = model("dense", "dense", {"a": [10.0, 12.0], "b": [10.0, 10.0]})
+    high_omni = model("omni", "omni", {"a": dense_a, "b": dense_b})
+    reversed_far = wer_finding({"dense": low_dense, "omni": high_omni}, SETS)
+    assert reversed_far.agrees is False  # the other way round, beyond the spread
     single = model("omni", "omni", {"a": [10.0], "b": [10.0]})
     text = wer_finding({"dense": dense, "omni": single}, SETS).observed
     assert "seed spread unknown (one seed of omni)" in text
@@ -253,3 +262,21 @@ def test_expert_counts_are_compared_as_in_table_ii() -> None:
     assert undecided.agrees is None and "within the seed spread" in undecided.observed
     one_count = find(paper_like[::2], SETS)[-1]
     assert one_count.agrees is None and "two expert counts" in one_count.observed
+
+
+def with_final_losses(summary: ModelSummary, finals: list[float]) -> ModelSummary:
+    losses = tuple(LossSummary(seed, (1,), (loss,), 0, 0) for seed, loss in enumerate(finals))
+    return dataclasses.replace(summary, losses=losses)
+
+
+def test_the_lowest_training_loss_counts_only_beyond_the_seed_spread() -> None:
+    wers = {"a": [20.0, 20.0], "b": [20.0, 20.0]}
+    dense = with_final_losses(model("dense", "dense", wers), [50.0, 52.0])
+    omni_far = with_final_losses(model("omni", "omni", wers), [40.0, 41.0])
+    omni_near = with_final_losses(model("omni", "omni", wers), [50.0, 51.0])
+    decided = loss_finding({"dense": dense, "omni": omni_far})
+    assert decided.agrees is True and "more than the seed spread" in decided.observed
+    undecided = loss_finding({"dense": dense, "omni": omni_near})
+    assert undecided.agrees is None and "not decided here" in undecided.observed
+    higher = with_final_losses(model("omni", "omni", wers), [60.0, 61.0])
+    assert loss_finding({"dense": dense, "omni": higher}).agrees is False

@@ -94,6 +94,11 @@ def wer_finding(chosen: dict[str, ModelSummary], averaged_sets: Sequence[str]) -
         + ("; the paper's ordering." if agrees else f"; not the paper's ordering ({paper_order}).")
     ]
     sentences += _spread_sentences(observed, lambda model: model.average_wer, "WER points")
+    if not _all_beyond_spread(observed, lambda model: model.average_wer):
+        agrees = None
+        sentences.append(
+            "With a difference within the seed spread, the ordering is not decided here."
+        )
     if "omni" in chosen:
         sentences += _reduction_sentences(chosen, averaged_sets)
     if all(math.isfinite(model.average_cer.mean) for model in present):
@@ -122,6 +127,10 @@ def loss_finding(chosen: dict[str, ModelSummary]) -> Finding:
         )
     )
     spread = _spread_sentences(ordered, _final_losses, "loss units")  # type: ignore[arg-type]
+    # The verdict is about the lowest loss: it stands when the two lowest differ beyond spread.
+    if not _all_beyond_spread(ordered[-2:], _final_losses):  # type: ignore[arg-type]
+        agrees = None
+        spread.append("The lowest two are within the seed spread: not decided here.")
     return Finding("Training loss", paper, " ".join([text, *spread]), agrees)
 
 
@@ -327,6 +336,17 @@ def _spread_sentences(
         else:
             sentences.append(f"{pair}, within the seed spread ({a.std:.2f} + {b.std:.2f}).")
     return sentences
+
+
+def _all_beyond_spread(
+    models: Sequence[ModelSummary], value: Callable[[ModelSummary], SeedValues]
+) -> bool:
+    """False when some adjacent pair of `models` differs by no more than its seed spread
+    (a pair of unknown spread, one seed, does not count against: its sentence says so)."""
+    return all(
+        _beyond_spread(value(first), value(second)) is not False
+        for first, second in itertools.pairwise(models)
+    )
 
 
 def _beyond_spread(a: SeedValues, b: SeedValues) -> bool | None:
