@@ -9,6 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
+from omnirouter.analysis.training import LossCurve
 from omnirouter.experiment.findings import (
     Circumstances,
     cramers_v_finding,
@@ -40,7 +41,8 @@ def model(
     """A model whose average WER per seed is the mean of its per-set WERs of that seed."""
     seeds = len(next(iter(set_wers.values())))
     averages = [statistics.fmean(set_wers[name][seed] for name in SETS) for seed in range(seeds)]
-    losses = tuple(LossSummary(seed, (1, 2), (3.0, 2.0), spikes, 0) for seed in range(seeds))
+    curve = LossCurve(name, (1, 2), (3.0, 2.0))
+    losses = tuple(LossSummary(seed, curve, spikes, 0) for seed in range(seeds))
     return ModelSummary(
         name=name,
         family=family,
@@ -265,7 +267,10 @@ def test_expert_counts_are_compared_as_in_table_ii() -> None:
 
 
 def with_final_losses(summary: ModelSummary, finals: list[float]) -> ModelSummary:
-    losses = tuple(LossSummary(seed, (1,), (loss,), 0, 0) for seed, loss in enumerate(finals))
+    losses = tuple(
+        LossSummary(seed, LossCurve(summary.name, (1,), (loss,)), 0, 0)
+        for seed, loss in enumerate(finals)
+    )
     return dataclasses.replace(summary, losses=losses)
 
 

@@ -243,20 +243,15 @@ def draw_training_loss(curves: Sequence[LossCurve], path: Path) -> Path:
         if not curve.steps:
             continue
         losses = np.asarray(curve.ctc_loss)
-        window = max(1, len(losses) // 50)
         colour = model_colour(index)
         axes.plot(curve.steps, losses, color=colour, alpha=0.25, linewidth=0.8)
-        axes.plot(curve.steps, smooth(losses, 1 - 1 / window), color=colour, label=curve.name)
+        axes.plot(curve.steps, _smoothed(losses), color=colour, label=curve.name)
         positive.append(losses[losses > 0])
     values = np.concatenate(positive) if positive else np.zeros(0)
     # Loss curves span orders of magnitude early in training; a log axis keeps the end visible.
     if values.size and values.max() / values.min() > 20:
         axes.set_yscale("log")
-    axes.set_xlabel("training step")
-    axes.set_ylabel("training CTC loss")
-    axes.set_title("Training loss (raw faint, smoothed solid)")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=9)
+    _label_step_axes(axes, "training CTC loss", "Training loss (raw faint, smoothed solid)", 9)
     return save_figure(figure, path)
 
 
@@ -278,11 +273,7 @@ def draw_learning_curves(curves: Sequence[LossCurve], path: Path) -> Path:
                 markersize=3.5,
                 label=curve.name,
             )
-    wer_axes.set_xlabel("training step")
-    wer_axes.set_ylabel("dev WER (%)")
-    wer_axes.set_title("Dev WER at each validation")
-    wer_axes.grid(alpha=0.3)
-    wer_axes.legend(fontsize=8)
+    _label_step_axes(wer_axes, "dev WER (%)", "Dev WER at each validation", 8)
     if with_loss:
         loss_axes = figure.add_subplot(1, 2, 2)
         for index, curve in enumerate(curves):
@@ -290,9 +281,8 @@ def draw_learning_curves(curves: Sequence[LossCurve], path: Path) -> Path:
             train = np.asarray(curve.loss_per_token, dtype=float)
             logged = np.isfinite(train)
             if logged.any():
-                window = max(1, int(logged.sum()) // 50)
                 steps = np.asarray(curve.steps)[logged]
-                loss_axes.plot(steps, smooth(train[logged], 1 - 1 / window), color=colour)
+                loss_axes.plot(steps, _smoothed(train[logged]), color=colour)
             dev = np.asarray(curve.dev_loss_per_token, dtype=float)
             valid = np.isfinite(dev)
             if not valid.any():
@@ -307,12 +297,23 @@ def draw_learning_curves(curves: Sequence[LossCurve], path: Path) -> Path:
                 label=curve.name,
             )
         loss_axes.set_yscale("log")
-        loss_axes.set_xlabel("training step")
-        loss_axes.set_ylabel("CTC loss per token")
-        loss_axes.set_title("Training (solid, smoothed) and dev (dots) CTC loss per token")
-        loss_axes.grid(alpha=0.3, which="both")
-        loss_axes.legend(fontsize=8)
+        title = "Training (solid, smoothed) and dev (dots) CTC loss per token"
+        _label_step_axes(loss_axes, "CTC loss per token", title, 8)
     return save_figure(figure, path)
+
+
+def _smoothed(values: np.ndarray) -> np.ndarray:
+    """A logged curve's moving average, over about a fiftieth of its points."""
+    window = max(1, len(values) // 50)
+    return smooth(values, 1 - 1 / window)
+
+
+def _label_step_axes(axes, ylabel: str, title: str, legend_size: int) -> None:
+    axes.set_xlabel("training step")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=legend_size)
 
 
 def draw_expert_shares(

@@ -5,8 +5,10 @@ run's metrics.jsonl (see `omnirouter.train.metrics`: records of kind "train" car
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,45 +32,32 @@ def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
     no metrics."""
     if not (Path(experiment_dir) / METRICS_FILE).is_file():
         return None
-    # Keyed by step: should a step be logged twice, the later record wins.
-    records = {
-        int(record["step"]): record
-        for record in read_metrics(experiment_dir, kind="train")
-        if "ctc_loss" in record
-    }
-    steps = sorted(records)
-    validations = read_validations(experiment_dir)
+    return loss_curve_of(name, read_metrics(experiment_dir))
+
+
+def loss_curve_of(name: str, records: Sequence[dict[str, Any]]) -> LossCurve:
+    """The curve in a run's metrics records (all kinds, in file order)."""
+    train = _by_step(records, "train", "ctc_loss")
+    valid = _by_step(records, "valid", "dev_wer")
+    steps, valid_steps = sorted(train), sorted(valid)
     return LossCurve(
         name,
         tuple(steps),
-        tuple(float(records[step]["ctc_loss"]) for step in steps),
-        tuple(float(records[step].get("ctc_loss_per_token", np.nan)) for step in steps),
-        validations.steps,
-        validations.dev_wer,
-        validations.dev_loss_per_token,
+        tuple(float(train[step]["ctc_loss"]) for step in steps),
+        tuple(float(train[step].get("ctc_loss_per_token", np.nan)) for step in steps),
+        tuple(valid_steps),
+        tuple(float(valid[step]["dev_wer"]) for step in valid_steps),
+        tuple(float(valid[step].get("dev_ctc_loss_per_token", np.nan)) for step in valid_steps),
     )
 
 
-@dataclass(frozen=True)
-class Validations:
-    steps: tuple[int, ...]
-    dev_wer: tuple[float, ...]  # percent
-    dev_loss_per_token: tuple[float, ...]  # NaN where a run of an older version did not log it
-
-
-def read_validations(experiment_dir: str | Path) -> Validations:
-    """A run's validation records in step order (the later of two at one step)."""
-    records = {
+def _by_step(records: Sequence[dict[str, Any]], kind: str, key: str) -> dict[int, dict[str, Any]]:
+    # Keyed by step: should a step be logged twice, the later record wins.
+    return {
         int(record["step"]): record
-        for record in read_metrics(experiment_dir, kind="valid")
-        if "dev_wer" in record
+        for record in records
+        if record.get("kind") == kind and key in record
     }
-    steps = tuple(sorted(records))
-    return Validations(
-        steps,
-        tuple(float(records[step]["dev_wer"]) for step in steps),
-        tuple(float(records[step].get("dev_ctc_loss_per_token", np.nan)) for step in steps),
-    )
 
 
 def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:

@@ -29,14 +29,19 @@ class SetFiles:
     summary: Path
 
 
-def write_set_files(score: SetScore, out_dir: str | Path) -> SetFiles:
+def set_files(out_dir: str | Path, set_name: str) -> SetFiles:
+    """Where a scored set's files are (or go) in `out_dir`."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = SetFiles(
-        errors=out_dir / f"errs-{score.name}.txt",
-        recognitions=out_dir / f"recogs-{score.name}.jsonl",
-        summary=out_dir / f"wer-{score.name}.json",
+    return SetFiles(
+        errors=out_dir / f"errs-{set_name}.txt",
+        recognitions=out_dir / f"recogs-{set_name}.jsonl",
+        summary=out_dir / f"wer-{set_name}.json",
     )
+
+
+def write_set_files(score: SetScore, out_dir: str | Path) -> SetFiles:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    files = set_files(out_dir, score.name)
     files.errors.write_text(errors_text(score))
     with files.recognitions.open("w") as stream:
         for utterance in score.utterances:

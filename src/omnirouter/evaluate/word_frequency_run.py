@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omnirouter.evaluate.normalize import get_normalizer
+from omnirouter.evaluate.set_report import set_files
 from omnirouter.evaluate.tables import EVAL_DIR
 from omnirouter.evaluate.word_frequency import (
     errors_by_frequency,
@@ -17,8 +18,6 @@ from omnirouter.evaluate.word_frequency import (
     write_word_frequency,
 )
 
-RUN_CONFIG = "config.yaml"
-
 
 def word_errors_of_experiment(
     experiment: Path, sets: Sequence[str] | None = None, corpus_dir: str | None = None
@@ -26,11 +25,14 @@ def word_errors_of_experiment(
     """Write EXP/eval/word-frequency.{md,json}; returns the Markdown file."""
     from omnirouter.config import load_config
     from omnirouter.data.loader import train_cuts
+    from omnirouter.train.checkpoint import RUN_CONFIG_FILE
     from omnirouter.train.config import RunConfig
 
-    config_path, eval_dir = experiment / RUN_CONFIG, experiment / EVAL_DIR
+    config_path, eval_dir = experiment / RUN_CONFIG_FILE, experiment / EVAL_DIR
     if not config_path.is_file():
-        raise FileNotFoundError(f"{experiment} is not an experiment directory (no {RUN_CONFIG})")
+        raise FileNotFoundError(
+            f"{experiment} is not an experiment directory (no {RUN_CONFIG_FILE})"
+        )
     names = list(sets) if sets else _scored_sets(eval_dir)
     if not names:
         raise FileNotFoundError(f"no scored sets in {eval_dir}: run `omnirouter eval` first")
@@ -57,7 +59,7 @@ def word_errors_of_experiment(
     counts = training_word_counts(transcripts, normalizer)
     results = [
         errors_by_frequency(
-            rescore_recognitions(eval_dir / f"recogs-{name}.jsonl", normalizer, name), counts
+            rescore_recognitions(set_files(eval_dir, name).recognitions, normalizer, name), counts
         )
         for name in names
     ]
@@ -70,8 +72,8 @@ def _scored_sets(eval_dir: Path) -> list[str]:
 
 
 def _summary(eval_dir: Path, name: str) -> dict:
-    path = eval_dir / f"wer-{name}.json"
-    if not path.is_file() or not (eval_dir / f"recogs-{name}.jsonl").is_file():
+    files = set_files(eval_dir, name)
+    if not files.summary.is_file() or not files.recognitions.is_file():
         available = ", ".join(_scored_sets(eval_dir)) or "none"
         raise FileNotFoundError(f"set {name!r} was not scored in {eval_dir} (scored: {available})")
-    return json.loads(path.read_text())
+    return json.loads(files.summary.read_text())

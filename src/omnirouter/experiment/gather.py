@@ -162,9 +162,11 @@ def _model_dict(model: ModelSummary) -> dict[str, object]:
                 "final_ctc_loss": loss.final_loss,
                 "spikes": loss.spikes,
                 "skipped_nonfinite": loss.skipped_nonfinite,
-                "valid_steps": list(loss.valid_steps),
-                "dev_wer_percent": list(loss.dev_wer),
-                "dev_ctc_loss_per_token": [_finite(value) for value in loss.dev_loss_per_token],
+                "valid_steps": list(loss.curve.valid_steps),
+                "dev_wer_percent": list(loss.curve.dev_wer),
+                "dev_ctc_loss_per_token": [
+                    _finite(value) for value in loss.curve.dev_loss_per_token
+                ],
                 "final_ctc_loss_per_token": _finite(loss.final_loss_per_token),
             }
             for loss in model.losses

@@ -4,9 +4,9 @@ results."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from omnirouter.analysis.training import LossCurve
 from omnirouter.experiment.config import ExperimentConfig
 from omnirouter.experiment.gather import ExperimentResults
 from omnirouter.experiment.report import ReportFigures
@@ -22,18 +22,13 @@ def draw_report_figures(
 
     report_dir = config.report_path
     curves = [
-        LossCurve(
-            f"{model.name} seed {loss.seed}" if len(model.losses) > 1 else model.name,
-            loss.steps,
-            loss.ctc_loss,
-            loss.loss_per_token,
-            loss.valid_steps,
-            loss.dev_wer,
-            loss.dev_loss_per_token,
+        dataclasses.replace(
+            loss.curve,
+            name=f"{model.name} seed {loss.seed}" if len(model.losses) > 1 else model.name,
         )
         for model in results.models
         for loss in model.losses
-        if loss.steps
+        if loss.curve.steps
     ]
     training_loss = (
         draw_training_loss(curves, report_dir / FIGURES_DIR / "training_loss.png")

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omnirouter.analysis.page import FigureFiles
+from omnirouter.analysis.training import LossCurve
 from omnirouter.evaluate.tables import TEST_ROLE
 from omnirouter.experiment.gather import ExperimentResults
-from omnirouter.experiment.results import SPIKE_RULE, LossSummary, SeedValues
+from omnirouter.experiment.results import SPIKE_RULE, SeedValues
 from omnirouter.report.page import FigureBlock, Paragraph, Section, Table
 
 
@@ -152,13 +153,13 @@ def training_section(
                 (
                     model.name,
                     str(loss.seed),
-                    str(loss.steps[-1]) if loss.steps else "–",
+                    str(loss.curve.steps[-1]) if loss.curve.steps else "–",
                     _number(loss.final_loss, 3),
-                    _number(max(loss.ctc_loss), 3) if loss.ctc_loss else "–",
+                    _number(max(loss.curve.ctc_loss), 3) if loss.curve.ctc_loss else "–",
                     _number(loss.final_loss_per_token, 3),
-                    _last_finite(loss.dev_loss_per_token, 3),
-                    _best_dev_wer(loss),
-                    _last_finite(loss.dev_wer, 2),
+                    _last_finite(loss.curve.dev_loss_per_token, 3),
+                    _best_dev_wer(loss.curve),
+                    _last_finite(loss.curve.dev_wer, 2),
                     str(loss.spikes),
                     str(loss.skipped_nonfinite),
                 )
@@ -210,11 +211,11 @@ def _last_finite(values: Sequence[float], digits: int) -> str:
     return _number(finite[-1], digits) if finite else "–"
 
 
-def _best_dev_wer(loss: LossSummary) -> str:
-    if not loss.dev_wer:
+def _best_dev_wer(curve: LossCurve) -> str:
+    if not curve.dev_wer:
         return "–"
-    best = min(range(len(loss.dev_wer)), key=loss.dev_wer.__getitem__)
-    return f"{_number(loss.dev_wer[best], 2)} ({loss.valid_steps[best]})"
+    best = min(range(len(curve.dev_wer)), key=curve.dev_wer.__getitem__)
+    return f"{_number(curve.dev_wer[best], 2)} ({curve.valid_steps[best]})"
 
 
 def routing_section(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from omnirouter.analysis.summary import SummaryConfig
-from omnirouter.analysis.training import read_validations
+from omnirouter.analysis.training import LossCurve, loss_curve_of
 from omnirouter.evaluate.compare import CompareTable, compare_tables
 from omnirouter.evaluate.tables import EvalRow, EvalTable, read_eval_table
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
@@ -68,29 +68,24 @@ class SeedValues:
 @dataclass(frozen=True)
 class LossSummary:
     seed: int
-    steps: tuple[int, ...]
-    ctc_loss: tuple[float, ...]
+    curve: LossCurve  # the training loss and the validations, as the metrics logged them
     spikes: int  # see SPIKE_FACTOR
     skipped_nonfinite: int  # optimiser steps skipped for a non-finite loss or gradient
-    # NaN where a run of an older version did not log it:
-    loss_per_token: tuple[float, ...] = ()  # training CTC loss per target token, at `steps`
-    # The trainer's validations (dev subset, greedy decoding): the learning curve.
-    valid_steps: tuple[int, ...] = ()
-    dev_wer: tuple[float, ...] = ()  # percent
-    dev_loss_per_token: tuple[float, ...] = ()
 
     @property
     def final_loss(self) -> float | None:
-        if not self.ctc_loss:
+        ctc_loss = self.curve.ctc_loss
+        if not ctc_loss:
             return None
-        count = max(1, math.ceil(FINAL_LOSS_FRACTION * len(self.ctc_loss)))
-        return statistics.fmean(self.ctc_loss[-count:])
+        count = max(1, math.ceil(FINAL_LOSS_FRACTION * len(ctc_loss)))
+        return statistics.fmean(ctc_loss[-count:])
 
     @property
     def final_loss_per_token(self) -> float:
         """As `final_loss`, per target token; NaN when the run did not log it."""
-        count = max(1, math.ceil(FINAL_LOSS_FRACTION * len(self.loss_per_token)))
-        last = [value for value in self.loss_per_token[-count:] if math.isfinite(value)]
+        per_token = self.curve.loss_per_token
+        count = max(1, math.ceil(FINAL_LOSS_FRACTION * len(per_token)))
+        last = [value for value in per_token[-count:] if math.isfinite(value)]
         return statistics.fmean(last) if last else math.nan
 
 
@@ -154,24 +149,19 @@ def count_spikes(losses: Sequence[float], window: int = SPIKE_WINDOW) -> int:
 
 
 def read_losses(run: PlannedRun) -> LossSummary:
-    records = read_metrics(run.exp_dir, kind="train")
-    points = {int(record["step"]): record for record in records if "ctc_loss" in record}
-    steps = sorted(points)
-    losses = tuple(float(points[step]["ctc_loss"]) for step in steps)
-    finite = [loss for loss in losses if math.isfinite(loss)]
-    skipped = int(points[steps[-1]].get("skipped_nonfinite", 0)) if steps else 0
-    validations = read_validations(run.exp_dir)
-    return LossSummary(
-        run.seed,
-        tuple(steps),
-        losses,
-        count_spikes(finite),
-        skipped,
-        tuple(float(points[step].get("ctc_loss_per_token", math.nan)) for step in steps),
-        validations.steps,
-        validations.dev_wer,
-        validations.dev_loss_per_token,
+    records = read_metrics(run.exp_dir)
+    curve = loss_curve_of(run.model, records)
+    finite = [loss for loss in curve.ctc_loss if math.isfinite(loss)]
+    # A running count: the latest training record holds the run's total.
+    skipped = max(
+        (
+            int(record.get("skipped_nonfinite", 0))
+            for record in records
+            if record.get("kind") == "train"
+        ),
+        default=0,
     )
+    return LossSummary(run.seed, curve, count_spikes(finite), skipped)
 
 
 def read_eval_tables(runs: Sequence[PlannedRun]) -> list[EvalTable]:

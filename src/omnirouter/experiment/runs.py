@@ -23,7 +23,6 @@ from omnirouter.train.config import RunConfig
 log = logging.getLogger(__name__)
 
 DONE_FILE = "done.json"
-SAVED_CONFIG_FILE = "config.yaml"  # written by the trainer
 # Keys a run may change between invocations and still be continued: more steps, another
 # device, other loader processes, how often it logs and saves, the console
 # bar. Any other change needs a fresh run.
@@ -68,7 +67,7 @@ def run_state(run: PlannedRun) -> RunState:
 
 def check_saved_config(run: PlannedRun) -> None:
     """Refuse to reuse or continue a run trained with another configuration."""
-    path = run.exp_dir / SAVED_CONFIG_FILE
+    path = run.exp_dir / ckpt.RUN_CONFIG_FILE
     if not path.is_file():
         return
     try:

@@ -32,6 +32,7 @@ from omnirouter.model import CtcModel, ModelConfig, build_model
 from omnirouter.train.config import RunConfig
 
 CHECKPOINT_VERSION = 1
+RUN_CONFIG_FILE = "config.yaml"  # EXP/config.yaml, the resolved RunConfig
 CHECKPOINT_DIR = "checkpoints"
 BEST_NAME = "best.pt"
 TOKENIZER_DIR = "tokenizer"

@@ -158,7 +158,7 @@ class _Trainer:
             )
         if self.runtime.is_main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.config, self.exp_dir / "config.yaml")
+            save_config(self.config, self.exp_dir / ckpt.RUN_CONFIG_FILE)
             self.log_handler = attach_log_file(self.exp_dir)
         if resume and not existing:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.exp_dir)
