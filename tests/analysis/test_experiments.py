@@ -8,10 +8,10 @@ import soundfile
 
 from omnirouter.analysis.config import AnalysisConfig
 from omnirouter.analysis.results import load_results
-from omnirouter.analysis.run import analyze
 from omnirouter.config import config_from_dict
 from omnirouter.data.imports import import_table
 from omnirouter.data.manifests import write_corpus
+from omnirouter.experiment.routing import analyze
 from omnirouter.train.config import RunConfig
 from omnirouter.train.trainer import train
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from omnirouter.analysis import cli
 from omnirouter.analysis.config import AnalysisConfig
 from omnirouter.analysis.measure import Subject, measure
 from omnirouter.analysis.permutation import OnOutput
 from omnirouter.analysis.results import AnalysisResults, load_results, save_results
-from omnirouter.analysis.run import AnalysisOutputs, analyze, write_outputs
 from omnirouter.analysis.summary import summarize, summary_to_dict
 from omnirouter.analysis.training import read_loss_curve
+from omnirouter.cli import analyze as cli
 from omnirouter.data.tokenizer import Tokenizer
+from omnirouter.experiment.routing import AnalysisOutputs, analyze, write_outputs
 from omnirouter.model import RoutingOverride
 
 from .standins import make_batches, subject

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from omnirouter.analysis.page import FigureFiles
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
 from omnirouter.experiment.gather import ExperimentResults, results_to_dict
 from omnirouter.experiment.ledger import RAN, STAGES, TaskRecord
@@ -39,6 +38,7 @@ from omnirouter.report.page import (
     render_html,
     render_markdown,
 )
+from omnirouter.report.routing_page import FigureFiles
 
 README_FILE = "README.md"
 HTML_FILE = "index.html"

@@ -18,7 +18,7 @@ ROUTING_DIR = "routing"
 def draw_report_figures(
     config: ExperimentConfig, results: ExperimentResults, analysis_dir: Path | None
 ) -> ReportFigures:
-    from omnirouter.analysis.figures import draw_learning_curves, draw_training_loss
+    from omnirouter.report.figures import draw_learning_curves, draw_training_loss
 
     report_dir = config.report_path
     curves = [
@@ -44,8 +44,8 @@ def draw_report_figures(
     if analysis_dir is None:
         return ReportFigures(training_loss, None, None, learning_curve=learning_curve)
     from omnirouter.analysis.results import load_results
-    from omnirouter.analysis.run import write_outputs
-    from omnirouter.offload.run import load_study
+    from omnirouter.experiment.routing import write_outputs
+    from omnirouter.offload.simulate import load_study
 
     outputs = write_outputs(
         load_results(analysis_dir),

@@ -16,8 +16,9 @@ PROPOSALS_TITLE = "Routed proposals per frame (after RoE)"
 
 def offload_report_section(offload_json: Path | None) -> Section:
     """The analysis's offloading study (`offload.json`, its figure beside it)."""
-    from omnirouter.offload.run import load_study
-    from omnirouter.offload.study import OFFLOAD_FIGURE, offload_section
+    from omnirouter.offload.simulate import load_study
+    from omnirouter.offload.study import OFFLOAD_FIGURE
+    from omnirouter.report.offload_page import offload_section
 
     offload = load_study(offload_json.parent) if offload_json is not None else None
     if offload is None:

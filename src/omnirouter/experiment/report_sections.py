@@ -7,12 +7,12 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from omnirouter.analysis.page import FigureFiles
 from omnirouter.analysis.training import LossCurve
 from omnirouter.evaluate.tables import TEST_ROLE
 from omnirouter.experiment.gather import ExperimentResults
 from omnirouter.experiment.results import SPIKE_RULE, SeedValues
 from omnirouter.report.page import FigureBlock, Paragraph, Section, Table
+from omnirouter.report.routing_page import FigureFiles
 
 
 def format_mean(values: SeedValues | None, digits: int = 2) -> str:

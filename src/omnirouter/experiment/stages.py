@@ -207,8 +207,8 @@ def analysis_dir(config: ExperimentConfig) -> Path:
 
 
 def analysis_pending(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> str | None:
+    from omnirouter.analysis.analyze import STATISTICS_FILE
     from omnirouter.analysis.results import RESULTS_FILE
-    from omnirouter.analysis.run import STATISTICS_FILE
 
     directory = analysis_dir(config)
     if not (directory / STATISTICS_FILE).is_file():
@@ -227,7 +227,7 @@ def analyze_runs(config: ExperimentConfig, runs: Sequence[PlannedRun], command: 
     from omnirouter.analysis.experiments import load_subject
     from omnirouter.analysis.measure import measure
     from omnirouter.analysis.results import save_results
-    from omnirouter.analysis.run import write_outputs
+    from omnirouter.experiment.routing import write_outputs
 
     def subjects():
         for run in runs:

@@ -1,9 +1,11 @@
 """Command line: `omnirouter COMMAND ...`.
 
-Each area of the package keeps its sub-commands in its own `cli.py`, which defines
-`register(subparsers)`: it adds its parsers, each with `set_defaults(run=...)`, where `run`
-parses nothing more, builds a config and calls one library function. Heavy imports happen
-inside `run`, so `omnirouter --help` stays fast.
+The sub-commands of each area live in a module of this package (or, for the data commands, in
+`data/cli.py`), which defines `register(subparsers)`: it adds its parsers, each with
+`set_defaults(run=...)`, where `run` parses nothing more, builds a config and calls one library
+function. The library is imported inside `run`, so that `omnirouter --help` stays fast (torch
+and matplotlib take seconds to import). This package sits on top of the import graph: it may
+import every other package, and none imports it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ AREA_MODULES: tuple[str, ...] = (
     "omnirouter.data.cli",
     "omnirouter.train.cli",
     "omnirouter.evaluate.cli",
-    "omnirouter.analysis.cli",
-    "omnirouter.offload.cli",
-    "omnirouter.experiment.cli",
+    "omnirouter.cli.analyze",
+    "omnirouter.cli.offload",
+    "omnirouter.cli.experiment",
 )
 
 

@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from omnirouter.analysis.config import AnalysisConfig
-    from omnirouter.analysis.run import analyze
     from omnirouter.analysis.summary import SummaryConfig
+    from omnirouter.experiment.routing import analyze
 
     config = AnalysisConfig(
         set_name=args.set_name,

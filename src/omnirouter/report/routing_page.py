@@ -1,4 +1,5 @@
-"""The routing-analysis page: the numbers as tables, a short plain reading of each, the figures.
+"""The routing-analysis page: the numbers as tables, a short plain reading of each, the figures
+(drawn by `draw_routing_figures` from the saved results and summaries).
 
 Layers and experts are numbered from 1 on the page, as in the figures.
 """
@@ -14,6 +15,7 @@ import numpy as np
 
 from omnirouter.analysis.results import AnalysisResults
 from omnirouter.analysis.summary import ENERGY_PERCENTILES, RoutingSummary, SummaryConfig
+from omnirouter.report import figures
 from omnirouter.report.page import FigureBlock, Page, Paragraph, Section, Table
 
 
@@ -29,6 +31,48 @@ class FigureFiles:
 
     def all(self) -> list[Path]:
         return [path for path in vars(self).values() if path is not None]
+
+
+def draw_routing_figures(
+    results: AnalysisResults, summaries: Sequence[RoutingSummary], directory: Path
+) -> FigureFiles:
+    """Every figure of the page that the results allow, as PNG files in `directory`."""
+    records = [model.records for model in results.moe_models if model.records]
+    tested = [model.permutation for model in results.moe_models if model.permutation]
+    curves = [
+        model.loss_curve for model in results.models if model.loss_curve and model.loss_curve.steps
+    ]
+    has_pairs = any(summary.contingency is not None for summary in summaries)
+    roles = [("silence_share_LE", "silence steps"), ("speech_share_LE", "speech steps")]
+    return FigureFiles(
+        expert_usage=figures.draw_expert_usage(
+            records, summaries, results.shown_cut_ids, directory / "fig2_expert_usage.png"
+        )
+        if records and results.shown_cut_ids
+        else None,
+        permutation=figures.draw_permutation(tested, directory / "fig3_permutation.png")
+        if tested
+        else None,
+        contingency=figures.draw_contingency(summaries, directory / "fig4_contingency.png")
+        if has_pairs
+        else None,
+        cramers_v=figures.draw_cramers_v(summaries, directory / "fig5_cramers_v.png")
+        if has_pairs
+        else None,
+        training_loss=figures.draw_training_loss(curves, directory / "fig6_training_loss.png")
+        if curves
+        else None,
+        expert_load=figures.draw_expert_shares(
+            summaries, [("load_LE", "load")], directory / "expert_load.png", "Expert load"
+        )
+        if summaries
+        else None,
+        expert_roles=figures.draw_expert_shares(
+            summaries, roles, directory / "expert_roles.png", "Silence and speech per expert"
+        )
+        if summaries
+        else None,
+    )
 
 
 def build_page(

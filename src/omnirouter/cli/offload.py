@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from omnirouter.analysis.cli import add_subject_arguments
+from omnirouter.cli.analyze import add_subject_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from omnirouter.analysis.config import AnalysisConfig
-    from omnirouter.offload.run import offload
+    from omnirouter.experiment.routing import offload
 
     config = AnalysisConfig(
         set_name=args.set_name,

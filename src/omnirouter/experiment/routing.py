@@ -1,0 +1,115 @@
+"""The routing analysis and the offloading study as one piece of work each: measure (analysis/,
+offload/), save, then draw and write the pages from what was saved (report/). Used by
+`omnirouter analyze`, `omnirouter offload` and the experiment's analysis and report stages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from omnirouter.analysis.analyze import (
+    STATISTICS_FILE,
+    measure_routing,
+    save_statistics,
+    summarize_models,
+)
+from omnirouter.analysis.config import AnalysisConfig
+from omnirouter.analysis.results import RESULTS_FILE, AnalysisResults
+from omnirouter.analysis.summary import SummaryConfig
+from omnirouter.offload.simulate import recorded_routing, save_study, simulate_study
+from omnirouter.offload.study import OFFLOAD_FIGURE, OffloadStudy
+from omnirouter.report.offload_page import draw_hit_rates, offload_section, write_offload_page
+from omnirouter.report.page import PageFiles, write_page
+from omnirouter.report.routing_page import FigureFiles, build_page, draw_routing_figures
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisOutputs:
+    directory: Path
+    results: Path
+    statistics: Path
+    figures: FigureFiles
+    page: PageFiles
+    offload: Path | None = None  # offload.json (offload_hit_rate.png beside it); None: no MoE
+
+
+def analyze(
+    experiment: str | Path,
+    config: AnalysisConfig,
+    compare: Sequence[str | Path] = (),
+    out_dir: str | Path | None = None,
+    from_records: bool = False,
+    command: str = "",
+) -> AnalysisOutputs:
+    """Analyse the model of `experiment` (and those of `compare`) on `config.set_name`;
+    with `from_records`, redraw everything from a previous run's saved results instead."""
+    results, directory = measure_routing(
+        experiment, config, compare, out_dir, from_records, command
+    )
+    return write_outputs(results, config.summary, directory)
+
+
+def write_outputs(
+    results: AnalysisResults,
+    config: SummaryConfig,
+    directory: str | Path,
+    offload: OffloadStudy | None = None,
+) -> AnalysisOutputs:
+    """Statistics, the offloading study, figures and page from measured (or reloaded) results;
+    the study is simulated from their records unless an earlier one is given."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    summaries = summarize_models(results, config)
+    statistics_path = save_statistics(summaries, directory)
+    figure_files = draw_routing_figures(results, summaries, directory)
+    offload_study = offload or simulate_study(results)
+    extra, study_path = [], None
+    if offload_study is not None:
+        study_path = save_study(offload_study, directory)
+        figure = draw_hit_rates(offload_study, directory / OFFLOAD_FIGURE)
+        extra = [offload_section(offload_study, figure)]
+    page = build_page(results, summaries, figure_files, config, extra)
+    page_files = write_page(page, directory, "report")
+    logger.info("analysis page: %s", page_files.html)
+    return AnalysisOutputs(
+        directory, directory / RESULTS_FILE, statistics_path, figure_files, page_files, study_path
+    )
+
+
+@dataclass(frozen=True)
+class OffloadOutputs:
+    directory: Path
+    study: OffloadStudy
+    document: Path
+    figure: Path
+    page: PageFiles
+
+
+def offload(
+    experiment: str | Path,
+    config: AnalysisConfig,
+    compare: Sequence[str | Path] = (),
+    out_dir: str | Path | None = None,
+    slots_per_layer: Sequence[int] | None = None,
+    from_records: bool = False,
+    command: str = "",
+) -> OffloadOutputs:
+    """Record (or reload) the routing of the experiments, simulate the cache, write the page."""
+    results, directory = recorded_routing(
+        experiment, config, compare, out_dir, from_records, command
+    )
+    offload_study = simulate_study(results, slots_per_layer)
+    if offload_study is None:
+        raise ValueError("no mixture-of-experts model among the experiments: nothing to offload")
+    document = save_study(offload_study, directory)
+    figure, page_files = write_offload_page(results, offload_study, directory)
+    logger.info("offloading page: %s", page_files.html)
+    return OffloadOutputs(directory, offload_study, document, figure, page_files)
+
+
+__all__ = ["STATISTICS_FILE", "AnalysisOutputs", "OffloadOutputs", "analyze", "offload"]
