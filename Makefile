@@ -56,7 +56,7 @@ benchmark: install
 	$(BIN)/python benchmarks/moe_layer.py
 
 # The CUDA path on one GPU in a few minutes: MoE layer timings, bf16 training, bf16 decoding
-# against fp32 on the CPU (README, "Checking a GPU"). Without CUDA: one line, and success.
+# against fp32 on the CPU (docs/data-path-and-gpus.md, "Checking a GPU"). Without CUDA: one line, and success.
 # The corpus it builds needs the text-to-speech engines (make system-deps) unless given --corpus.
 gpu-check: install
 	$(BIN)/python benchmarks/gpu_check.py
