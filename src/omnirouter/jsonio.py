@@ -31,7 +31,9 @@ class ResultFileError(OmnirouterError, ValueError):
 def plain(value: object) -> Any:
     """`value` as JSON values: non-finite floats as None, containers recursively."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        return {
+            field.name: plain(getattr(value, field.name)) for field in dataclasses.fields(value)
+        }
     if isinstance(value, enum.Enum):
         return plain(value.value)
     if isinstance(value, PurePath):

@@ -2,7 +2,7 @@ import itertools
 
 import torch
 
-from omnirouter.evaluate.run import recognize
+from omnirouter.evaluate.recognize import recognize
 from omnirouter.model import RoutingOverride
 
 from .conftest import make_batch, tiny_model

@@ -9,8 +9,15 @@ import statistics
 import numpy as np
 import pytest
 
+from omnirouter.analysis.experiment_summary import (
+    LossSummary,
+    ModelSummary,
+    RoutingNumbers,
+    SeedValues,
+    count_spikes,
+)
 from omnirouter.analysis.training import LossCurve
-from omnirouter.experiment.findings import (
+from omnirouter.report.findings import (
     Circumstances,
     cramers_v_finding,
     find,
@@ -19,13 +26,6 @@ from omnirouter.experiment.findings import (
     possible_explanations,
     spike_finding,
     wer_finding,
-)
-from omnirouter.experiment.results import (
-    LossSummary,
-    ModelSummary,
-    RoutingNumbers,
-    SeedValues,
-    count_spikes,
 )
 
 SETS = ("a", "b")

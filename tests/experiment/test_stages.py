@@ -17,14 +17,14 @@ from omnirouter.evaluate.wer import Recognition, score_set
 from omnirouter.experiment.config import PlannedRun, load_experiment_config, plan_runs
 from omnirouter.experiment.ledger import Ledger
 from omnirouter.experiment.pipeline import train_stage
-from omnirouter.experiment.runs import (
+from omnirouter.experiment.stages import eval_pending, eval_table_path
+from omnirouter.experiment.training_runs import (
     TrainingInterruptedError,
     check_saved_config,
     differing_keys,
     run_state,
     write_done,
 )
-from omnirouter.experiment.stages import eval_pending, eval_table_path
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train import trainer
 from omnirouter.train.trainer import TrainResult

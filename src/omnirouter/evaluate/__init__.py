@@ -3,7 +3,7 @@
 decode.py       greedy CTC decoding of log-probs
 normalize.py    the text normaliser applied before scoring (and its version)
 wer.py          word errors per utterance and per set (jiwer alignments)
-run.py          running a model over batches: the one path for dev, eval and analysis
+recognize.py    running a model over batches: the one path for dev, eval and analysis
 set_report.py   the files of one scored set (errs-, recogs-, wer-<set>)
 tables.py       one model's table over its sets (`omnirouter eval`)
 compare.py      several models side by side, relative reductions (`omnirouter compare`)

@@ -129,7 +129,8 @@ def table_files(out_dir: str | Path, stem: str) -> TableFiles:
 
 
 def format_number(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    """'12.34'; '–' for a number not measured (None) or undefined (NaN)."""
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -46,7 +46,7 @@ class FrequencyBucket:
 
     @property
     def error_rate_percent(self) -> float:
-        return _percent(self.errors, self.reference_words)
+        return percentage(self.errors, self.reference_words)
 
 
 @dataclass(frozen=True)
@@ -59,18 +59,18 @@ class SetWordFrequency:
     @property
     def wer_percent(self) -> float:
         errors = sum(bucket.errors for bucket in self.buckets) + self.insertions
-        return _percent(errors, self.reference_words)
+        return percentage(errors, self.reference_words)
 
     def share_percent(self, bucket: FrequencyBucket) -> float:
         """The bucket's part of the set's running words."""
-        return _percent(bucket.reference_words, self.reference_words)
+        return percentage(bucket.reference_words, self.reference_words)
 
     def wer_part_percent(self, errors: int) -> float:
         """WER points that `errors` account for."""
-        return _percent(errors, self.reference_words)
+        return percentage(errors, self.reference_words)
 
 
-def _percent(part: int, whole: int) -> float:
+def percentage(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else math.nan
 
 

@@ -1,29 +1,23 @@
-"""Everything the report needs, read from the experiment's files into one `ExperimentResults`,
-and its JSON form (`experiment.json` in the report directory)."""
+"""Everything the report needs, read from the experiment's files into one `ExperimentResults`."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import math
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from omnirouter.data.corpus import CorpusInfo, read_corpus_info
-from omnirouter.evaluate.compare import CompareTable
+from omnirouter.data.corpus import read_corpus_info
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
-from omnirouter.experiment.findings import Circumstances, Finding, find, possible_explanations
 from omnirouter.experiment.results import (
-    ModelSummary,
-    RoutingNumbers,
-    SeedValues,
     compare_seed_means,
     routing_numbers,
     runs_of,
     summarize_model,
 )
 from omnirouter.experiment.stages import corpus_differs_from_config
+from omnirouter.report.experiment_results import ExperimentResults
+from omnirouter.report.findings import Circumstances, find, possible_explanations
 
 SYNTH_BUILDER = "omnirouter data synth"  # corpus.json's extra["builder"] of a synthetic corpus
 # Distributions whose versions a result depends on; openai-whisper holds the WER normaliser.
@@ -38,28 +32,6 @@ VERSIONED_PACKAGES = (
     "scipy",
     "matplotlib",
 )
-
-
-@dataclass(frozen=True)
-class ExperimentResults:
-    name: str
-    description: str
-    corpus_dir: Path
-    corpus: CorpusInfo
-    synthetic_corpus: bool  # built by the synthetic-speech builder
-    corpus_config_differs: bool  # built from another synth config than the experiment names
-    models: tuple[ModelSummary, ...]
-    baseline: str
-    compare: CompareTable  # WERs are the means over each model's seeds
-    normalizer: str  # name and version of the text normaliser of every eval table
-    analysis_set: str | None  # None when no routing analysis ran
-    findings: tuple[Finding, ...]
-    explanations: tuple[str, ...]  # given when a finding differs from the paper
-    versions: dict[str, str]
-
-    @property
-    def set_roles(self) -> dict[str, str]:
-        return {row.set_name: row.role for row in self.compare.rows}
 
 
 def gather(
@@ -112,96 +84,3 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def results_to_dict(results: ExperimentResults) -> dict[str, object]:
-    """The report's numbers as plain JSON (means and standard deviations included)."""
-    return {
-        "name": results.name,
-        "corpus_dir": str(results.corpus_dir),
-        "baseline": results.baseline,
-        "normalizer": results.normalizer,
-        "averaged_sets": list(results.compare.averaged_sets),
-        "models": [_model_dict(model) for model in results.models],
-        "relative_reduction_percent": {
-            "mean_of_per_set_reductions": dict(
-                zip(results.compare.models, results.compare.mean_relative_reduction_percent)
-            ),
-            "reduction_of_mean_wer": dict(
-                zip(results.compare.models, results.compare.reduction_of_mean_wer_percent)
-            ),
-        },
-        "analysis_set": results.analysis_set,
-        "findings": [vars(finding) for finding in results.findings],
-        "explanations": list(results.explanations),
-        "versions": results.versions,
-    }
-
-
-def _model_dict(model: ModelSummary) -> dict[str, object]:
-    return {
-        "name": model.name,
-        "family": model.family,
-        "seeds": list(model.seeds),
-        "num_experts": model.num_experts,
-        "top_k": model.top_k,
-        "num_layers": model.num_layers,
-        "model_dim": model.model_dim,
-        "ffn_dim": model.ffn_dim,
-        "total_parameters": model.total_parameters,
-        "active_parameters": model.active_parameters,
-        "max_steps": model.max_steps,
-        "trained_steps": list(model.trained_steps),
-        "average_wer_percent": _values_dict(model.average_wer),
-        "wer_percent": _per_set_dict(model.set_wer),
-        "average_cer_percent": _values_dict(model.average_cer),
-        "cer_percent": _per_set_dict(model.set_cer),
-        "training": [
-            {
-                "seed": loss.seed,
-                "final_ctc_loss": loss.final_loss,
-                "spikes": loss.spikes,
-                "skipped_nonfinite": loss.skipped_nonfinite,
-                "valid_steps": list(loss.curve.valid_steps),
-                "dev_wer_percent": list(loss.curve.dev_wer),
-                "dev_ctc_loss_per_token": [
-                    _finite(value) for value in loss.curve.dev_loss_per_token
-                ],
-                "final_ctc_loss_per_token": _finite(loss.final_loss_per_token),
-            }
-            for loss in model.losses
-        ],
-        "routing": _routing_dict(model.routing) if model.routing else None,
-    }
-
-
-def _per_set_dict(per_set: dict[str, SeedValues | None]) -> dict[str, object]:
-    return {name: _values_dict(values) if values else None for name, values in per_set.items()}
-
-
-def _values_dict(values: SeedValues) -> dict[str, object]:
-    return {
-        "mean": _finite(values.mean),
-        "std": values.std,
-        "values": [_finite(value) for value in values.values],
-    }
-
-
-def _routing_dict(routing: RoutingNumbers) -> dict[str, object]:
-    return {
-        **{key: _plain(value) for key, value in vars(routing).items()},
-        "mean_cramers_v": _finite(routing.mean_cramers_v),
-    }
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, float):
-        return _finite(value)
-    return value
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: an undefined number is written as null."""
-    return None if math.isnan(value) else value

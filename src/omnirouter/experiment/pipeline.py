@@ -1,7 +1,7 @@
 """`omnirouter experiment`: corpus → tokenizer → train → eval → analysis → proposals → compare
 → report.
 
-Every stage first asks whether its work is already done (see `stages` and `runs`) and skips it
+Every stage first asks whether its work is already done (see `stages` and `training_runs`) and skips it
 if so, so a re-run of the same command continues an interrupted experiment and redoes nothing
 else. `force_stage` redoes a stage and every stage after it (they depend on it). Each task's
 wall time goes to REPORT_DIR/stages.json (see `ledger`).
@@ -23,11 +23,31 @@ import torch
 from omegaconf import OmegaConf
 
 from omnirouter.data.prepare import sets_lacking_features
-from omnirouter.experiment import stages as work
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
 from omnirouter.experiment.ledger import STAGES, STAGES_FILE, Ledger
-from omnirouter.experiment.runs import check_saved_config, remove_run, run_state, train_run
+from omnirouter.experiment.stages import (
+    analysed_runs,
+    analysis_dir,
+    analysis_pending,
+    analyze_runs,
+    build_experiment_corpus,
+    corpus_differs_from_config,
+    corpus_pending,
+    eval_pending,
+    eval_table_path,
+    evaluate_run,
+    needed_sets,
+    proposal_dir,
+    proposals_pending,
+    store_features,
+    stored_feature_config,
+    sweep_run_proposals,
+    tokenizer_pending,
+    tokenizer_runs,
+    train_tokenizer,
+)
 from omnirouter.experiment.train_jobs import train_in_processes
+from omnirouter.experiment.training_runs import check_saved_config, remove_run, run_state, train_run
 from omnirouter.train.checkpoint import step_checkpoints
 
 log = logging.getLogger(__name__)
@@ -93,11 +113,11 @@ def corpus_stage(
     config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
 ) -> None:
     corpus_dir = Path(config.corpus.corpus_dir)
-    sets = work.needed_sets(config, runs)
-    reason = "forced" if force else work.corpus_pending(corpus_dir, sets)
+    sets = needed_sets(config, runs)
+    reason = "forced" if force else corpus_pending(corpus_dir, sets)
     if reason is None:
         ledger.skip("corpus", "corpus", f"{corpus_dir} has every set")
-        if work.corpus_differs_from_config(config.corpus):
+        if corpus_differs_from_config(config.corpus):
             log.warning(
                 "%s was built from another synth config than %s (%s): it is used as it is; "
                 "--force-stage corpus brings it up to date and retrains everything",
@@ -107,8 +127,8 @@ def corpus_stage(
             )
     else:
         with ledger.run("corpus", "corpus", reason):
-            work.build_experiment_corpus(config.corpus, sets)
-    features = work.stored_feature_config(runs)
+            build_experiment_corpus(config.corpus, sets)
+    features = stored_feature_config(runs)
     if features is None:
         return
     pending = sets_lacking_features(corpus_dir, features)
@@ -116,18 +136,18 @@ def corpus_stage(
         ledger.skip("corpus", "features", "every set has its features stored")
         return
     with ledger.run("corpus", "features", f"log-mels of {', '.join(pending)}"):
-        work.store_features(corpus_dir, features, pending, config.corpus.jobs)
+        store_features(corpus_dir, features, pending, config.corpus.jobs)
 
 
 def tokenizer_stage(runs: Sequence[PlannedRun], ledger: Ledger, force: bool) -> None:
-    for run in work.tokenizer_runs(runs):
+    for run in tokenizer_runs(runs):
         directory = run.config.data.tokenizer_dir
-        reason = "forced" if force else work.tokenizer_pending(run)
+        reason = "forced" if force else tokenizer_pending(run)
         if reason is None:
             ledger.skip("tokenizer", directory.name, f"{directory} exists")
             continue
         with ledger.run("tokenizer", directory.name, reason):
-            work.train_tokenizer(run)
+            train_tokenizer(run)
 
 
 def train_stage(
@@ -171,13 +191,13 @@ def eval_stage(
 
     sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
     for run in runs:
-        reason = "forced" if force else work.eval_pending(run, sets)
+        reason = "forced" if force else eval_pending(run, sets)
         if reason is None:
-            ledger.skip("eval", run.label, f"{work.eval_table_path(run)} is up to date")
+            ledger.skip("eval", run.label, f"{eval_table_path(run)} is up to date")
             continue
         with ledger.run("eval", run.label, f"{len(sets)} sets; {reason}"):
             # Chosen only when there is work: a report rebuilt where eval_device is missing works.
-            work.evaluate_run(run, sets, str(choose_device(config.eval_device)))
+            evaluate_run(run, sets, str(choose_device(config.eval_device)))
 
 
 def analysis_stage(
@@ -187,17 +207,17 @@ def analysis_stage(
     force: bool,
     command: str,
 ) -> Path | None:
-    analysed = work.analysed_runs(config, runs) if config.analysis.enabled else []
+    analysed = analysed_runs(config, runs) if config.analysis.enabled else []
     if not analysed:
         log.info("analysis: no model to analyse (disabled, or no MoE model)")
         return None
-    reason = "forced" if force else work.analysis_pending(config, analysed)
+    reason = "forced" if force else analysis_pending(config, analysed)
     if reason is None:
-        ledger.skip("analysis", "analysis", f"{work.analysis_dir(config)} is up to date")
-        return work.analysis_dir(config)
+        ledger.skip("analysis", "analysis", f"{analysis_dir(config)} is up to date")
+        return analysis_dir(config)
     names = ", ".join(run.label for run in analysed)
     with ledger.run("analysis", "analysis", f"{names} on {config.analysis.set_name}; {reason}"):
-        return work.analyze_runs(config, analysed, command)
+        return analyze_runs(config, analysed, command)
 
 
 def proposal_stage(
@@ -208,14 +228,14 @@ def proposal_stage(
 
     if not config.proposals.enabled:
         return
-    for run in work.analysed_runs(config, runs):
-        reason = "forced" if force else work.proposals_pending(config, run)
+    for run in analysed_runs(config, runs):
+        reason = "forced" if force else proposals_pending(config, run)
         if reason is None:
-            ledger.skip("proposals", run.label, f"{work.proposal_dir(config, run)} is up to date")
+            ledger.skip("proposals", run.label, f"{proposal_dir(config, run)} is up to date")
             continue
         counts = ",".join(map(str, config.proposals.counts))
         with ledger.run("proposals", run.label, f"K = {counts}; {reason}"):
-            work.sweep_run_proposals(config, run, str(choose_device(config.eval_device)))
+            sweep_run_proposals(config, run, str(choose_device(config.eval_device)))
 
 
 def compare_stage(

@@ -15,16 +15,16 @@ with the figures next to them, so the folder can be committed as it is.
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
-from omnirouter.experiment.gather import ExperimentResults, results_to_dict
 from omnirouter.experiment.ledger import RAN, STAGES, TaskRecord
 from omnirouter.experiment.report_inference import offload_report_section, proposal_report_section
-from omnirouter.experiment.report_sections import (
+from omnirouter.jsonio import write_json
+from omnirouter.report.experiment_results import ExperimentResults, results_to_dict
+from omnirouter.report.experiment_sections import (
     routing_section,
     training_section,
     wer_sections,
@@ -59,9 +59,7 @@ def write_report(page: Page, results: ExperimentResults, directory: Path) -> Pag
     markdown, html = directory / README_FILE, directory / HTML_FILE
     markdown.write_text(render_markdown(page, directory))
     html.write_text(render_html(page))
-    (directory / RESULTS_FILE).write_text(
-        json.dumps(results_to_dict(results), indent=1, ensure_ascii=False) + "\n"
-    )
+    write_json(directory / RESULTS_FILE, results_to_dict(results))
     return PageFiles(markdown, html)
 
 

@@ -8,8 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from omnirouter.experiment.config import ExperimentConfig
-from omnirouter.experiment.gather import ExperimentResults
 from omnirouter.experiment.report import ReportFigures
+from omnirouter.report.experiment_results import ExperimentResults
 
 FIGURES_DIR = "figures"
 ROUTING_DIR = "routing"

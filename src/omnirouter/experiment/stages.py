@@ -3,7 +3,7 @@
     corpus     build the corpus from its synth config when sets are missing (build_corpus),
                then store log-mels of every set when the runs read stored features
     tokenizer  train every tokenizer the runs need and lack
-    train      see `runs`
+    train      see `training_runs`
     eval       every run on the evaluation sets, unless its table is newer than its checkpoints
     analysis   the routing analysis of the chosen models, unless measured from these checkpoints
                (with the expert-offloading study of their routing records)
@@ -31,7 +31,7 @@ from omnirouter.data.tokenizer import MODEL_FILE
 from omnirouter.errors import OmnirouterError
 from omnirouter.evaluate.tables import EVAL_DIR, EVAL_TABLE_STEM, read_eval_table
 from omnirouter.experiment.config import CorpusStageConfig, ExperimentConfig, PlannedRun
-from omnirouter.experiment.runs import newest_checkpoint_time
+from omnirouter.experiment.training_runs import newest_checkpoint_time
 from omnirouter.model.config import Family
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 
 from omnirouter.experiment.config import PlannedRun
 from omnirouter.experiment.ledger import now
-from omnirouter.experiment.runs import RunState, train_run
+from omnirouter.experiment.training_runs import RunState, train_run
 from omnirouter.train.interrupts import request_stop_from_outside
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from omnirouter.analysis.experiment_summary import SPIKE_RULE, SeedValues
 from omnirouter.analysis.training import LossCurve
 from omnirouter.evaluate.tables import TEST_ROLE
-from omnirouter.experiment.gather import ExperimentResults
-from omnirouter.experiment.results import SPIKE_RULE, SeedValues
+from omnirouter.report.experiment_results import ExperimentResults
+from omnirouter.report.numbers import number, signed_percent
 from omnirouter.report.page import FigureBlock, Paragraph, Section, Table
 from omnirouter.report.routing_page import FigureFiles
 
@@ -108,19 +109,19 @@ def reduction_section(results: ExperimentResults) -> Section:
         rows.append(
             (
                 _set_label(row.set_name, row.role),
-                *(_signed(row.relative_reduction_percent[index]) for index in others),
+                *(signed_percent(row.relative_reduction_percent[index]) for index in others),
             )
         )
     rows.append(
         (
             "mean of the per-set relative reductions",
-            *(_signed(table.mean_relative_reduction_percent[index]) for index in others),
+            *(signed_percent(table.mean_relative_reduction_percent[index]) for index in others),
         )
     )
     rows.append(
         (
             "relative reduction of the mean WER",
-            *(_signed(table.reduction_of_mean_wer_percent[index]) for index in others),
+            *(signed_percent(table.reduction_of_mean_wer_percent[index]) for index in others),
         )
     )
     header = ("set", *(f"{table.models[index]} vs {table.baseline}" for index in others))
@@ -154,9 +155,9 @@ def training_section(
                     model.name,
                     str(loss.seed),
                     str(loss.curve.steps[-1]) if loss.curve.steps else "–",
-                    _number(loss.final_loss, 3),
-                    _number(max(loss.curve.ctc_loss), 3) if loss.curve.ctc_loss else "–",
-                    _number(loss.final_loss_per_token, 3),
+                    number(loss.final_loss, 3),
+                    number(max(loss.curve.ctc_loss), 3) if loss.curve.ctc_loss else "–",
+                    number(loss.final_loss_per_token, 3),
                     _last_finite(loss.curve.dev_loss_per_token, 3),
                     _best_dev_wer(loss.curve),
                     _last_finite(loss.curve.dev_wer, 2),
@@ -208,14 +209,14 @@ def training_section(
 
 def _last_finite(values: Sequence[float], digits: int) -> str:
     finite = [value for value in values if math.isfinite(value)]
-    return _number(finite[-1], digits) if finite else "–"
+    return number(finite[-1], digits) if finite else "–"
 
 
 def _best_dev_wer(curve: LossCurve) -> str:
     if not curve.dev_wer:
         return "–"
     best = min(range(len(curve.dev_wer)), key=curve.dev_wer.__getitem__)
-    return f"{_number(curve.dev_wer[best], 2)} ({curve.valid_steps[best]})"
+    return f"{number(curve.dev_wer[best], 2)} ({curve.valid_steps[best]})"
 
 
 def routing_section(
@@ -253,7 +254,7 @@ def _cramers_v_table(results: ExperimentResults) -> Table:
                 ),
             )
         )
-    rows.append(("mean", *(_number(model.routing.mean_cramers_v, 3) for model in routed)))  # type: ignore[union-attr]
+    rows.append(("mean", *(number(model.routing.mean_cramers_v, 3) for model in routed)))  # type: ignore[union-attr]
     return Table(
         ("layers", *(model.name for model in routed)),
         tuple(rows),
@@ -269,7 +270,7 @@ def _permutation_table(results: ExperimentResults) -> Table:
         (
             model.name,
             *(
-                f"{_number(wer, 1)} ({_signed(change)})"
+                f"{number(wer, 1)} ({signed_percent(change)})"
                 for wer, change in zip(
                     model.routing.permuted_wer_percent,  # type: ignore[union-attr]
                     model.routing.permuted_change_percent,  # type: ignore[union-attr]
@@ -290,10 +291,10 @@ def _structure_table(results: ExperimentResults) -> Table:
     rows = tuple(
         (
             model.name,
-            _number(100 * model.routing.agreement_raw, 1),
-            _number(100 * model.routing.agreement_mapped, 1),
-            _number(model.routing.run_length, 2),
-            _number(model.routing.chance_run_length, 2),
+            number(100 * model.routing.agreement_raw, 1),
+            number(100 * model.routing.agreement_mapped, 1),
+            number(model.routing.run_length, 2),
+            number(model.routing.chance_run_length, 2),
         )
         for model in results.models
         if model.routing is not None
@@ -325,11 +326,3 @@ def _routing_figures(figures: FigureFiles, names: tuple[str, ...]) -> list[Figur
         for name in names
         if getattr(figures, name) is not None
     ]
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _signed(value: float | None) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:+.1f}%"

@@ -22,8 +22,9 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from omnirouter.analysis.experiment_summary import SPIKE_RULE, ModelSummary, SeedValues
 from omnirouter.evaluate.compare import relative_reduction
-from omnirouter.experiment.results import SPIKE_RULE, ModelSummary, SeedValues
+from omnirouter.report.numbers import signed_percent
 
 PAPER_WER_ORDER = ("dense", "switch", "omni")  # highest WER first
 PAPER_OMNI_REDUCTION = {"dense": 11.2, "switch": 8.2}  # % lower average WER (abstract)
@@ -376,10 +377,11 @@ def _reduction_sentences(
             if per_set and all(value is not None for value in per_set)
             else None
         )
+        per_set_text = signed_percent(mean_per_set, "undefined")
+        of_mean_text = signed_percent(of_mean, "undefined")
         sentences.append(
-            f"{omni.name} against {other.name}: {_percent(mean_per_set)} mean of the "
-            f"per-set relative WER reductions, {_percent(of_mean)} reduction of the mean WER "
-            f"(paper: {paper_value}%)."
+            f"{omni.name} against {other.name}: {per_set_text} mean of the per-set relative "
+            f"WER reductions, {of_mean_text} reduction of the mean WER (paper: {paper_value}%)."
         )
     return sentences
 
@@ -387,10 +389,6 @@ def _reduction_sentences(
 def _set_mean(model: ModelSummary, set_name: str) -> float | None:
     values = model.set_wer.get(set_name)
     return None if values is None else values.mean
-
-
-def _percent(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:+.1f}%"
 
 
 def _final_losses(model: ModelSummary) -> SeedValues | None:

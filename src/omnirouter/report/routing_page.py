@@ -16,6 +16,7 @@ import numpy as np
 from omnirouter.analysis.results import AnalysisResults
 from omnirouter.analysis.summary import ENERGY_PERCENTILES, RoutingSummary, SummaryConfig
 from omnirouter.report import figures
+from omnirouter.report.numbers import percent, signed_percent
 from omnirouter.report.page import FigureBlock, Page, Paragraph, Section, Table
 
 
@@ -120,7 +121,7 @@ def _models_section(results: AnalysisResults, summaries: Sequence[RoutingSummary
                 _router_text(summary),
                 str(summary.num_utterances) if summary else "–",
                 str(summary.num_steps) if summary else "–",
-                _percent(model.baseline_wer),
+                percent(model.baseline_wer),
             )
         )
     header = ("model", "family", "experts", "MoE layers", "routers", "utterances", "steps", "WER %")
@@ -140,10 +141,10 @@ def _usage_section(summaries: Sequence[RoutingSummary], figures: FigureFiles) ->
     rows = tuple(
         (
             summary.name,
-            _percent(float(np.mean(summary.agreement_raw_P)))
+            percent(float(np.mean(summary.agreement_raw_P)))
             if len(summary.agreement_raw_P)
             else "–",
-            _percent(float(np.mean(summary.agreement_mapped_P)))
+            percent(float(np.mean(summary.agreement_mapped_P)))
             if len(summary.agreement_mapped_P)
             else "–",
             f"{np.mean(summary.run_length_L):.2f}",
@@ -219,7 +220,7 @@ def _permutation_section(results: AnalysisResults, figures: FigureFiles) -> Sect
             (
                 result.name,
                 *(
-                    f"{_percent(wer)} ({_signed(change)})"
+                    f"{percent(wer)} ({signed_percent(change)})"
                     for wer, change in zip(result.wers, result.relative_change_percent)
                 ),
             )
@@ -227,7 +228,8 @@ def _permutation_section(results: AnalysisResults, figures: FigureFiles) -> Sect
         )
         blocks.append(Table(header, rows, "WER % (relative change %) at each probability."))
         changes = ", ".join(
-            f"{_signed(result.relative_change_percent[-1])} for {result.name}" for result in tested
+            f"{signed_percent(result.relative_change_percent[-1])} for {result.name}"
+            for result in tested
         )
         blocks.append(
             Paragraph(
@@ -407,13 +409,6 @@ def _definitions_section(config: SummaryConfig, summaries: Sequence[RoutingSumma
     return Section("Definitions and files", tuple(Paragraph(text) for text in texts))
 
 
-def _percent(fraction: float) -> str:
-    return "–" if math.isnan(fraction) else f"{100 * fraction:.1f}"
-
-
-def _signed(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:+.1f}%"
-
-
-def _finite(value: float) -> float:
+def _nan_lowest(value: float) -> float:
+    """A sort key that puts NaN below every number."""
     return -math.inf if math.isnan(value) else value
