@@ -10,8 +10,6 @@ them (`omnirouter analyze --from-records`):
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 from omnirouter.analysis.permutation import PermutationResult
 from omnirouter.analysis.records import RoutingRecords, load_records, save_records
 from omnirouter.analysis.training import LossCurve
+from omnirouter.jsonio import ResultFileError, number, plain, read_json, write_json
 
 RESULTS_FILE = "results.json"
 RECORDS_DIR = "records"
@@ -67,7 +66,7 @@ def save_results(results: AnalysisResults, directory: str | Path) -> Path:
                 "name": model.name,
                 "family": model.family,
                 "experiment": model.experiment,
-                "baseline_wer": _number(model.baseline_wer),
+                "baseline_wer": plain(model.baseline_wer),
                 "records": records_path,
                 "permutation": _permutation_entry(model.permutation),
                 "loss_curve": None
@@ -85,10 +84,7 @@ def save_results(results: AnalysisResults, directory: str | Path) -> Path:
         "command": results.command,
         "models": entries,
     }
-    path = directory / RESULTS_FILE
-    directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1) + "\n")
-    return path
+    return write_json(directory / RESULTS_FILE, document)
 
 
 def load_results(directory: str | Path) -> AnalysisResults:
@@ -97,8 +93,8 @@ def load_results(directory: str | Path) -> AnalysisResults:
         raise FileNotFoundError(
             f"{path} not found: run `omnirouter analyze` without --from-records first"
         )
+    document = read_json(path, "analysis results file")
     try:
-        document = json.loads(path.read_text())
         models = tuple(_model_result(entry, path.parent) for entry in document["models"])
         return AnalysisResults(
             set_name=document["set"],
@@ -107,8 +103,8 @@ def load_results(directory: str | Path) -> AnalysisResults:
             models=models,
             command=document.get("command", ""),
         )
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable analysis results file ({error!r})") from None
+    except (KeyError, TypeError) as error:
+        raise ResultFileError(f"{path}: not a readable analysis results file ({error!r})") from None
 
 
 def _model_result(entry: dict[str, Any], directory: Path) -> ModelResult:
@@ -119,15 +115,15 @@ def _model_result(entry: dict[str, Any], directory: Path) -> ModelResult:
         name=name,
         family=entry["family"],
         experiment=entry["experiment"],
-        baseline_wer=_float(entry["baseline_wer"]),
+        baseline_wer=number(entry["baseline_wer"]),
         records=load_records(directory / entry["records"]) if entry["records"] else None,
         permutation=None
         if permutation is None
         else PermutationResult(
             name,
-            _float(entry["baseline_wer"]),
+            number(entry["baseline_wer"]),
             tuple(permutation["probabilities"]),
-            tuple(_float(wer) for wer in permutation["wers"]),
+            tuple(number(wer) for wer in permutation["wers"]),
         ),
         loss_curve=None
         if curve is None
@@ -140,15 +136,6 @@ def _permutation_entry(result: PermutationResult | None) -> dict[str, Any] | Non
         return None
     return {
         "probabilities": list(result.probabilities),
-        "wers": [_number(wer) for wer in result.wers],
-        "relative_change_percent": [_number(change) for change in result.relative_change_percent],
+        "wers": [plain(wer) for wer in result.wers],
+        "relative_change_percent": [plain(change) for change in result.relative_change_percent],
     }
-
-
-def _number(value: float) -> float | None:
-    """JSON has no NaN: an undefined number is written as null."""
-    return None if math.isnan(value) else value
-
-
-def _float(value: float | None) -> float:
-    return math.nan if value is None else float(value)

@@ -34,6 +34,7 @@ from omnirouter.analysis.statistics import (
     optimal_mapping,
     relabel,
 )
+from omnirouter.jsonio import plain
 
 ENERGY_PERCENTILES = (5.0, 95.0)  # the utterance's "quiet" and "loud" reference levels
 
@@ -184,21 +185,7 @@ def _moe_position(records: RoutingRecords, layer_number: int) -> int:
 
 
 def summary_to_dict(summary: RoutingSummary) -> dict[str, object]:
-    """Plain JSON-ready dict (arrays as nested lists, layers numbered from 1)."""
-    document: dict[str, object] = {}
-    for field_name, value in vars(summary).items():
-        if isinstance(value, ContingencyPanel):
-            value = {key: _plain(item) for key, item in vars(value).items()}
-        document[field_name] = _plain(value)
+    """JSON values (arrays as nested lists, NaN as null), with the layers numbered from 1."""
+    document: dict[str, object] = plain(summary)
     document["layer_numbers"] = [layer + 1 for layer in summary.layers]
     return document
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

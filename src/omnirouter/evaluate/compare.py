@@ -13,11 +13,10 @@ Both use the averaged sets: the test-role sets that every model was scored on.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from omnirouter.evaluate.tables import (
@@ -30,6 +29,7 @@ from omnirouter.evaluate.tables import (
     markdown_table,
     table_files,
 )
+from omnirouter.jsonio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def write_compare_table(
         writer = csv.writer(stream)
         writer.writerow(header)
         writer.writerows(body)
-    files.json.write_text(json.dumps(asdict(table), indent=2, ensure_ascii=False) + "\n")
+    write_json(files.json, table, indent=2)
     return files
 
 

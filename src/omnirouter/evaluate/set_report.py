@@ -10,7 +10,6 @@ wer-<set>.json      the set's totals, WER and CER, with the normaliser and its v
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnirouter.evaluate.wer import AlignedPair, ErrorCounts, SetScore
+from omnirouter.jsonio import dumps, write_json
 
 _MISSING = "*"
 
@@ -53,8 +53,8 @@ def write_set_files(score: SetScore, out_dir: str | Path) -> SetFiles:
                 "normalized_hypothesis": utterance.normalized_hypothesis,
                 **counts_record(utterance.counts),
             }
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-    files.summary.write_text(json.dumps(summary_record(score), indent=2) + "\n")
+            stream.write(dumps(record, indent=None) + "\n")
+    write_json(files.summary, summary_record(score), indent=2)
     return files
 
 

@@ -11,14 +11,14 @@ given per set and as the mean of the per-set CERs.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omnirouter.evaluate.wer import SetScore
+from omnirouter.jsonio import ResultFileError, plain, read_json, write_json
 
 EVAL_DIR = "eval"  # where `omnirouter eval` writes, under the experiment directory
 EVAL_TABLE_STEM = "wer"  # EXP/eval/wer.{md,csv,json}
@@ -199,12 +199,12 @@ def write_eval_table(
         writer = csv.writer(stream)
         writer.writerow(_EVAL_HEADER)
         writer.writerows(_eval_rows(table))
-    record = asdict(table)
+    record = plain(table)
     record["average_wer_percent"] = table.average_wer_percent
     record["average_cer_percent"] = table.average_cer_percent
     record["pooled_wer_percent"] = table.pooled_wer_percent
     record["averaged_sets"] = [row.set_name for row in table.averaged_rows]
-    files.json.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    write_json(files.json, record, indent=2)
     return files
 
 
@@ -213,8 +213,8 @@ def read_eval_table(path: str | Path) -> EvalTable:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no evaluation table; run `omnirouter eval` first")
+    record = read_json(path, "evaluation table")
     try:
-        record = json.loads(path.read_text())
         rows = tuple(EvalRow(**row) for row in record["rows"])
         return EvalTable(
             model=record["model"],
@@ -224,5 +224,5 @@ def read_eval_table(path: str | Path) -> EvalTable:
             command=record.get("command", ""),
             extra=record.get("extra", {}),
         )
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not an evaluation table ({error})") from None
+    except (KeyError, TypeError) as error:
+        raise ResultFileError(f"{path}: not an evaluation table ({error})") from None
