@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from omnirouter.config import ConfigError, save_config
+from omnirouter.evaluate import model_file
 from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.tables import eval_table_from_scores, write_eval_table
 from omnirouter.evaluate.wer import Recognition, score_set
@@ -44,7 +45,7 @@ def runs(tmp_path: Path) -> list[PlannedRun]:
 
 
 def fake_checkpoint(run: PlannedRun, step: int) -> Path:
-    path = ckpt.step_checkpoint_path(run.exp_dir, step)
+    path = model_file.step_checkpoint_path(run.exp_dir, step)
     ckpt.save_checkpoint(path, {"step": step})
     return path
 
@@ -61,7 +62,7 @@ class FakeTrainer:
     def __call__(self, config, exp_dir: Path, resume: bool = False) -> TrainResult:
         self.calls.append((Path(exp_dir), resume))
         step = self.stop_at.get(Path(exp_dir).parent.name, config.train.max_steps)
-        ckpt.save_checkpoint(ckpt.step_checkpoint_path(exp_dir, step), {"step": step})
+        ckpt.save_checkpoint(model_file.step_checkpoint_path(exp_dir, step), {"step": step})
         save_config(config, Path(exp_dir) / "config.yaml")
         stopped = step < config.train.max_steps and not self.interrupt
         return TrainResult(Path(exp_dir), step, None, stopped, self.interrupt)
@@ -200,7 +201,7 @@ def test_an_evaluation_is_pending_until_its_table_covers_the_sets(
 
 def test_wall_time_counts_tasks_that_ran_side_by_side_once() -> None:
     from omnirouter.experiment.ledger import TaskRecord
-    from omnirouter.experiment.report import wall_seconds
+    from omnirouter.experiment.report_setup import wall_seconds
 
     def task(name: str, started: str, ended: str, seconds: float) -> TaskRecord:
         day = "2026-01-01T10:"

@@ -23,8 +23,15 @@ import torch
 from omegaconf import OmegaConf
 
 from omnirouter.data.prepare import sets_lacking_features
+from omnirouter.devices import choose_device
+from omnirouter.evaluate.compare import COMPARE_TABLE_STEM, write_compare_table
+from omnirouter.evaluate.model_file import step_checkpoints
+from omnirouter.evaluate.suite import default_eval_sets
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
+from omnirouter.experiment.gather import gather
 from omnirouter.experiment.ledger import STAGES, STAGES_FILE, Ledger
+from omnirouter.experiment.report_setup import draw_report_figures, report_setup
+from omnirouter.experiment.results import compare_seed_means
 from omnirouter.experiment.stages import (
     analysed_runs,
     analysis_dir,
@@ -48,7 +55,13 @@ from omnirouter.experiment.stages import (
 )
 from omnirouter.experiment.train_jobs import train_in_processes
 from omnirouter.experiment.training_runs import check_saved_config, remove_run, run_state, train_run
-from omnirouter.train.checkpoint import step_checkpoints
+from omnirouter.report.experiment_page import (
+    HTML_FILE,
+    README_FILE,
+    RESULTS_FILE,
+    build_page,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +199,6 @@ def train_stage(
 def eval_stage(
     config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
 ) -> None:
-    from omnirouter.evaluate.suite import default_eval_sets
-    from omnirouter.train.distributed import choose_device
 
     sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
     for run in runs:
@@ -224,8 +235,6 @@ def proposal_stage(
     config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
 ) -> None:
     """WER against the number of routed proposals, for the first seed of each analysed model."""
-    from omnirouter.train.distributed import choose_device
-
     if not config.proposals.enabled:
         return
     for run in analysed_runs(config, runs):
@@ -241,7 +250,6 @@ def proposal_stage(
 def compare_stage(
     config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
 ) -> None:
-    from omnirouter.evaluate.compare import COMPARE_TABLE_STEM
 
     report_dir = config.report_path
     target = report_dir / f"{COMPARE_TABLE_STEM}.json"
@@ -249,8 +257,6 @@ def compare_stage(
     if reason is None:
         ledger.skip("compare", "compare", f"{target} is up to date")
         return
-    from omnirouter.evaluate.compare import write_compare_table
-    from omnirouter.experiment.results import compare_seed_means
 
     with ledger.run("compare", "compare", reason):
         write_compare_table(compare_seed_means(config, runs), report_dir)
@@ -264,7 +270,6 @@ def report_stage(
     analysis_dir: Path | None,
     command: str,
 ) -> tuple[Path, Path]:
-    from omnirouter.experiment.report import HTML_FILE, README_FILE, RESULTS_FILE
 
     report_dir = config.report_path
     readme, html = report_dir / README_FILE, report_dir / HTML_FILE
@@ -273,15 +278,12 @@ def report_stage(
     if reason is None:
         ledger.skip("report", "report", f"{readme} is up to date")
         return readme, html
-    from omnirouter.experiment.gather import gather
-    from omnirouter.experiment.report import build_page, write_report
-    from omnirouter.experiment.report_figures import draw_report_figures
 
     with ledger.run("report", "report", reason):
         results = gather(config, runs, analysis_dir)
         figures = draw_report_figures(config, results, analysis_dir)
-        stages = ledger.current_records()
-        page = build_page(results, figures, config, runs, stages, command)
+        setup = report_setup(config, runs, ledger.current_records(), command)
+        page = build_page(results, figures, setup)
         write_report(page, results, report_dir)
         (report_dir / CONFIG_FILE).write_text(_config_text(config))
     log.info("report: %s and %s", readme, html)

@@ -1,5 +1,7 @@
 """The experiment report: `README.md` and a self-contained `index.html` in the report directory,
-with the figures next to them, so the folder can be committed as it is.
+with the figures next to them, so the folder can be committed as it is. It is built from the
+gathered `ExperimentResults`, the figures already drawn and a `ReportSetup` (how the experiment
+was run, in plain values), never from the experiment's live objects.
 
     REPORT_DIR/README.md  index.html       the report
     REPORT_DIR/figures/training_loss.png   every run's training CTC loss
@@ -14,20 +16,24 @@ with the figures next to them, so the folder can be committed as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from omnirouter.experiment.config import ExperimentConfig, PlannedRun
-from omnirouter.experiment.ledger import RAN, STAGES, TaskRecord
-from omnirouter.experiment.report_inference import offload_report_section, proposal_report_section
 from omnirouter.jsonio import write_json
 from omnirouter.report.experiment_results import ExperimentResults, results_to_dict
 from omnirouter.report.experiment_sections import (
     routing_section,
     training_section,
     wer_sections,
+)
+from omnirouter.report.figures import draw_learning_curves, draw_training_loss
+from omnirouter.report.inference_sections import (
+    ProposalSweeps,
+    offload_report_section,
+    proposal_report_section,
 )
 from omnirouter.report.page import (
     Page,
@@ -40,6 +46,8 @@ from omnirouter.report.page import (
 )
 from omnirouter.report.routing_page import FigureFiles
 
+FIGURES_DIR = "figures"
+ROUTING_DIR = "routing"  # the routing analysis page, redrawn inside the report directory
 README_FILE = "README.md"
 HTML_FILE = "index.html"
 RESULTS_FILE = "experiment.json"
@@ -54,6 +62,34 @@ class ReportFigures:
     learning_curve: Path | None = None  # dev WER (and losses per token) at the validations
 
 
+def draw_training_figures(
+    results: ExperimentResults, report_dir: Path
+) -> tuple[Path | None, Path | None]:
+    """Every run's training loss, and its learning curves (dev WER and losses per token at the
+    validations), in REPORT_DIR/figures/; None for a figure without data."""
+    curves = [
+        dataclasses.replace(
+            loss.curve,
+            name=f"{model.name} seed {loss.seed}" if len(model.losses) > 1 else model.name,
+        )
+        for model in results.models
+        for loss in model.losses
+        if loss.curve.steps
+    ]
+    training_loss = (
+        draw_training_loss(curves, report_dir / FIGURES_DIR / "training_loss.png")
+        if curves
+        else None
+    )
+    # Every curve, validated or not, so that a run has one colour in both figures.
+    learning_curve = (
+        draw_learning_curves(curves, report_dir / FIGURES_DIR / "learning_curves.png")
+        if any(curve.valid_steps for curve in curves)
+        else None
+    )
+    return training_loss, learning_curve
+
+
 def write_report(page: Page, results: ExperimentResults, directory: Path) -> PageFiles:
     """The page as README.md and index.html, and its numbers as experiment.json."""
     markdown, html = directory / README_FILE, directory / HTML_FILE
@@ -63,34 +99,66 @@ def write_report(page: Page, results: ExperimentResults, directory: Path) -> Pag
     return PageFiles(markdown, html)
 
 
-def build_page(
-    results: ExperimentResults,
-    figures: ReportFigures,
-    config: ExperimentConfig,
-    runs: Sequence[PlannedRun],
-    stages: Sequence[TaskRecord],
-    command: str,
-) -> Page:
+@dataclass(frozen=True)
+class Recipe:
+    """The shared training recipe, as the Models section states it."""
+
+    max_duration: float  # seconds of audio per batch
+    grad_accumulation: int
+    peak_lr: float
+    warmup_steps: int
+    cosine_steps: int
+    load_balance_weight: float
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """One stage's row of the wall-time table (measured by the experiment's ledger)."""
+
+    stage: str
+    tasks: int
+    seconds: float  # tasks that ran side by side count once
+    first_started: str  # ISO time (UTC), "" when no task was timed
+    last_ended: str
+    ran: int  # tasks that ran in the latest invocation (the others were found done)
+
+
+@dataclass(frozen=True)
+class ReportSetup:
+    """How the experiment was run, in plain values."""
+
+    command: str
+    report_dir: Path
+    exp_root: Path
+    run_dirs: tuple[Path, ...]
+    model_changes: tuple[tuple[str, ...], ...]  # per model: its files and overrides
+    recipe: Recipe
+    stage_times: tuple[StageTime, ...]
+    proposals: ProposalSweeps
+
+
+def build_page(results: ExperimentResults, figures: ReportFigures, setup: ReportSetup) -> Page:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     intro = [
         Paragraph(
             results.description.strip()
             or f"Dense, Switch and Omni-router models trained and compared on {results.corpus.name}."
         ),
-        Paragraph(f"Command: `{command}` (written {when})."),
+        Paragraph(f"Command: `{setup.command}` (written {when})."),
     ]
     sections = [
         findings_section(results),
         corpus_section(results),
-        models_section(results, config),
+        models_section(results, setup.model_changes, setup.recipe),
         *wer_sections(results),
         training_section(results, figures.training_loss, figures.learning_curve),
-        routing_section(results, figures.routing, figures.routing_page, config.report_path),
+        routing_section(results, figures.routing, figures.routing_page, setup.report_dir),
         offload_report_section(figures.offload),
-        proposal_report_section(config, runs),
-        Section("Wall time per stage", (stage_table(stages),)),
+        proposal_report_section(setup.proposals),
+        Section("Wall time per stage", (stage_table(setup.stage_times),)),
         Section("Software", (versions_table(results),)),
-        files_section(config, runs),
+        files_section(setup),
     ]
     return Page(f"Experiment {results.name}", tuple(sections), tuple(intro))
 
@@ -164,9 +232,11 @@ def corpus_section(results: ExperimentResults) -> Section:
     return Section("Corpus", tuple(blocks))
 
 
-def models_section(results: ExperimentResults, config: ExperimentConfig) -> Section:
+def models_section(
+    results: ExperimentResults, model_changes: Sequence[Sequence[str]], recipe: Recipe
+) -> Section:
     rows = []
-    for model, entry in zip(results.models, config.models):
+    for model, changes in zip(results.models, model_changes):
         experts = f"{model.num_experts} (top-{model.top_k})" if model.num_experts else "–"
         steps = ", ".join(str(step) for step in model.trained_steps)
         rows.append(
@@ -179,7 +249,7 @@ def models_section(results: ExperimentResults, config: ExperimentConfig) -> Sect
                 _millions(model.active_parameters),
                 f"{steps} of {model.max_steps}",
                 ", ".join(str(seed) for seed in model.seeds),
-                " ".join(f"`{item}`" for item in [*entry.files, *entry.overrides]) or "–",
+                " ".join(f"`{item}`" for item in changes) or "–",
             )
         )
     header = (
@@ -193,38 +263,30 @@ def models_section(results: ExperimentResults, config: ExperimentConfig) -> Sect
         "seeds",
         "files and overrides on the shared run config",
     )
-    train = config.run.train
-    recipe = Paragraph(
-        f"Shared recipe (before each model's files and overrides): batches of at most {config.run.data.max_duration:g} s of audio × "
-        f"{train.grad_accumulation} accumulation, AdamW at peak learning rate "
-        f"{train.optimizer.peak_lr:g} (warm-up {train.schedule.warmup_steps} steps, cosine "
-        f"{train.schedule.cosine_steps}), load-balance weight {train.loss.load_balance_weight:g}, "
-        f"vocabulary of {config.run.data.tokenizer.vocab_size} pieces at most. Active "
+    text = Paragraph(
+        "Shared recipe (before each model's files and overrides): batches of at most "
+        f"{recipe.max_duration:g} s of audio × "
+        f"{recipe.grad_accumulation} accumulation, AdamW at peak learning rate "
+        f"{recipe.peak_lr:g} (warm-up {recipe.warmup_steps} steps, cosine "
+        f"{recipe.cosine_steps}), load-balance weight {recipe.load_balance_weight:g}, "
+        f"vocabulary of {recipe.vocab_size} pieces at most. Active "
         "parameters exclude the experts a frame does not visit."
     )
-    return Section("Models", (Table(header, tuple(rows)), recipe))
+    return Section("Models", (Table(header, tuple(rows)), text))
 
 
-def stage_table(stages: Sequence[TaskRecord]) -> Table:
-    rows = []
-    for stage in STAGES[:-1]:  # the report cannot time itself
-        records = [record for record in stages if record.stage == stage]
-        if not records:
-            continue
-        timed = [record for record in records if record.started]
-        ran = sum(record.last_status == RAN for record in records)
-        first = min((record.started for record in timed), default="")
-        last = max((record.ended for record in timed), default="")
-        rows.append(
-            (
-                stage,
-                str(len(records)),
-                _duration(wall_seconds(records)),
-                _span(first, last),
-                f"{ran} ran, {len(records) - ran} found done",
-            )
+def stage_table(stage_times: Sequence[StageTime]) -> Table:
+    rows = [
+        (
+            time.stage,
+            str(time.tasks),
+            _duration(time.seconds),
+            _span(time.first_started, time.last_ended),
+            f"{time.ran} ran, {time.tasks - time.ran} found done",
         )
-    total = sum(wall_seconds([r for r in stages if r.stage == stage]) for stage in STAGES[:-1])
+        for time in stage_times
+    ]
+    total = sum(time.seconds for time in stage_times)
     rows.append(("all", "", _duration(total), "", ""))
     return Table(
         ("stage", "tasks", "wall time", "when (UTC)", "latest invocation"),
@@ -247,17 +309,17 @@ def versions_table(results: ExperimentResults) -> Table:
 # ---------------------------------------------------------------- files
 
 
-def files_section(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> Section:
+def files_section(setup: ReportSetup) -> Section:
     texts = [
         "In this folder: `config.yaml` (the resolved experiment configuration: "
-        f"`omnirouter experiment {config.report_path / 'config.yaml'}` repeats the experiment), "
+        f"`omnirouter experiment {setup.report_dir / 'config.yaml'}` repeats the experiment), "
         "`stages.json` (timings), `experiment.json` (every number above), "
         "`compare.{md,csv,json}` (WER table of the seed means), `routing/` (the routing "
         "analysis page and its statistics), `figures/`.",
         f"Runs (checkpoints, metrics, per-utterance errors) and the routing records under "
-        f"`{config.exp_root_dir}`; "
+        f"`{setup.exp_root}`; "
         "each is one `omnirouter train EXP/config.yaml --exp-dir EXP` and "
-        "`omnirouter eval EXP`: " + ", ".join(f"`{run.exp_dir}`" for run in runs) + ".",
+        "`omnirouter eval EXP`: " + ", ".join(f"`{run_dir}`" for run_dir in setup.run_dirs) + ".",
     ]
     return Section("Files", tuple(Paragraph(text) for text in texts))
 
@@ -279,32 +341,6 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes = seconds / 60
     return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.2f} h"
-
-
-def wall_seconds(records: Sequence[TaskRecord]) -> float:
-    """Wall time of a stage's tasks: tasks that overlapped in time (trained side by side)
-    count as the span from the first start to the last end of the overlapping group."""
-    total = sum(record.seconds for record in records if not record.started)
-    group: list[TaskRecord] = []
-    group_end = ""
-    for record in sorted((r for r in records if r.started), key=lambda r: r.started):
-        if group and record.started >= group_end:
-            total += _group_seconds(group, group_end)
-            group = []
-        group.append(record)
-        group_end = max(group_end, record.ended) if len(group) > 1 else record.ended
-    return total + (_group_seconds(group, group_end) if group else 0.0)
-
-
-def _group_seconds(group: list[TaskRecord], group_end: str) -> float:
-    if len(group) == 1:  # its own, more precise than the ISO times' seconds
-        return group[0].seconds
-    span = (_parse(group_end) - _parse(group[0].started)).total_seconds()
-    return max(span, max(record.seconds for record in group))
-
-
-def _parse(iso_time: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(iso_time)
 
 
 def _span(first: str, last: str) -> str:

@@ -3,23 +3,29 @@ offloading (from the routing analysis's records) and routed proposals (the propo
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from omnirouter.experiment.config import ExperimentConfig, PlannedRun
+from omnirouter.jsonio import read_json
+from omnirouter.offload.simulate import load_study
+from omnirouter.offload.study import OFFLOAD_FIGURE
+from omnirouter.report.offload_page import offload_section
 from omnirouter.report.page import Paragraph, Section, Table
 
 OFFLOAD_TITLE = "Expert offloading: caching and prefetching"
 PROPOSALS_TITLE = "Routed proposals per frame (after RoE)"
 
 
+@dataclass(frozen=True)
+class ProposalSweeps:
+    """The routed-proposals stage: its setting, and the sweep file of each analysed model."""
+
+    description: str | None  # None: the stage is disabled
+    sweep_files: tuple[tuple[str, Path], ...] = ()  # (model, sweep.json)
+
+
 def offload_report_section(offload_json: Path | None) -> Section:
     """The analysis's offloading study (`offload.json`, its figure beside it)."""
-    from omnirouter.offload.simulate import load_study
-    from omnirouter.offload.study import OFFLOAD_FIGURE
-    from omnirouter.report.offload_page import offload_section
-
     offload = load_study(offload_json.parent) if offload_json is not None else None
     if offload is None:
         return Section(OFFLOAD_TITLE, (Paragraph("No MoE model was analysed."),))
@@ -28,31 +34,24 @@ def offload_report_section(offload_json: Path | None) -> Section:
     return Section(OFFLOAD_TITLE + " (first seed of each model)", section.blocks)
 
 
-def proposal_report_section(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> Section:
+def proposal_report_section(sweeps: ProposalSweeps) -> Section:
     """WER / CER against K for every analysed model whose sweep exists."""
-    from omnirouter.evaluate.proposal_sweep import SWEEP_STEM
-    from omnirouter.experiment.stages import analysed_runs, proposal_dir
-
-    settings = config.proposals
-    if not settings.enabled:
+    if sweeps.description is None:
         return Section(PROPOSALS_TITLE, (Paragraph("Not measured (`proposals.enabled: false`)."),))
     rows, sets, commands, diversity = [], [], [], []
-    for run in analysed_runs(config, runs):
-        path = proposal_dir(config, run) / f"{SWEEP_STEM}.json"
-        if not path.is_file():
-            continue
-        document = json.loads(path.read_text())
+    for model, path in sweeps.sweep_files:
+        document = read_json(path, "proposal sweep")
         commands.append(document.get("command", ""))
         changed = document.get("changed_fraction")
         if changed is not None:
-            diversity.append(f"{run.model} {100 * changed:.1f}%")
+            diversity.append(f"{model} {100 * changed:.1f}%")
         for point in document["points"]:
             sets = sets or sorted(point["sets"])
             cells = [
                 f"{100 * point['sets'][name]['wer']:.2f} / {100 * point['sets'][name]['cer']:.2f}"
                 for name in sets
             ]
-            rows.append((run.model, str(point["count"]), *cells, f"{point['relative_cost']:.2f}×"))
+            rows.append((model, str(point["count"]), *cells, f"{point['relative_cost']:.2f}×"))
     if not rows:
         return Section(PROPOSALS_TITLE, (Paragraph("No MoE model was analysed."),))
     table = Table(
@@ -63,7 +62,7 @@ def proposal_report_section(config: ExperimentConfig, runs: Sequence[PlannedRun]
     )
     text = (
         "K routed proposals per frame, run as one forward of a K-times batch: "
-        f"{settings.proposal_config().description} (after Zibakhsh et al. 2025, RoE). "
+        f"{sweeps.description} (after Zibakhsh et al. 2025, RoE). "
         "Training is unchanged; only inference routes differently."
     )
     blocks: list = [Paragraph(text), table]
