@@ -174,9 +174,9 @@ def main() -> None:
         # The same weights through torch._grouped_mm (the CUDA fast path; the CPU runs it too).
         grouped = MoEFeedForward(router, experts, layer=0, dispatch="grouped_mm")
         fns = [
-            lambda: dense(x_BTD),
-            lambda layer=layer: layer(x_BTD, valid_BT)[0],
-            lambda grouped=grouped: grouped(x_BTD, valid_BT)[0],
+            lambda: dense(x_BTD, valid_BT).out_BTD,
+            lambda layer=layer: layer(x_BTD, valid_BT).out_BTD,
+            lambda grouped=grouped: grouped(x_BTD, valid_BT).out_BTD,
             lambda layer=layer, x_ND=x_ND: masked_loop(layer, x_ND),
             lambda layer=layer, x_ND=x_ND: one_hot_einsum(layer, x_ND),
         ]

@@ -104,8 +104,9 @@ def test_gumbel_proposals_sample_the_routers_distribution() -> None:
     frames = 40_000
     logits_EN = logits_E[:, None].expand(4, frames).contiguous()
     probs_EN = logits_EN.softmax(dim=0)
-    proposal_N = torch.ones(frames, dtype=torch.long)  # every frame in a noisy proposal
-    _, experts_NK = proposals(2, 1.0).choose(logits_EN, probs_EN, proposal_N, top_k=1)
+    # Two proposals of one utterance, proposal 0's all padding: every frame is a noisy one.
+    valid_BT = torch.tensor([[False], [True]]).expand(2, frames)
+    _, experts_NK = proposals(2, 1.0).choose(logits_EN, probs_EN, valid_BT, top_k=1)
     observed = np.bincount(experts_NK[:, 0].numpy(), minlength=4)
     expected = logits_E.double().softmax(dim=0).numpy() * frames
     assert stats.chisquare(observed, expected).pvalue > 1e-3
@@ -114,8 +115,8 @@ def test_gumbel_proposals_sample_the_routers_distribution() -> None:
 def test_ranked_proposals_take_the_next_best_experts() -> None:
     probs_EN = torch.tensor([[0.1, 0.6], [0.5, 0.1], [0.3, 0.2], [0.1, 0.1]])
     ranked = RoutingProposals(3, mode=ProposalMode.ranked)
-    proposal_N = torch.tensor([1, 2])
-    gates_NK, experts_NK = ranked.choose(probs_EN.log(), probs_EN, proposal_N, top_k=2)
+    valid_BT = torch.tensor([[False], [True], [True]])  # frame 0 in proposal 1, frame 1 in 2
+    gates_NK, experts_NK = ranked.choose(probs_EN.log(), probs_EN, valid_BT, top_k=2)
     # Frame 0 ranks experts 1, 2, (0|3); proposal 1 → ranks 2 and 3. Frame 1 ranks 0, 2, ...
     assert experts_NK[0, 0].item() == 2
     assert experts_NK[1, 0].item() in (1, 3) and experts_NK[1, 1].item() in (1, 3)

@@ -1,11 +1,12 @@
-"""The hand-written expert FFN (forward and backward) against plain autograd and gradcheck."""
+"""The hand-written expert FFN (forward and backward) against its plain-autograd reference
+(`reference_expert_ffn`, itself checked against nn.functional) and gradcheck."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from omnirouter.model.config import Activation
-from omnirouter.model.expert_ffn import sorted_expert_ffn
+from omnirouter.model.expert_ffn import reference_expert_ffn, sorted_expert_ffn
 
 NUM_ROWS, MODEL_DIM, FFN_DIM, NUM_EXPERTS = 23, 6, 10, 4
 
@@ -24,7 +25,6 @@ def make_inputs(top_k: int, covered_rows: int, dtype: torch.dtype = torch.float6
     order_S = torch.argsort(experts_S, stable=True)
     plan = {
         "row_of_slot_S": rows_N[order_S // top_k],
-        "expert_of_slot_S": experts_S[order_S],
         "counts_E": torch.bincount(experts_S, minlength=NUM_EXPERTS).tolist(),
     }
     gate_S = gates_NK.reshape(-1)[order_S]
@@ -41,19 +41,9 @@ def make_inputs(top_k: int, covered_rows: int, dtype: torch.dtype = torch.float6
 
 
 def reference(x_MD, gate_S, weights, plan, activation: Activation) -> torch.Tensor:
-    """Slot by slot with ordinary autograd ops: no sorting, no buffers, no custom backward."""
-    w1, b1, w2, b2 = weights
-    act = F.gelu if activation is Activation.gelu else F.relu
-    rows = []
-    for slot, (row, expert) in enumerate(
-        zip(plan["row_of_slot_S"].tolist(), plan["expert_of_slot_S"].tolist(), strict=True)
-    ):
-        hidden = act(x_MD[row] @ w1[expert] + b1[expert])
-        rows.append((row, gate_S[slot] * (hidden @ w2[expert] + b2[expert])))
-    out = [torch.zeros(MODEL_DIM, dtype=x_MD.dtype) for _ in range(NUM_ROWS)]
-    for row, value in rows:
-        out[row] = out[row] + value
-    return torch.stack(out)
+    return reference_expert_ffn(
+        x_MD, gate_S, weights, plan["row_of_slot_S"], plan["counts_E"], activation
+    )
 
 
 def fused(x_MD, gate_S, weights, plan, activation: Activation, dropout: float = 0.0):
@@ -70,11 +60,30 @@ def fused(x_MD, gate_S, weights, plan, activation: Activation, dropout: float = 
 
 
 @pytest.mark.parametrize("activation", [Activation.relu, Activation.gelu])
+def test_the_reference_is_each_experts_ffn_scaled_by_its_gate(activation: Activation) -> None:
+    """Rows 0..4 to expert 1 and rows 7..9 to expert 2, rows 5 and 6 to none: each expert's
+    rows are nn.functional's two linear layers, times the gate."""
+    x_MD, _, weights, _ = make_inputs(top_k=1, covered_rows=NUM_ROWS)
+    w1, b1, w2, b2 = weights
+    x_MD = x_MD[:10]
+    gate_S = torch.linspace(0.1, 0.8, 8, dtype=x_MD.dtype)
+    row_of_slot_S = torch.tensor([0, 1, 2, 3, 4, 7, 8, 9])
+    out_MD = reference_expert_ffn(x_MD, gate_S, weights, row_of_slot_S, [0, 5, 3, 0], activation)
+
+    act = F.gelu if activation is Activation.gelu else F.relu
+    for expert, rows, gates in ((1, [0, 1, 2, 3, 4], gate_S[:5]), (2, [7, 8, 9], gate_S[5:])):
+        hidden = act(F.linear(x_MD[rows], w1[expert].T, b1[expert]))
+        expected = gates.unsqueeze(1) * F.linear(hidden, w2[expert].T, b2[expert])
+        torch.testing.assert_close(out_MD[rows], expected)
+    assert torch.equal(out_MD[[5, 6]], torch.zeros(2, MODEL_DIM, dtype=x_MD.dtype))
+
+
+@pytest.mark.parametrize("activation", [Activation.relu, Activation.gelu])
 @pytest.mark.parametrize(
     ("top_k", "covered_rows"),
     [(1, NUM_ROWS), (1, 15), (2, NUM_ROWS), (3, 11)],  # all rows / padding rows, top-k
 )
-def test_forward_and_every_gradient_equal_plain_autograd(
+def test_forward_and_every_gradient_equal_the_reference(
     activation: Activation, top_k: int, covered_rows: int
 ) -> None:
     x_MD, gate_S, weights, plan = make_inputs(top_k, covered_rows)

@@ -52,8 +52,17 @@ def test_router_groups_and_moe_layer_subset() -> None:
     weights = router_weights_of_layers(grouped)
     assert weights[0] is weights[1] and weights[2] is weights[3] and weights[1] is not weights[2]
     partial = build_model(tiny("omni", moe_layers=[1, 3]), vocab_size=10)
-    moe_flags = [isinstance(b.feed_forward, MoEFeedForward) for b in partial.blocks]
-    assert moe_flags == [False, True, False, True]
+    assert [block.is_moe for block in partial.blocks] == [False, True, False, True]
+
+
+def test_dense_and_moe_feed_forwards_answer_the_same_call() -> None:
+    model = build_model(tiny("omni", moe_layers=[1]), vocab_size=10)
+    x_BTD = torch.randn(2, 7, 32)
+    valid_BT = torch.arange(7) < torch.tensor([[7], [4]])
+    dense, moe = (model.blocks[layer].feed_forward(x_BTD, valid_BT) for layer in (0, 1))
+    assert dense.out_BTD.shape == moe.out_BTD.shape == x_BTD.shape
+    assert dense.routing is None
+    assert moe.routing is not None and moe.routing.probs_NE.shape == (7 + 4, 4)
 
 
 def test_state_dict_round_trip_keeps_sharing() -> None:

@@ -6,6 +6,8 @@ slots grouped by expert, counts_E slots per expert) and returns out_MD with
     out[row(s)] (+)= gate(s) · (dropout(act(x[row(s)] W1[e] + b1[e])) W2[e] + b2[e])
 
 for every slot s of expert e (paper eq. 2); rows no slot reads stay zero.
+`reference_expert_ffn` says the same in a few lines of plain torch ops (dropout left out): read
+it first. The tests hold the kernel to it, forward and every gradient.
 
 Why one autograd function rather than a chain of autograd ops (each measured on CPU, see
 benchmarks/moe_layer.py):
@@ -40,6 +42,27 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from omnirouter.model.config import Activation
+
+
+def reference_expert_ffn(
+    x_MD: torch.Tensor,
+    gate_S: torch.Tensor,
+    weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    row_of_slot_S: torch.Tensor,
+    counts_E: list[int],
+    activation: Activation,
+) -> torch.Tensor:
+    """What `sorted_expert_ffn` computes without dropout, in plain torch ops and autograd: each
+    slot takes a copy of its expert's weights (S·D·F numbers), fine for a test, too slow and
+    too big to train with."""
+    w1_EDF, b1_EF, w2_EFD, b2_ED = weights
+    expert_S = torch.arange(len(counts_E)).repeat_interleave(torch.tensor(counts_E))
+    expert_S = expert_S.to(x_MD.device)
+    act = F.gelu if activation is Activation.gelu else F.relu
+    x_SD = x_MD[row_of_slot_S]
+    hidden_SF = act(torch.einsum("sd,sdf->sf", x_SD, w1_EDF[expert_S]) + b1_EF[expert_S])
+    out_SD = torch.einsum("sf,sfd->sd", hidden_SF, w2_EFD[expert_S]) + b2_ED[expert_S]
+    return torch.zeros_like(x_MD).index_add(0, row_of_slot_S, gate_S.unsqueeze(1) * out_SD)
 
 
 class _SortedExpertFFN(torch.autograd.Function):

@@ -2,6 +2,7 @@
 
 A router is built outside the layer and handed in, so that an Omni-router model passes the
 SAME `Router` module to every MoE layer (paper eq. 6) and a Switch model one per layer (eq. 1).
+The layer's forward reads router → choice of experts (`routing.py`) → experts → combine.
 
 Shape legend: B batch, T frames, D model dim, F FFN dim, E experts, K experts per frame,
 N valid frames, S = N·K (frame, expert) slots.
@@ -17,12 +18,8 @@ from torch import nn
 
 from omnirouter.model.config import Activation
 from omnirouter.model.expert_ffn import sorted_expert_ffn
-from omnirouter.model.routing import (
-    RoutingInfo,
-    RoutingIntervention,
-    RoutingOverride,
-    RoutingProposals,
-)
+from omnirouter.model.routing import RoutingInfo, RoutingIntervention, top_k_routing
+from omnirouter.model.transformer import FeedForwardOutput
 
 
 class Router(nn.Module):
@@ -47,7 +44,10 @@ class Router(nn.Module):
 
 
 class Experts(nn.Module):
-    """E independent two-layer FFNs stored as stacked tensors W1[E,D,F], b1[E,F], W2[E,F,D], b2[E,D]."""
+    """E independent two-layer FFNs stored as stacked tensors W1[E,D,F], b1[E,F], W2[E,F,D], b2[E,D].
+
+    What they compute is `expert_ffn.reference_expert_ffn`, in plain torch ops; the two
+    forwards below are fast ways to the same numbers."""
 
     def __init__(
         self, num_experts: int, model_dim: int, ffn_dim: int, activation: Activation, dropout: float
@@ -133,15 +133,17 @@ def grouped_mm_runs(model_dim: int, ffn_dim: int, dtype: torch.dtype) -> str | N
 
 
 class MoEFeedForward(nn.Module):
-    router: Router
-
-    """Top-k sparse FFN: route, dispatch valid frames sorted by expert, combine by gate.
-
-    `router: Router` is declared for type checkers; see `register_router` in `__init__`.
+    """Top-k sparse FFN: route, choose each frame's experts, dispatch the valid frames sorted
+    by expert, combine by gate.
 
     Dropless: every frame reaches its experts whatever the load (no capacity factor).
     Only valid frames are routed; padding neither costs compute nor enters router statistics.
     """
+
+    is_moe = True
+    # Declared for type checkers: with `register_router=False` the router is a plain
+    # attribute, not a registered submodule (see `__init__`).
+    router: Router
 
     def __init__(
         self,
@@ -177,47 +179,23 @@ class MoEFeedForward(nn.Module):
         self,
         x_BTD: torch.Tensor,
         valid_BT: torch.Tensor,
-        override: RoutingIntervention | None = None,
-    ) -> tuple[torch.Tensor, RoutingInfo]:
+        intervention: RoutingIntervention | None = None,
+    ) -> FeedForwardOutput:
+        """The same call as the dense `FeedForward`: router → choice (the intervention's when
+        one is given, else the plain top-k) → experts → combine."""
         # Flat row indices of the valid frames: index_select/index_copy are much cheaper than
         # boolean-mask gathers and scatters (forward and backward) on CPU.
         x_MD = x_BTD.reshape(-1, x_BTD.shape[-1])
         valid_rows_N = valid_BT.reshape(-1).nonzero().squeeze(1)
-        router_input_MD = x_MD
-        if self.training and self.router_jitter > 0:
-            noise_MD = torch.empty_like(x_MD).uniform_(
-                1 - self.router_jitter, 1 + self.router_jitter
-            )
-            router_input_MD = x_MD * noise_MD
-        # The router runs on every row (E outputs each: cheap) and only the valid rows' logits
-        # are kept, which saves gathering the D-wide valid frames twice; padding rows never
-        # reach the softmax, the statistics or the losses.
-        logits_EN = logits_EM = self.router(router_input_MD)
-        if valid_rows_N.shape[0] < logits_EM.shape[1]:
-            logits_EN = logits_EM.index_select(1, valid_rows_N)
+        logits_EN = self._router_logits(x_MD, valid_rows_N)
         probs_EN = logits_EN.softmax(dim=0)
-        if isinstance(override, RoutingProposals):
-            # The batch is `count` copies of the utterances, proposal-major.
-            if x_BTD.shape[0] % override.count:
-                raise ValueError(
-                    f"a batch of {x_BTD.shape[0]} is not {override.count} copies of a batch"
-                )
-            rows_per_proposal = x_MD.shape[0] // override.count
-            proposal_N = valid_rows_N // rows_per_proposal
-            gates_NK, experts_NK = override.choose(logits_EN, probs_EN, proposal_N, self.top_k)
-        elif self.top_k == 1:  # max is the same choice as topk(1), and measured faster on CPU
-            gates_KN, experts_KN = probs_EN.max(dim=0, keepdim=True)
-            gates_NK, experts_NK = gates_KN.t(), experts_KN.t()
+        if intervention is None:
+            gates_NK, experts_NK = top_k_routing(probs_EN, self.top_k)
         else:
-            gates_KN, experts_KN = probs_EN.topk(self.top_k, dim=0)
-            gates_NK, experts_NK = gates_KN.t(), experts_KN.t()
+            gates_NK, experts_NK = intervention.choose(logits_EN, probs_EN, valid_BT, self.top_k)
         if self.renormalize_top_k:
             gates_NK = gates_NK / gates_NK.sum(dim=-1, keepdim=True)
-        if isinstance(override, RoutingOverride):
-            experts_NK = override.apply(experts_NK, self.router.num_experts)
-
         out_MD = self._dispatch_combine(x_MD, experts_NK, gates_NK, valid_rows_N)
-        out_BTD = out_MD.view((*x_BTD.shape[:-1], out_MD.shape[-1]))
         routing = RoutingInfo(
             layer=self.layer,
             router_id=self.router.router_id,
@@ -227,7 +205,23 @@ class MoEFeedForward(nn.Module):
             gates_NK=gates_NK,
             valid_BT=valid_BT,
         )
-        return out_BTD, routing
+        return FeedForwardOutput(out_MD.view((*x_BTD.shape[:-1], out_MD.shape[-1])), routing)
+
+    def _router_logits(self, x_MD: torch.Tensor, valid_rows_N: torch.Tensor) -> torch.Tensor:
+        """logits_EN of the valid frames; while training, of an input jittered by ×U(1-ε, 1+ε)."""
+        router_input_MD = x_MD
+        if self.training and self.router_jitter > 0:
+            noise_MD = torch.empty_like(x_MD).uniform_(
+                1 - self.router_jitter, 1 + self.router_jitter
+            )
+            router_input_MD = x_MD * noise_MD
+        # The router runs on every row (E outputs each: cheap) and only the valid rows' logits
+        # are kept, which saves gathering the D-wide valid frames twice; padding rows never
+        # reach the softmax, the statistics or the losses.
+        logits_EM = self.router(router_input_MD)
+        if valid_rows_N.shape[0] < logits_EM.shape[1]:
+            return logits_EM.index_select(1, valid_rows_N)
+        return logits_EM
 
     def _dispatch_combine(
         self,

@@ -1,4 +1,10 @@
-"""What a router decided, carried out of the model in `ModelOutput` (never kept in module state).
+"""How a router's probabilities become each frame's experts and gates, and what it decided.
+
+`top_k_routing` is the ordinary choice (paper eq. 3). An intervention replaces it for one
+forward: `RoutingOverride` (the permutation test) and `RoutingProposals` (routed proposals)
+each answer `choose(logits_EN, probs_EN, valid_BT, top_k)`, so the MoE layer asks whichever it
+was given. `RoutingInfo` carries the decision out of the model in `ModelOutput` (it is never
+kept in module state).
 
 Shape legend: B batch, T frames (after stacking), N valid frames of the batch, E experts,
 K experts per frame (top-k).
@@ -51,6 +57,16 @@ class RoutingInfo:
         return self.frame_map(self.experts_NK[:, 0])
 
 
+def top_k_routing(probs_EN: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gates_NK, experts_NK): each frame's k most probable experts, best first, and their
+    router probabilities as gates (paper eq. 3; renormalising them is the layer's choice)."""
+    if top_k == 1:  # max is the same choice as topk(1), and measured faster on CPU
+        gates_KN, experts_KN = probs_EN.max(dim=0, keepdim=True)
+    else:
+        gates_KN, experts_KN = probs_EN.topk(top_k, dim=0)
+    return gates_KN.t(), experts_KN.t()
+
+
 @dataclass(frozen=True)
 class RoutingOverride:
     """Paper §VI-B permutation test: with probability p, a valid frame's top-1 expert is
@@ -68,7 +84,20 @@ class RoutingOverride:
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"permutation probability {self.probability} outside [0, 1]")
 
+    def choose(
+        self,
+        logits_EN: torch.Tensor,
+        probs_EN: torch.Tensor,
+        valid_BT: torch.Tensor,
+        top_k: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gates_NK, experts_NK): the ordinary top-k, then the top-1 experts permuted by
+        `apply`; the gates stay the router's. (Logits and frame layout play no part.)"""
+        gates_NK, experts_NK = top_k_routing(probs_EN, top_k)
+        return gates_NK, self.apply(experts_NK, num_experts=probs_EN.shape[0])
+
     def apply(self, experts_NK: torch.Tensor, num_experts: int) -> torch.Tensor:
+        """experts_NK with each frame's top-1 expert redrawn with probability p."""
         if self.probability == 0.0:
             return experts_NK
         num_frames = experts_NK.shape[0]
@@ -123,6 +152,29 @@ class RoutingProposals:
         self,
         logits_EN: torch.Tensor,
         probs_EN: torch.Tensor,
+        valid_BT: torch.Tensor,
+        top_k: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gates_NK, experts_NK) of every valid frame, each by the proposal its batch row is in."""
+        return self._choose_by_proposal(
+            logits_EN, probs_EN, self.proposal_of_frames(valid_BT), top_k
+        )
+
+    def proposal_of_frames(self, valid_BT: torch.Tensor) -> torch.Tensor:
+        """proposal_N: the proposal of every valid frame, in (b, t) order. The batch is `count`
+        copies of the utterances, proposal-major, so a frame's flat row tells its proposal."""
+        if valid_BT.shape[0] % self.count:
+            raise ValueError(
+                f"a batch of {valid_BT.shape[0]} is not {self.count} copies of a batch"
+            )
+        rows_per_proposal = valid_BT.numel() // self.count
+        valid_rows_N = valid_BT.reshape(-1).nonzero().squeeze(1)
+        return valid_rows_N // rows_per_proposal
+
+    def _choose_by_proposal(
+        self,
+        logits_EN: torch.Tensor,
+        probs_EN: torch.Tensor,
         proposal_N: torch.Tensor,
         top_k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,4 +197,5 @@ class RoutingProposals:
         return gates_KN.t(), experts_KN.t()
 
 
+# What the MoE layer may be handed for one forward in place of its ordinary top-k choice.
 RoutingIntervention = RoutingOverride | RoutingProposals

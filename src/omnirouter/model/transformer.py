@@ -1,17 +1,25 @@
 """Pre-LayerNorm Transformer encoder blocks whose FFN is either dense or a mixture of experts.
 
+Both FFNs answer the same call, `ffn(x_BTD, valid_BT, intervention)` → `FeedForwardOutput`, so a
+block runs either without asking which it has.
+
 Shape legend: B batch, T frames, D model dim, F FFN dim, H heads.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from omnirouter.model.config import Activation
-from omnirouter.model.moe import MoEFeedForward
 from omnirouter.model.routing import RoutingInfo, RoutingIntervention
+
+if TYPE_CHECKING:  # moe.py imports FeedForwardOutput from here
+    from omnirouter.model.moe import MoEFeedForward
 
 
 class SelfAttention(nn.Module):
@@ -40,8 +48,18 @@ class SelfAttention(nn.Module):
         return self.out(attended_BHTd.transpose(1, 2).reshape(batch, steps, model_dim))
 
 
+@dataclass(frozen=True)
+class FeedForwardOutput:
+    """What a block's FFN returns, dense or MoE."""
+
+    out_BTD: torch.Tensor  # the FFN's output, before the residual's dropout
+    routing: RoutingInfo | None  # the MoE layer's routing; None for a dense FFN
+
+
 class FeedForward(nn.Module):
     """The dense FFN: Linear(D, F) → activation → dropout → Linear(F, D)."""
+
+    is_moe = False
 
     def __init__(
         self, model_dim: int, ffn_dim: int, activation: Activation, dropout: float
@@ -52,12 +70,20 @@ class FeedForward(nn.Module):
         self.activation = F.gelu if activation is Activation.gelu else F.relu
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
-        return self.down(self.dropout(self.activation(self.up(x_BTD))))
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        valid_BT: torch.Tensor,
+        intervention: RoutingIntervention | None = None,
+    ) -> FeedForwardOutput:
+        """The MoE layer's call. Every frame, padding included, goes through the one FFN, so
+        the mask is not needed; nor is an intervention, with no routing to change."""
+        out_BTD = self.down(self.dropout(self.activation(self.up(x_BTD))))
+        return FeedForwardOutput(out_BTD, routing=None)
 
 
 class Block(nn.Module):
-    """x + Attention(LN(x)), then x + FFN(LN(x)); the FFN is dense or MoE."""
+    """x + Attention(LN(x)), then x + FFN(LN(x)); the FFN is dense or MoE, called alike."""
 
     def __init__(
         self,
@@ -76,18 +102,14 @@ class Block(nn.Module):
 
     @property
     def is_moe(self) -> bool:
-        return isinstance(self.feed_forward, MoEFeedForward)
+        return self.feed_forward.is_moe
 
     def forward(
         self,
         x_BTD: torch.Tensor,
         valid_BT: torch.Tensor,
-        override: RoutingIntervention | None = None,
+        intervention: RoutingIntervention | None = None,
     ) -> tuple[torch.Tensor, RoutingInfo | None]:
         x_BTD = x_BTD + self.dropout(self.attention(self.attention_norm(x_BTD), valid_BT))
-        routing = None
-        if isinstance(self.feed_forward, MoEFeedForward):
-            ffn_BTD, routing = self.feed_forward(self.ffn_norm(x_BTD), valid_BT, override)
-        else:
-            ffn_BTD = self.feed_forward(self.ffn_norm(x_BTD))
-        return x_BTD + self.dropout(ffn_BTD), routing
+        ffn = self.feed_forward(self.ffn_norm(x_BTD), valid_BT, intervention)
+        return x_BTD + self.dropout(ffn.out_BTD), ffn.routing
