@@ -40,11 +40,12 @@ from moe_layer import time_interleaved  # benchmarks/ is on the path of a script
 from omnirouter.data.augment import SpecAugmentConfig
 from omnirouter.data.config import DataConfig
 from omnirouter.data.tokenizer import TokenizerConfig
-from omnirouter.model.config import Activation, Family, PositionEncoding
+from omnirouter.evaluate.model_file import step_checkpoints
+from omnirouter.model.config import Activation, Dispatch, Family, PositionEncoding
 from omnirouter.model.moe import Experts, MoEFeedForward, Router, grouped_mm_supported
 from omnirouter.model.transformer import FeedForward
-from omnirouter.train.checkpoint import step_checkpoints
 from omnirouter.train.config import OptimizerConfig, RunConfig, TrainConfig
+from omnirouter.train.metrics import TrainRecord, read_metrics
 from omnirouter.train.schedule import ScheduleConfig
 from train_step import SIZES, model_config
 
@@ -100,12 +101,14 @@ def time_layers(
     experts = Experts(num_experts, args.model_dim, args.ffn_dim, Activation.relu, 0.0).to(device)
     loop = MoEFeedForward(router, experts, layer=0, dispatch="loop")
     grouped = MoEFeedForward(router, experts, layer=0, dispatch="grouped_mm")
-    fns = [lambda: dense(x_BTD), lambda: loop(x_BTD, valid_BT)[0]]
+    fns = [lambda: dense(x_BTD, valid_BT).out_BTD, lambda: loop(x_BTD, valid_BT).out_BTD]
     error, failure = None, None
     with torch.no_grad():
-        expected = loop(x_BTD, valid_BT)[0]  # fp32
+        expected = loop(x_BTD, valid_BT).out_BTD  # fp32
         try:
-            error = relative_error(bf16(lambda: grouped(x_BTD, valid_BT)[0], device)(), expected)
+            error = relative_error(
+                bf16(lambda: grouped(x_BTD, valid_BT).out_BTD, device)(), expected
+            )
         except RuntimeError as raised:  # e.g. a GPU whose torch has no grouped GEMM for it
             reason = str(raised).splitlines()[0]
             print(f"  E={num_experts}: grouped_mm not run: {reason}")
@@ -113,7 +116,7 @@ def time_layers(
             if grouped_mm_supported(device, torch.bfloat16):
                 failure = f"E={num_experts}: grouped_mm failed: {reason}"
     if error is not None:
-        fns.append(lambda: grouped(x_BTD, valid_BT)[0])
+        fns.append(lambda: grouped(x_BTD, valid_BT).out_BTD)
         if not error < MAX_BF16_RELATIVE_ERROR:
             failure = f"E={num_experts}: grouped_mm off by {error:.1%} in norm"
     synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
@@ -210,11 +213,10 @@ def run_config(args: argparse.Namespace, corpus_dir: Path, device: torch.device)
         optimizer=OptimizerConfig(peak_lr=args.peak_lr, grad_clip_norm=1.0),
         schedule=ScheduleConfig(warmup_steps=warmup, cosine_steps=args.steps - warmup),
     )
-    return RunConfig(dataclasses.replace(model, dispatch=args.dispatch), data, train)
+    return RunConfig(dataclasses.replace(model, dispatch=Dispatch(args.dispatch)), data, train)
 
 
 def check_training(config: RunConfig, exp_dir: Path, device: torch.device) -> Verdict:
-    from omnirouter.train.metrics import read_metrics
     from omnirouter.train.trainer import train
 
     model, steps = config.model, config.train.max_steps
@@ -233,10 +235,10 @@ def check_training(config: RunConfig, exp_dir: Path, device: torch.device) -> Ve
     clock = time.perf_counter()
     result = train(config, exp_dir)
     seconds = time.perf_counter() - clock
-    records = read_metrics(exp_dir, "train")
+    records = read_metrics(exp_dir).train
     print_loss_curve(records)
     # The first window holds the warm-up (kernel choice, allocator, first batches).
-    rates = [record["audio_seconds_per_second"] for record in records[1:] or records]
+    rates = [record.audio_seconds_per_second for record in records[1:] or records]
     memory = (
         f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
         if device.type == "cuda"
@@ -246,7 +248,7 @@ def check_training(config: RunConfig, exp_dir: Path, device: torch.device) -> Ve
         f"{steps} steps in {seconds:.0f} s; {statistics.median(rates):.0f} audio-s/s (median "
         f"over the logged windows after the first; the loader included); peak memory {memory}"
     )
-    losses = [record["ctc_loss"] for record in records]
+    losses = [record.ctc_loss for record in records]
     first, last = first_and_last_losses(losses)
     failures = []
     if result.step != steps or result.interrupted:
@@ -257,17 +259,17 @@ def check_training(config: RunConfig, exp_dir: Path, device: torch.device) -> Ve
         failures.append(f"the CTC loss did not fall ({first:.3f} -> {last:.3f})")
     summary = "; ".join(failures) or (
         f"CTC loss {first:.3f} -> {last:.3f}, {statistics.median(rates):.0f} audio-s/s, peak "
-        f"memory {memory}, {records[-1]['skipped_nonfinite']} non-finite steps skipped"
+        f"memory {memory}, {records[-1].skipped_nonfinite} non-finite steps skipped"
     )
     return Verdict("training", not failures, summary)
 
 
-def print_loss_curve(records: Sequence[Mapping[str, float]]) -> None:
+def print_loss_curve(records: Sequence[TrainRecord]) -> None:
     print(f"{'step':>6} {'ctc loss':>9} {'balance':>8} {'audio-s/s':>10}")
     for record in records:
         print(
-            f"{record['step']:>6} {record['ctc_loss']:>9.3f} "
-            f"{record['load_balance_loss']:>8.3f} {record['audio_seconds_per_second']:>10.0f}"
+            f"{record.step:>6} {record.ctc_loss:>9.3f} "
+            f"{record.load_balance_loss:>8.3f} {record.audio_seconds_per_second:>10.0f}"
         )
 
 

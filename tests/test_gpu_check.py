@@ -65,10 +65,10 @@ def test_the_whole_check_passes_with_the_cpu_standing_in(
         assert 0 <= float(row[4].strip().rstrip("%")) < 4
 
     # The loss curve printed is the trainer's own record of every step.
-    records = read_metrics(tmp_path / "exp", "train")
-    assert [record["step"] for record in records] == list(range(1, 7))
+    records = read_metrics(tmp_path / "exp").train
+    assert [record.step for record in records] == list(range(1, 7))
     printed = {int(line.split()[0]): float(line.split()[1]) for line in lines if _is_loss_row(line)}
-    assert printed == pytest.approx({r["step"]: r["ctc_loss"] for r in records}, abs=1e-3)
+    assert printed == pytest.approx({r.step: r.ctc_loss for r in records}, abs=1e-3)
     assert (tmp_path / "exp" / "checkpoints" / "step-00000006.pt").is_file()
 
     # Both decodes ran in fp32 on the CPU here, over every dev utterance: identical.

@@ -51,6 +51,20 @@ def load_config(
     return _instantiate(merged)
 
 
+def load_config_section(schema: type[ConfigT], yaml_path: str | Path, key: str) -> ConfigT:
+    """A `schema` instance from one top-level part of a YAML file (e.g. the `data` of a training
+    run's config.yaml), checked like `load_config`; the file's other parts are not read."""
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        section = OmegaConf.load(path).get(key, {})
+        merged = OmegaConf.merge(OmegaConf.structured(schema), section)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{path}: {_describe(error)}") from None
+    return _instantiate(merged)
+
+
 def _instantiate(merged: Any) -> Any:
     try:
         return OmegaConf.to_object(merged)

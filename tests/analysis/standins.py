@@ -13,7 +13,7 @@ from omnirouter.analysis.permutation import OnOutput, WerEvaluation
 from omnirouter.data.batch import Batch
 from omnirouter.data.tokenizer import Tokenizer
 from omnirouter.evaluate.normalize import get_normalizer
-from omnirouter.evaluate.run import recognize, score_set
+from omnirouter.evaluate.recognize import recognize, score_set
 from omnirouter.model import CtcModel, RoutingOverride, build_model
 from tests.models import tiny_config
 

@@ -22,6 +22,7 @@ from omnirouter.experiment.routing import AnalysisOutputs, analyze, write_output
 from omnirouter.model import RoutingOverride
 
 from .standins import make_batches, subject
+from .test_training import train_line, valid_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CONFIG = AnalysisConfig(num_shown_utterances=2, permutation_probabilities=[0.0, 0.3])
@@ -29,10 +30,8 @@ CONFIG = AnalysisConfig(num_shown_utterances=2, permutation_probabilities=[0.0, 
 
 def write_metrics(experiment_dir: Path, losses: list[float]) -> Path:
     """An experiment directory whose metrics.jsonl holds these training losses."""
-    lines = [
-        {"kind": "train", "step": 10 * step, "ctc_loss": loss} for step, loss in enumerate(losses)
-    ]
-    lines.append({"kind": "valid", "step": 10, "dev_wer": 0.9})
+    lines = [train_line(10 * step, loss) for step, loss in enumerate(losses)]
+    lines.append(valid_line(10, 0.9))
     experiment_dir.mkdir()
     (experiment_dir / "metrics.jsonl").write_text(
         "".join(json.dumps(line) + "\n" for line in lines)

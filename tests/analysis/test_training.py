@@ -8,12 +8,39 @@ import numpy as np
 from omnirouter.analysis.training import read_loss_curve, smooth
 
 
+def train_line(step: int, ctc_loss: float, **logged: float) -> dict:
+    """A training record of metrics.jsonl (as a first-version trainer wrote it unless `logged`
+    adds the later fields); the numbers the curve does not read are made up."""
+    return {
+        "kind": "train",
+        "step": step,
+        "epoch": 0,
+        "ctc_loss": ctc_loss,
+        **logged,
+        "load_balance_loss": 1.0,
+        "z_loss": 0.0,
+        "total_loss": ctc_loss + 10.0,
+        "lr": 0.1,
+        "grad_norm": 1.0,
+        "audio_seconds_per_second": 100.0,
+        "expert_load": [[0.5, 0.5]],
+        "skipped_nonfinite": 0,
+        "skipped_utterances": 0,
+    }
+
+
+def valid_line(step: int, dev_wer: float, **logged: float) -> dict:
+    """A validation record of metrics.jsonl (see `train_line`)."""
+    return {"kind": "valid", "step": step, "dev_wer": dev_wer, "best_dev_wer": dev_wer, **logged}
+
+
 def test_read_loss_curve_keeps_training_records_in_step_order(tmp_path: Path) -> None:
     lines = [
-        {"kind": "train", "step": 20, "ctc_loss": 3.0, "lr": 0.1},
-        {"kind": "valid", "step": 20, "dev_wer": 0.5},
-        {"kind": "train", "step": 10, "ctc_loss": 4.0, "lr": 0.1},
-        {"kind": "train", "step": 20, "ctc_loss": 2.5, "lr": 0.1},  # logged again: later wins
+        train_line(20, 3.0),
+        valid_line(20, 0.5),
+        train_line(10, 4.0),
+        train_line(20, 2.5),  # logged again: later wins
+        {"kind": "future", "step": 20},  # a record of a kind this version does not know
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     curve = read_loss_curve("run", tmp_path)
@@ -27,15 +54,16 @@ def test_read_loss_curve_keeps_training_records_in_step_order(tmp_path: Path) ->
 
 def test_read_loss_curve_keeps_the_validations(tmp_path: Path) -> None:
     lines = [
-        {"kind": "train", "step": 10, "ctc_loss": 4.0, "ctc_loss_per_token": 0.2},
-        {"kind": "valid", "step": 10, "dev_wer": 90.0, "dev_ctc_loss_per_token": 0.25},
-        {"kind": "valid", "step": 5, "dev_wer": 95.0, "dev_ctc_loss_per_token": 0.3},
+        train_line(10, 4.0, ctc_loss_per_token=0.2),
+        valid_line(10, 90.0, dev_cer=50.0, dev_ctc_loss_per_token=0.25),
+        valid_line(5, 95.0, dev_ctc_loss=40.0),  # a key of an older version, ignored
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     curve = read_loss_curve("run", tmp_path)
     assert curve is not None
     assert curve.valid_steps == (5, 10)
-    assert curve.dev_wer == (95.0, 90.0) and curve.dev_loss_per_token == (0.3, 0.25)
+    assert curve.dev_wer == (95.0, 90.0)
+    assert np.isnan(curve.dev_loss_per_token[0]) and curve.dev_loss_per_token[1] == 0.25
     assert curve.loss_per_token == (0.2,)
 
 

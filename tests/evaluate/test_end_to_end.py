@@ -8,9 +8,10 @@ import torch
 from omnirouter.config import config_to_dict
 from omnirouter.data.config import DataConfig
 from omnirouter.data.tokenizer import Tokenizer
+from omnirouter.evaluate.model_file import step_checkpoint_path
 from omnirouter.evaluate.transcribe import Transcriber
 from omnirouter.model import Family, ModelConfig, build_model
-from omnirouter.train.checkpoint import save_checkpoint, step_checkpoint_path
+from omnirouter.train.checkpoint import save_checkpoint
 from omnirouter.train.config import RunConfig
 
 from .conftest import SENTENCES

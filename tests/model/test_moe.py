@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from omnirouter.model.config import Activation
+from omnirouter.model.config import Activation, Dispatch
 from omnirouter.model.moe import Experts, MoEFeedForward, Router
 from omnirouter.model.routing import ProposalMode, RoutingOverride, RoutingProposals
 
@@ -197,7 +197,7 @@ def _twin_layers(
     loop = make_layer(num_experts, top_k, router=router)
     grouped = make_layer(num_experts, top_k, router=router)
     grouped.load_state_dict(loop.state_dict())  # a learned router's weight included
-    loop.dispatch, grouped.dispatch = "loop", "grouped_mm"
+    loop.dispatch, grouped.dispatch = Dispatch.loop, Dispatch.grouped_mm
     return loop, grouped
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from omnirouter.train import checkpoint as ckpt
+from omnirouter.evaluate import model_file
 from omnirouter.train import step as step_module
 from omnirouter.train.metrics import read_metrics
 from omnirouter.train.trainer import train
@@ -51,8 +51,8 @@ def test_bf16_training_keeps_ctc_and_router_in_fp32_and_learns(
     assert seen["log_probs"] == {torch.float32}
     assert seen["router"] == {torch.float32}
     assert seen["ctc"] == {torch.float32}
-    records = read_metrics(tmp_path / "exp", "train")
-    losses = [record["ctc_loss"] for record in records]
+    records = read_metrics(tmp_path / "exp").train
+    losses = [record.ctc_loss for record in records]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) < 0.85 * sum(losses[:5]), losses
 
@@ -68,8 +68,12 @@ def test_a_checkpoint_written_under_bf16_resumes_to_the_same_weights(
     train(config(20), tmp_path / "straight")
     train(config(10), tmp_path / "resumed")
     train(config(20), tmp_path / "resumed", resume=True)
-    expected = ckpt.load_checkpoint(ckpt.step_checkpoints(tmp_path / "straight")[-1])["model"]
-    actual = ckpt.load_checkpoint(ckpt.step_checkpoints(tmp_path / "resumed")[-1])["model"]
+    expected = model_file.load_checkpoint(model_file.step_checkpoints(tmp_path / "straight")[-1])[
+        "model"
+    ]
+    actual = model_file.load_checkpoint(model_file.step_checkpoints(tmp_path / "resumed")[-1])[
+        "model"
+    ]
     assert expected.keys() == actual.keys()
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], atol=0, rtol=0, msg=key)

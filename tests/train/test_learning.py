@@ -15,11 +15,11 @@ import torch
 
 from omnirouter.data.loader import build_eval_loader, eval_cuts
 from omnirouter.data.tokenizer import Tokenizer
+from omnirouter.evaluate import model_file
 from omnirouter.evaluate.normalize import get_normalizer
-from omnirouter.evaluate.run import recognize
+from omnirouter.evaluate.recognize import recognize
 from omnirouter.evaluate.wer import score_set
 from omnirouter.model import build_model
-from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.trainer import train
 from tests.train.conftest import tiny_run_config
 
@@ -56,7 +56,9 @@ def test_a_small_model_learns_the_utterances_it_is_trained_on(
 
     tokenizer = Tokenizer.load(exp_dir / "tokenizer")
     model = build_model(config.model, tokenizer.vocab_size)
-    model.load_state_dict(ckpt.load_checkpoint(ckpt.step_checkpoints(exp_dir)[-1])["model"])
+    model.load_state_dict(
+        model_file.load_checkpoint(model_file.step_checkpoints(exp_dir)[-1])["model"]
+    )
     loader = build_eval_loader(config.data, eval_cuts(config.data, "train"), tokenizer)
     recognitions = recognize(model.eval(), loader, tokenizer, torch.device("cpu"), progress=False)
     score = score_set("train", recognitions, get_normalizer())

@@ -5,11 +5,10 @@ import math
 import pytest
 import torch
 
-from omnirouter.model.config import BalanceLoss
 from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.model.routing import RoutingInfo
+from omnirouter.train.config import BalanceLoss, CtcReduction
 from omnirouter.train.losses import (
-    CtcReduction,
     DevLoss,
     ctc_loss,
     load_balance_loss,

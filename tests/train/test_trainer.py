@@ -16,6 +16,7 @@ import torch
 
 from omnirouter.config import save_config
 from omnirouter.data.loader import build_train_loader
+from omnirouter.evaluate import model_file
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train import step as step_module
 from omnirouter.train import trainer as trainer_module
@@ -29,35 +30,35 @@ SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 
 
 def final_weights(exp_dir: Path) -> dict[str, torch.Tensor]:
-    return ckpt.load_checkpoint(ckpt.step_checkpoints(exp_dir)[-1])["model"]
+    return model_file.load_checkpoint(model_file.step_checkpoints(exp_dir)[-1])["model"]
 
 
 def test_loss_falls_and_run_files_are_written(tiny_corpus: Path, tmp_path: Path) -> None:
     config = tiny_run_config(tiny_corpus, max_steps=40, valid_every=20, checkpoint_every=20)
     result = train(config, tmp_path / "exp")
-    records = read_metrics(tmp_path / "exp", "train")
-    assert [r["step"] for r in records] == list(range(1, 41))
-    first = sum(r["ctc_loss"] for r in records[:5]) / 5
-    last = sum(r["ctc_loss"] for r in records[-5:]) / 5
+    records = read_metrics(tmp_path / "exp").train
+    assert [r.step for r in records] == list(range(1, 41))
+    first = sum(r.ctc_loss for r in records[:5]) / 5
+    last = sum(r.ctc_loss for r in records[-5:]) / 5
     # Deterministic (seeded, CPU): a model that learnt nothing would stay near its first value.
     assert last < 0.85 * first, (first, last)
     for record in records:
-        assert len(record["expert_load"]) == 2  # two MoE layers
-        assert sum(record["expert_load"][0]) == pytest.approx(1.0)
-        assert record["audio_seconds_per_second"] > 0
-    validations = read_metrics(tmp_path / "exp", "valid")
-    assert [record["step"] for record in validations] == [20, 40]
+        assert len(record.expert_load) == 2  # two MoE layers
+        assert sum(record.expert_load[0]) == pytest.approx(1.0)
+        assert record.audio_seconds_per_second > 0
+    validations = read_metrics(tmp_path / "exp").valid
+    assert [record.step for record in validations] == [20, 40]
     for record in validations:
-        assert 0 <= record["dev_cer"] <= 100 and 0 <= record["dev_wer"] <= 100
-    per_token = [record["ctc_loss_per_token"] for record in records]
+        assert 0 <= record.dev_cer <= 100 and 0 <= record.dev_wer <= 100
+    per_token = [record.ctc_loss_per_token for record in records]
     # Utterances of the tiny corpus hold ~20-60 tokens: per token is a fraction of the mean.
     for record, loss in zip(records, per_token, strict=True):
-        assert 0 < loss < record["ctc_loss"] / 10, record
+        assert 0 < loss < record.ctc_loss / 10, record
     for validation in validations:
         # The dev loss is counted alike: of the order of the training loss at that step
         # (records[i] is step i + 1: tiny_run_config logs every step).
-        at_step = per_token[validation["step"] - 1]
-        assert 0.25 * at_step < validation["dev_ctc_loss_per_token"] < 4 * at_step, validation
+        at_step = per_token[validation.step - 1]
+        assert 0.25 * at_step < validation.dev_ctc_loss_per_token < 4 * at_step, validation
     exp = tmp_path / "exp"
     assert (exp / "config.yaml").is_file() and (exp / "train.log").is_file()
     assert (exp / "tokenizer" / "tokenizer.model").is_file()
@@ -88,8 +89,8 @@ def test_non_finite_loss_is_skipped_and_counted(
 
     monkeypatch.setattr(step_module, "total_loss", sometimes_nan)
     train(tiny_run_config(tiny_corpus, max_steps=6, checkpoint_every=6), tmp_path / "exp")
-    records = read_metrics(tmp_path / "exp", "train")
-    assert records[-1]["skipped_nonfinite"] == 2
+    records = read_metrics(tmp_path / "exp").train
+    assert records[-1].skipped_nonfinite == 2
     weights = final_weights(tmp_path / "exp")
     assert all(torch.isfinite(value).all() for value in weights.values())
 
@@ -150,11 +151,11 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_corpus: Path, tmp_p
     assert straight.wait(timeout=600) == 0, straight.stderr.read()
 
     killed = run_cli(config_path, tmp_path / "killed")
-    first_checkpoint = ckpt.step_checkpoint_path(tmp_path / "killed", steps)
+    first_checkpoint = model_file.step_checkpoint_path(tmp_path / "killed", steps)
     wait_until(killed, first_checkpoint.exists, timeout=600)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert not ckpt.step_checkpoint_path(tmp_path / "killed", 2 * steps).exists(), (
+    assert not model_file.step_checkpoint_path(tmp_path / "killed", 2 * steps).exists(), (
         "the run finished before it was killed: the test proves nothing"
     )
 
@@ -166,7 +167,7 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_corpus: Path, tmp_p
     for key in expected:
         assert torch.equal(expected[key], actual[key]), key
     # The metrics of the repeated steps were replaced, not duplicated.
-    assert [r["step"] for r in read_metrics(tmp_path / "killed", "train")] == list(
+    assert [r.step for r in read_metrics(tmp_path / "killed").train] == list(
         range(1, 2 * steps + 1)
     )
 
@@ -234,8 +235,8 @@ def test_two_process_ddp_follows_the_single_process_trajectory(
     single = tiny_run_config(tiny_corpus, max_steps=steps, grad_accumulation=2, **no_dropout)
     train(single, tmp_path / "one")
 
-    losses_one = [r["ctc_loss"] for r in read_metrics(tmp_path / "one", "train")]
-    losses_two = [r["ctc_loss"] for r in read_metrics(tmp_path / "two", "train")]
+    losses_one = [r.ctc_loss for r in read_metrics(tmp_path / "one").train]
+    losses_two = [r.ctc_loss for r in read_metrics(tmp_path / "two").train]
     assert len(losses_one) == len(losses_two) == steps
     # Same batches and weights: only the order of floating-point sums differs (gradients are
     # averaged by an all-reduce instead of by accumulation), so the tolerance is tight.
@@ -283,9 +284,9 @@ def test_a_signal_to_one_ddp_rank_stops_every_rank_after_the_same_step(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)
-    saved = ckpt.step_checkpoints(tmp_path / "exp")
+    saved = model_file.step_checkpoints(tmp_path / "exp")
     assert len(saved) == 1
-    payload = ckpt.load_checkpoint(saved[0])
+    payload = model_file.load_checkpoint(saved[0])
     assert 2 <= payload["step"] < 100_000
     assert len(payload["loader"]) == 2  # both ranks' data positions, from the same step
 
@@ -311,9 +312,9 @@ def test_early_stop_when_dev_wer_plateaus(tiny_corpus: Path, tmp_path: Path) -> 
     )
     result = train(config, tmp_path / "exp")
     assert result.stopped_early and result.step == 3
-    validations = read_metrics(tmp_path / "exp", "valid")
-    assert [record["step"] for record in validations] == [1, 2, 3]
-    assert ckpt.step_checkpoints(tmp_path / "exp")[-1].name == "step-00000003.pt"
+    validations = read_metrics(tmp_path / "exp").valid
+    assert [record.step for record in validations] == [1, 2, 3]
+    assert model_file.step_checkpoints(tmp_path / "exp")[-1].name == "step-00000003.pt"
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_corpus: Path, tmp_path: Path) -> None:
@@ -323,9 +324,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_corpus: Path, tmp_path
     wait_until(process, lambda: logged_steps(tmp_path / "exp") >= 2, timeout=300)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 0, process.stderr.read()
-    saved = ckpt.step_checkpoints(tmp_path / "exp")
+    saved = model_file.step_checkpoints(tmp_path / "exp")
     assert len(saved) == 1
-    step = ckpt.load_checkpoint(saved[0])["step"]
+    step = model_file.load_checkpoint(saved[0])["step"]
     assert 2 <= step < 100_000
 
 

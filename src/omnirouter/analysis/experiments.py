@@ -17,10 +17,10 @@ from omnirouter.analysis.measure import Subject
 from omnirouter.analysis.permutation import OnOutput
 from omnirouter.analysis.training import read_loss_curve
 from omnirouter.data.loader import build_eval_loader, eval_cuts
+from omnirouter.evaluate.model_file import load_inference_model
 from omnirouter.evaluate.normalize import get_normalizer
-from omnirouter.evaluate.run import recognize, score_set
+from omnirouter.evaluate.recognize import recognize, score_set
 from omnirouter.model.routing import RoutingOverride
-from omnirouter.train.checkpoint import load_inference_model
 
 
 def experiment_subjects(

@@ -1,18 +1,15 @@
 """Training CTC-loss curves of the compared runs (paper Fig. 6) and their validations, from each
-run's metrics.jsonl (see `omnirouter.train.metrics`: records of kind "train" carry "step" and
-"ctc_loss" (and, since they are logged, "ctc_loss_per_token"), records of kind "valid"
-"dev_wer" (and "dev_ctc_loss_per_token"))."""
+run's metrics.jsonl (see `omnirouter.train.metrics`: its `TrainRecord`s and `ValidRecord`s)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from omnirouter.train.metrics import METRICS_FILE, read_metrics
+from omnirouter.train.metrics import METRICS_FILE, RunMetrics, read_metrics
 
 
 @dataclass(frozen=True)
@@ -35,29 +32,25 @@ def read_loss_curve(name: str, experiment_dir: str | Path) -> LossCurve | None:
     return loss_curve_of(name, read_metrics(experiment_dir))
 
 
-def loss_curve_of(name: str, records: Sequence[dict[str, Any]]) -> LossCurve:
-    """The curve in a run's metrics records (all kinds, in file order)."""
-    train = _by_step(records, "train", "ctc_loss")
-    valid = _by_step(records, "valid", "dev_wer")
+def loss_curve_of(name: str, metrics: RunMetrics) -> LossCurve:
+    """The curve in a run's metrics records."""
+    # Keyed by step: should a step be logged twice, the later record wins.
+    train = {record.step: record for record in metrics.train}
+    valid = {record.step: record for record in metrics.valid}
     steps, valid_steps = sorted(train), sorted(valid)
     return LossCurve(
         name,
         tuple(steps),
-        tuple(float(train[step]["ctc_loss"]) for step in steps),
-        tuple(float(train[step].get("ctc_loss_per_token", np.nan)) for step in steps),
+        tuple(float(train[step].ctc_loss) for step in steps),
+        tuple(float(train[step].ctc_loss_per_token) for step in steps),
         tuple(valid_steps),
-        tuple(float(valid[step]["dev_wer"]) for step in valid_steps),
-        tuple(float(valid[step].get("dev_ctc_loss_per_token", np.nan)) for step in valid_steps),
+        tuple(float(valid[step].dev_wer) for step in valid_steps),
+        tuple(_nan_if_none(valid[step].dev_ctc_loss_per_token) for step in valid_steps),
     )
 
 
-def _by_step(records: Sequence[dict[str, Any]], kind: str, key: str) -> dict[int, dict[str, Any]]:
-    # Keyed by step: should a step be logged twice, the later record wins.
-    return {
-        int(record["step"]): record
-        for record in records
-        if record.get("kind") == kind and key in record
-    }
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:

@@ -7,6 +7,7 @@ recognize.py    running a model over batches: the one path for dev, eval and ana
 set_report.py   the files of one scored set (errs-, recogs-, wer-<set>)
 tables.py       one model's table over its sets (`omnirouter eval`)
 compare.py      several models side by side, relative reductions (`omnirouter compare`)
+model_file.py   reading a trained model's checkpoint for inference (train/ writes it)
 suite.py        evaluating a trained model on several sets
 transcribe.py   audio files or arrays of any length to text (`omnirouter transcribe`)
 cli.py          the sub-commands

@@ -145,10 +145,10 @@ def _counts(text: str) -> list[int]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from omnirouter.devices import choose_device
     from omnirouter.evaluate.proposal_sweep import sweep_checkpoint
     from omnirouter.evaluate.suite import evaluate_checkpoint
     from omnirouter.evaluate.tables import eval_table_markdown
-    from omnirouter.train.distributed import choose_device
 
     options = {
         "sets": _split(args.sets),
@@ -237,8 +237,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
+    from omnirouter.devices import choose_device
     from omnirouter.evaluate.transcribe import DEFAULT_CHUNK_SECONDS, Transcriber
-    from omnirouter.train.distributed import choose_device
 
     transcriber = Transcriber.from_pretrained(
         args.model,

@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from omnirouter.data.batch import Batch
+from omnirouter.evaluate.model_file import load_inference_model
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, get_normalizer
 from omnirouter.evaluate.proposals import ProposalConfig
-from omnirouter.evaluate.run import decode_features, inference_context
+from omnirouter.evaluate.recognize import decode_features, inference_context
 from omnirouter.evaluate.suite import evaluate_sets, experiment_eval_dir, load_eval_sets
 from omnirouter.evaluate.wer import SetScore
 from omnirouter.model.ctc_model import CtcModel
@@ -140,8 +141,6 @@ def sweep_checkpoint(
 ) -> tuple[ProposalSweep, Path]:
     """Evaluate a trained model with K = each of `counts` proposals; returns the sweep and the
     path of its markdown table. The model and the loaders are built once."""
-    from omnirouter.train.checkpoint import load_inference_model
-
     normalizer = get_normalizer(normalizer_name)
     loaded = load_inference_model(path, device=device)
     if not loaded.model_config.is_moe:

@@ -22,9 +22,10 @@ import torch
 
 import omnirouter
 from omnirouter.data.corpus import read_corpus_info
+from omnirouter.evaluate.model_file import LoadedModel, load_inference_model
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, TextNormalizer, get_normalizer
 from omnirouter.evaluate.proposals import ProposalConfig
-from omnirouter.evaluate.run import recognize
+from omnirouter.evaluate.recognize import recognize
 from omnirouter.evaluate.set_report import SetFiles, write_set_files
 from omnirouter.evaluate.tables import (
     EVAL_DIR,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from omnirouter.data.batch import Batch
     from omnirouter.data.config import DataConfig
     from omnirouter.data.tokenizer import Tokenizer
-    from omnirouter.train.checkpoint import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +140,6 @@ def evaluate_checkpoint(
     The corpus and batch size default to the experiment's data config; results go to
     EXP/eval unless `out_dir` says otherwise.
     """
-    from omnirouter.train.checkpoint import load_inference_model
-
     normalizer = get_normalizer(normalizer_name)  # fail before loading anything if missing
     loaded = load_inference_model(path, device=device)
     if out_dir is None:

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from omnirouter.data.audio import SAMPLE_RATE, AudioError, load_audio
-from omnirouter.evaluate.run import decode_features, inference_context
+from omnirouter.evaluate.model_file import load_inference_model
+from omnirouter.evaluate.recognize import decode_features, inference_context
 from omnirouter.model.ctc_model import CtcModel
 
 if TYPE_CHECKING:
@@ -118,8 +119,6 @@ class Transcriber:
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     ) -> Transcriber:
         """From an experiment directory (its best checkpoint, else its last) or a checkpoint."""
-        from omnirouter.train.checkpoint import load_inference_model
-
         loaded = load_inference_model(path, device=str(device))
         return cls(
             loaded.model, loaded.tokenizer, loaded.data_config.features, device, chunk_seconds

@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from omnirouter.data.loader import train_cuts
+from omnirouter.evaluate.model_file import RUN_CONFIG_FILE, experiment_data_config
 from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.set_report import set_files
 from omnirouter.evaluate.tables import EVAL_DIR
@@ -23,11 +25,6 @@ def word_errors_of_experiment(
     experiment: Path, sets: Sequence[str] | None = None, corpus_dir: str | None = None
 ) -> Path:
     """Write EXP/eval/word-frequency.{md,json}; returns the Markdown file."""
-    from omnirouter.config import load_config
-    from omnirouter.data.loader import train_cuts
-    from omnirouter.train.checkpoint import RUN_CONFIG_FILE
-    from omnirouter.train.config import RunConfig
-
     config_path, eval_dir = experiment / RUN_CONFIG_FILE, experiment / EVAL_DIR
     if not config_path.is_file():
         raise FileNotFoundError(
@@ -48,7 +45,7 @@ def word_errors_of_experiment(
             f"installation has {normalizer.version!r}: evaluate them again "
             "(`omnirouter eval`) so that the rescoring counts the same words"
         )
-    data = load_config(RunConfig, [config_path]).data
+    data = experiment_data_config(experiment)
     if corpus_dir is not None:
         data = dataclasses.replace(data, corpus_dir=corpus_dir)
     transcripts = (

@@ -22,11 +22,15 @@ from omnirouter.analysis.experiment_summary import (
 )
 from omnirouter.analysis.summary import SummaryConfig
 from omnirouter.analysis.training import loss_curve_of
+from omnirouter.data.tokenizer import Tokenizer
 from omnirouter.evaluate.compare import CompareTable, compare_tables
+from omnirouter.evaluate.model_file import TOKENIZER_DIR
 from omnirouter.evaluate.tables import EvalRow, EvalTable, read_eval_table
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
 from omnirouter.experiment.stages import eval_table_path
 from omnirouter.experiment.training_runs import trained_step
+from omnirouter.model import build_model, count_parameters
+from omnirouter.model.moe import Experts
 from omnirouter.train.metrics import read_metrics
 
 
@@ -89,11 +93,6 @@ def _rate(table: EvalTable, set_name: str, metric: str) -> float | None:
 
 def model_size(run: PlannedRun) -> tuple[int, int]:
     """(total, active) parameters of the run's model, counted on the built model."""
-    from omnirouter.data.tokenizer import Tokenizer
-    from omnirouter.model import build_model, count_parameters
-    from omnirouter.model.moe import Experts
-    from omnirouter.train.checkpoint import TOKENIZER_DIR
-
     vocab_size = Tokenizer.load(run.exp_dir / TOKENIZER_DIR).vocab_size
     model = build_model(run.config.model, vocab_size)
     total = count_parameters(model)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omnirouter.config import ConfigError, config_to_dict, load_config
 from omnirouter.errors import OmnirouterError
+from omnirouter.evaluate import model_file
 from omnirouter.experiment.config import PlannedRun
-from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -52,22 +52,22 @@ class RunState:
 
 
 def run_state(run: PlannedRun) -> RunState:
-    checkpoints = ckpt.step_checkpoints(run.exp_dir)
+    checkpoints = model_file.step_checkpoints(run.exp_dir)
     if not checkpoints:
         return RunState(False, False, 0, "not started")
     done = read_done(run.exp_dir)
-    if ckpt.step_checkpoint_path(run.exp_dir, run.config.train.max_steps).is_file():
+    if model_file.step_checkpoint_path(run.exp_dir, run.config.train.max_steps).is_file():
         step = run.config.train.max_steps
         return RunState(True, True, step, f"finished at step {step}")
     if done and done["stopped_early"] and checkpoints[-1] == _checkpoint(run, done["step"]):
         return RunState(True, True, done["step"], f"stopped early at step {done['step']}")
-    step = int(ckpt.load_checkpoint(checkpoints[-1])["step"])
+    step = int(model_file.load_checkpoint(checkpoints[-1])["step"])
     return RunState(False, True, step, f"continued from step {step}")
 
 
 def check_saved_config(run: PlannedRun) -> None:
     """Refuse to reuse or continue a run trained with another configuration."""
-    path = run.exp_dir / ckpt.RUN_CONFIG_FILE
+    path = run.exp_dir / model_file.RUN_CONFIG_FILE
     if not path.is_file():
         return
     try:
@@ -150,10 +150,10 @@ def trained_step(run: PlannedRun) -> int:
 
 def newest_checkpoint_time(exp_dir: Path) -> float:
     """Modification time of the newest checkpoint file (step or best); 0 when there is none."""
-    directory = exp_dir / ckpt.CHECKPOINT_DIR
+    directory = exp_dir / model_file.CHECKPOINT_DIR
     times = [path.stat().st_mtime for path in directory.glob("*.pt")] if directory.is_dir() else []
     return max(times, default=0.0)
 
 
 def _checkpoint(run: PlannedRun, step: int) -> Path:
-    return ckpt.step_checkpoint_path(run.exp_dir, step)
+    return model_file.step_checkpoint_path(run.exp_dir, step)

@@ -25,9 +25,15 @@ class Activation(str, Enum):
     gelu = "gelu"
 
 
-class BalanceLoss(str, Enum):
-    paper = "paper"  # paper eq. (4): ρ_j sums P_ij over the frames routed to j, divided by T
-    switch = "switch"  # Fedus et al. 2022: ρ_j is the mean of P_ij over all frames
+class Dispatch(str, Enum):
+    """How the MoE layer's frames reach their experts (see `model.moe`)."""
+
+    auto = "auto"  # grouped_mm where it is fast (CUDA sm90+ with bf16), else loop
+    loop = "loop"  # a loop over each expert's contiguous slice of the sorted frames
+    grouped_mm = "grouped_mm"  # one `torch._grouped_mm` over all experts
+
+    def __str__(self) -> str:  # "loop", not "Dispatch.loop", in messages and f-strings
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class ModelConfig:
         0  # MoE layers per shared router; 0 = family default (switch 1, omni all)
     )
     router_jitter: float = 0.0  # training only: router input × U(1-ε, 1+ε) (Switch Transformer)
-    dispatch: str = "auto"  # "auto" | "loop" | "grouped_mm": how tokens reach their experts
+    dispatch: Dispatch = Dispatch.auto  # how frames reach their experts
 
     def __post_init__(self) -> None:
         for name in ("dropout", "attention_dropout"):
@@ -89,8 +95,6 @@ class ModelConfig:
                 raise ValueError("model.conv_position_groups must be >= 1")
         if self.router_group_size < 0:
             raise ValueError("model.router_group_size must be >= 0")
-        if self.dispatch not in ("auto", "loop", "grouped_mm"):
-            raise ValueError(f"model.dispatch={self.dispatch!r}: use auto, loop or grouped_mm")
 
     @property
     def is_moe(self) -> bool:

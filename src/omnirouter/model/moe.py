@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnirouter.model.config import Activation
+from omnirouter.model.config import Activation, Dispatch
 from omnirouter.model.expert_ffn import sorted_expert_ffn
 from omnirouter.model.routing import RoutingInfo, RoutingIntervention, top_k_routing
 from omnirouter.model.transformer import FeedForwardOutput
@@ -153,7 +153,7 @@ class MoEFeedForward(nn.Module):
         top_k: int = 1,
         renormalize_top_k: bool = False,
         router_jitter: float = 0.0,
-        dispatch: str = "auto",
+        dispatch: Dispatch | str = Dispatch.auto,
         register_router: bool = True,
     ) -> None:
         super().__init__()
@@ -173,7 +173,7 @@ class MoEFeedForward(nn.Module):
         self.top_k = top_k
         self.renormalize_top_k = renormalize_top_k and top_k > 1  # never at k=1: no router gradient
         self.router_jitter = router_jitter
-        self.dispatch = dispatch
+        self.dispatch = Dispatch(dispatch)
 
     def forward(
         self,
@@ -264,10 +264,10 @@ class MoEFeedForward(nn.Module):
         """`auto`: grouped GEMMs where they are fast (CUDA sm90+, bf16), else the loop.
         `grouped_mm`: grouped GEMMs on any device whose torch runs them (the CPU included, so
         that the CUDA path's code is exercised without a GPU), or an error saying why not."""
-        if self.dispatch == "loop":
+        if self.dispatch is Dispatch.loop:
             return False
         dtype = self._compute_dtype(x_MD)
-        if self.dispatch == "auto":
+        if self.dispatch is Dispatch.auto:
             return grouped_mm_supported(x_MD.device, dtype)
         reason = grouped_mm_runs(self.experts.w1_EDF.shape[1], self.experts.w1_EDF.shape[2], dtype)
         if reason is not None:

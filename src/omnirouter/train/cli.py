@@ -64,15 +64,19 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_average(args: argparse.Namespace) -> int:
+    # Imported here, as in every sub-command, so that `omnirouter --help` does not load torch.
+    from omnirouter.evaluate import model_file
     from omnirouter.train import checkpoint as ckpt
 
-    paths = ckpt.step_checkpoints(args.exp_dir)
+    paths = model_file.step_checkpoints(args.exp_dir)
     if args.by == "best":
         paths = ckpt.best_step_checkpoints(args.exp_dir, paths)
     paths = paths[-args.num :]
     if len(paths) < args.num:
         print(f"warning: only {len(paths)} step checkpoints in {args.exp_dir}; averaging those")
-    out = args.out or args.exp_dir / ckpt.CHECKPOINT_DIR / f"averaged-{args.by}{len(paths)}.pt"
+    out = (
+        args.out or args.exp_dir / model_file.CHECKPOINT_DIR / f"averaged-{args.by}{len(paths)}.pt"
+    )
     ckpt.save_checkpoint(out, ckpt.average_checkpoints(paths))
     print(f"averaged {', '.join(p.name for p in paths)} into {out}")
     return 0

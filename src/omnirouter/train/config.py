@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from omnirouter.data.config import DataConfig
-from omnirouter.model.config import BalanceLoss, ModelConfig
-from omnirouter.train.losses import CtcReduction
+from omnirouter.model.config import ModelConfig
 from omnirouter.train.schedule import ScheduleConfig
 
 
@@ -20,12 +20,27 @@ class OptimizerConfig:
     grad_clip_norm: float = 0.1  # paper §V-C; 0 disables clipping
 
 
+class BalanceLoss(str, Enum):
+    paper = "paper"  # paper eq. (4): ρ_j sums P_ij over the frames routed to j, divided by T
+    switch = "switch"  # Fedus et al. 2022: ρ_j is the mean of P_ij over all frames
+
+
+class CtcReduction(str, Enum):
+    # Per-utterance negative log-likelihood (summed over its frames), averaged over the batch.
+    # The convention of wav2letter/flashlight, where the paper's authors' earlier work was done;
+    # it keeps the CTC term large relative to the load-balance term, which is what a weight of 10
+    # "based on its relative scale compared to the CTC loss" (paper §V-C) suggests.
+    utterance_mean = "utterance_mean"
+    # PyTorch's "mean": each utterance's loss divided by its target length, then averaged.
+    token_mean = "token_mean"
+
+
 @dataclass(frozen=True)
 class LossConfig:
     load_balance_weight: float = 10.0  # paper §V-C
     balance_form: BalanceLoss = BalanceLoss.paper  # eq. (4) as written, or the Switch original
     z_loss_weight: float = 0.0  # ST-MoE router z-loss; off in the paper
-    ctc_reduction: CtcReduction = CtcReduction.utterance_mean  # see losses.CtcReduction
+    ctc_reduction: CtcReduction = CtcReduction.utterance_mean  # see CtcReduction
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Devices and torchrun: one process per device, DistributedDataParallel, gloo on CPU, nccl on GPU."""
+"""torchrun: one process per device (chosen by `omnirouter.devices`), DistributedDataParallel,
+gloo on CPU, nccl on GPU."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from omnirouter.devices import choose_device
 
 
 @dataclass(frozen=True)
@@ -23,16 +26,6 @@ class Runtime:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def choose_device(name: str) -> torch.device:
-    """'auto' is CUDA when there is one, else the CPU; asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
-    return device
 
 
 def start_runtime(device_name: str, precision: str) -> Runtime:

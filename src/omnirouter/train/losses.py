@@ -7,25 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 import torch.nn.functional as F
 
 from omnirouter.data.batch import Batch
-from omnirouter.model.config import BalanceLoss
 from omnirouter.model.ctc_model import BLANK_ID, ModelOutput
 from omnirouter.model.routing import RoutingInfo
-
-
-class CtcReduction(str, Enum):
-    # Per-utterance negative log-likelihood (summed over its frames), averaged over the batch.
-    # The convention of wav2letter/flashlight, where the paper's authors' earlier work was done;
-    # it keeps the CTC term large relative to the load-balance term, which is what a weight of 10
-    # "based on its relative scale compared to the CTC loss" (paper §V-C) suggests.
-    utterance_mean = "utterance_mean"
-    # PyTorch's "mean": each utterance's loss divided by its target length, then averaged.
-    token_mean = "token_mean"
+from omnirouter.train.config import BalanceLoss, CtcReduction
 
 
 def ctc_loss(

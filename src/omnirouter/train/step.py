@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -17,10 +17,32 @@ from torch.nn.parallel import DistributedDataParallel
 from omnirouter.data.batch import Batch
 from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.train.config import LossConfig
-from omnirouter.train.distributed import Runtime, all_ranks_agree
-from omnirouter.train.losses import total_loss
+from omnirouter.train.distributed import Runtime, all_ranks_agree, sum_over_ranks
+from omnirouter.train.losses import LossTerms, total_loss
 
-VALUES = 5  # numbers per micro-batch in the step's one copy to the host (see `values`)
+
+@dataclass(frozen=True)
+class MicroBatchLosses:
+    """One micro-batch's loss terms (`losses.LossTerms`) on the host, read back by name from the
+    step's one copy to the host."""
+
+    ctc: float
+    load_balance: float
+    z_loss: float
+    total: float
+    ctc_sum: float  # summed over utterances: ÷ target tokens = per token
+
+    @staticmethod
+    def row(terms: LossTerms) -> torch.Tensor:
+        """(5,) the terms in field order, detached, in fp32, still on the device."""
+        return torch.stack([getattr(terms, name) for name in _LOSS_NAMES]).detach().float()
+
+    @classmethod
+    def from_row(cls, values: list[float]) -> MicroBatchLosses:
+        return cls(**dict(zip(_LOSS_NAMES, values, strict=True)))
+
+
+_LOSS_NAMES = tuple(member.name for member in fields(MicroBatchLosses))
 
 
 @dataclass
@@ -57,6 +79,24 @@ class StepStats:
     def expert_load(self) -> list[list[float]]:
         return [(counts / counts.sum().clamp(min=1)).tolist() for counts in self.expert_counts]
 
+    def summed_over_ranks(self, runtime: Runtime) -> StepStats:
+        """These sums added over every rank: the numbers in one all-reduce (in float64, which
+        holds the counts exactly), the expert counts in one per MoE layer."""
+        names = [member.name for member in fields(self) if member.name != "expert_counts"]
+        values = torch.tensor(
+            [getattr(self, name) for name in names], dtype=torch.float64, device=runtime.device
+        )
+        totals = dict(zip(names, sum_over_ranks(runtime, values).tolist(), strict=True))
+        totals["micro_batches"] = round(totals["micro_batches"])
+        totals["target_tokens"] = round(totals["target_tokens"])
+        return StepStats(
+            **totals,
+            expert_counts=[
+                sum_over_ranks(runtime, counts.to(runtime.device)).cpu()
+                for counts in self.expert_counts
+            ],
+        )
+
 
 @dataclass(frozen=True)
 class StepResult:
@@ -78,8 +118,7 @@ def train_step(
     MoE layers (the loss values and the gradient norm in one copy, the expert counts in
     another), plus one all-reduce of the finiteness flag under DDP."""
     optimizer.zero_grad(set_to_none=True)
-    # per micro-batch: ctc, load balance, z-loss, total, ctc summed over utterances
-    values: list[torch.Tensor] = []
+    rows: list[torch.Tensor] = []  # per micro-batch: its MicroBatchLosses, on the device
     counts: list[torch.Tensor] = []  # per micro-batch and MoE layer: frames per expert
     audio_seconds, target_tokens = 0.0, 0
     for index, batch in enumerate(micro_batches):
@@ -115,38 +154,46 @@ def train_step(
                 terms.total / len(micro_batches), nan=0.0, posinf=0.0, neginf=0.0
             )
             loss.backward()
-        values.append(
-            torch.stack([terms.ctc, terms.load_balance, terms.z_loss, terms.total, terms.ctc_sum])
-            .detach()
-            .float()
-        )
+        rows.append(MicroBatchLosses.row(terms))
         counts += [
             torch.bincount(routing.experts_NK[:, 0], minlength=routing.num_experts).float()
             for routing in output.routing
         ]
 
-    grad_norm = _clip(model, grad_clip_norm)
-    # The one copy of the step's numbers to the host.
-    host = torch.cat([torch.stack(values).flatten(), grad_norm.reshape(1).float()]).tolist()
-    grad_norm_value, loss_values = host[-1], host[:-1]
-    finite = all(math.isfinite(value) for value in loss_values[3::VALUES])
+    losses, grad_norm_value = _to_host(rows, _clip(model, grad_clip_norm))
+    finite = all(math.isfinite(micro.total) for micro in losses)
     finite = all_ranks_agree(runtime, finite and math.isfinite(grad_norm_value))
     if finite:
         optimizer.step()
     else:
         optimizer.zero_grad(set_to_none=True)
     stats = StepStats(
-        ctc_loss=sum(loss_values[0::VALUES]),
-        load_balance_loss=sum(loss_values[1::VALUES]),
-        z_loss=sum(loss_values[2::VALUES]),
-        total_loss=sum(loss_values[3::VALUES]),
+        ctc_loss=sum(micro.ctc for micro in losses),
+        load_balance_loss=sum(micro.load_balance for micro in losses),
+        z_loss=sum(micro.z_loss for micro in losses),
+        total_loss=sum(micro.total for micro in losses),
         micro_batches=len(micro_batches),
         audio_seconds=audio_seconds,
-        ctc_loss_sum=sum(loss_values[4::VALUES]),
+        ctc_loss_sum=sum(micro.ctc_sum for micro in losses),
         target_tokens=target_tokens,
         expert_counts=_expert_counts(counts, len(micro_batches)),
     )
     return StepResult(applied=finite, grad_norm=grad_norm_value, stats=stats)
+
+
+def _to_host(
+    rows: list[torch.Tensor], grad_norm: torch.Tensor
+) -> tuple[list[MicroBatchLosses], float]:
+    """The step's one copy to the host: every micro-batch's losses and the gradient norm."""
+    *values, grad_norm_value = torch.cat(
+        [torch.stack(rows).flatten(), grad_norm.reshape(1).float()]
+    ).tolist()
+    width = len(_LOSS_NAMES)
+    losses = [
+        MicroBatchLosses.from_row(values[start : start + width])
+        for start in range(0, len(values), width)
+    ]
+    return losses, grad_norm_value
 
 
 def _clip(model: nn.Module, max_norm: float) -> torch.Tensor:

@@ -26,6 +26,10 @@ from omnirouter.data.loader import TrainLoader, build_eval_loader, build_train_l
 from omnirouter.data.prepare import train_corpus_tokenizer
 from omnirouter.data.tokenizer import MODEL_FILE, Tokenizer
 from omnirouter.errors import OmnirouterError
+from omnirouter.evaluate import model_file
+from omnirouter.evaluate.normalize import get_normalizer
+from omnirouter.evaluate.recognize import recognize
+from omnirouter.evaluate.wer import score_set
 from omnirouter.model import build_model, count_parameters
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
@@ -35,7 +39,6 @@ from omnirouter.train.distributed import (
     broadcast_flag,
     start_runtime,
     stop_runtime,
-    sum_over_ranks,
 )
 from omnirouter.train.interrupts import (
     catch_interrupts,
@@ -43,7 +46,7 @@ from omnirouter.train.interrupts import (
     stop_requested_from_outside,
 )
 from omnirouter.train.losses import DevLoss
-from omnirouter.train.metrics import MetricsWriter, attach_log_file
+from omnirouter.train.metrics import MetricsWriter, TrainRecord, ValidRecord, attach_log_file
 from omnirouter.train.optimizer import build_optimizer
 from omnirouter.train.schedule import lr_multiplier
 from omnirouter.train.step import StepStats, train_step
@@ -128,7 +131,7 @@ class _Trainer:
             rank=runtime.rank,
             world_size=runtime.world_size,
         )
-        payload = ckpt.load_checkpoint(latest) if latest is not None else None
+        payload = model_file.load_checkpoint(latest) if latest is not None else None
         if payload is not None:
             self._restore(payload)
             self.saved_step = self.progress.step
@@ -150,7 +153,7 @@ class _Trainer:
         return self._loop(batches)
 
     def _check_exp_dir(self, resume: bool) -> Path | None:
-        existing = ckpt.step_checkpoints(self.exp_dir)
+        existing = model_file.step_checkpoints(self.exp_dir)
         if existing and not resume:
             raise TrainingError(
                 f"{self.exp_dir} already holds checkpoints: pass --resume to continue it, "
@@ -158,7 +161,7 @@ class _Trainer:
             )
         if self.runtime.is_main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.config, self.exp_dir / ckpt.RUN_CONFIG_FILE)
+            save_config(self.config, self.exp_dir / model_file.RUN_CONFIG_FILE)
             self.log_handler = attach_log_file(self.exp_dir)
         if resume and not existing:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.exp_dir)
@@ -176,7 +179,7 @@ class _Trainer:
             log.info("training the tokenizer in %s", directory)
             train_corpus_tokenizer(data.corpus_dir, data.tokenizer, data.train_sets)
         if self.runtime.is_main:
-            copy = self.exp_dir / ckpt.TOKENIZER_DIR
+            copy = self.exp_dir / model_file.TOKENIZER_DIR
             copy.mkdir(parents=True, exist_ok=True)
             for path in directory.iterdir():
                 if path.is_file():
@@ -328,50 +331,28 @@ class _Trainer:
 
     def _log_train(self, window: StepStats, grad_norm: float, elapsed: float, bar: tqdm) -> None:
         """Every rank calls this: the record averages the losses over all devices' batches."""
-        totals = sum_over_ranks(
-            self.runtime,
-            torch.tensor(
-                [
-                    window.ctc_loss,
-                    window.load_balance_loss,
-                    window.z_loss,
-                    window.total_loss,
-                    window.micro_batches,
-                    window.audio_seconds,
-                    window.ctc_loss_sum,
-                    window.target_tokens,
-                ],
-                dtype=torch.float64,
-                device=self.runtime.device,
-            ),
-        ).tolist()
-        ctc, balance, z_loss, total, micro, audio_seconds, ctc_sum, tokens = totals
-        micro = max(micro, 1)
-        expert_counts = [
-            sum_over_ranks(self.runtime, counts.to(self.runtime.device)).cpu()
-            for counts in window.expert_counts
-        ]
-        record = {
-            "kind": "train",
-            "step": self.progress.step,
-            "epoch": self.loader.epoch,
-            "ctc_loss": ctc / micro,
-            "ctc_loss_per_token": ctc_sum / max(tokens, 1),
-            "load_balance_loss": balance / micro,
-            "z_loss": z_loss / micro,
-            "total_loss": total / micro,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "grad_norm": grad_norm,
-            "audio_seconds_per_second": audio_seconds / max(elapsed, 1e-9),
-            "expert_load": StepStats(expert_counts=expert_counts).expert_load(),
-            "skipped_nonfinite": self.progress.skipped_nonfinite,
-            "skipped_utterances": sum(self.loader.skipped.values()),
-        }
+        totals = window.summed_over_ranks(self.runtime)
+        micro = max(totals.micro_batches, 1)
+        record = TrainRecord(
+            step=self.progress.step,
+            epoch=self.loader.epoch,
+            ctc_loss=totals.ctc_loss / micro,
+            ctc_loss_per_token=totals.ctc_loss_sum / max(totals.target_tokens, 1),
+            load_balance_loss=totals.load_balance_loss / micro,
+            z_loss=totals.z_loss / micro,
+            total_loss=totals.total_loss / micro,
+            lr=self.optimizer.param_groups[0]["lr"],
+            grad_norm=grad_norm,
+            audio_seconds_per_second=totals.audio_seconds / max(elapsed, 1e-9),
+            expert_load=totals.expert_load(),
+            skipped_nonfinite=self.progress.skipped_nonfinite,
+            skipped_utterances=sum(self.loader.skipped.values()),
+        )
         bar.set_postfix(
-            ctc=f"{record['ctc_loss']:.3g}",
-            lb=f"{record['load_balance_loss']:.3g}",
-            lr=f"{record['lr']:.2e}",
-            aps=f"{record['audio_seconds_per_second']:.0f}",
+            ctc=f"{record.ctc_loss:.3g}",
+            lb=f"{record.load_balance_loss:.3g}",
+            lr=f"{record.lr:.2e}",
+            aps=f"{record.audio_seconds_per_second:.0f}",
         )
         if self.metrics is not None:
             self.metrics.write(record)
@@ -382,10 +363,6 @@ class _Trainer:
         """Dev WER on the main rank; True when early stopping says to stop (on every rank)."""
         stop = False
         if self.runtime.is_main:
-            from omnirouter.evaluate.normalize import get_normalizer
-            from omnirouter.evaluate.run import recognize
-            from omnirouter.evaluate.wer import score_set
-
             data = self.config.data
             cuts = eval_cuts(data, data.dev_set)
             if self.config.train.valid_max_utterances:
@@ -416,7 +393,7 @@ class _Trainer:
             progress.best_dev_wer = wer
             progress.validations_without_improvement = 0
             ckpt.save_checkpoint(
-                self.exp_dir / ckpt.CHECKPOINT_DIR / ckpt.BEST_NAME,
+                self.exp_dir / model_file.CHECKPOINT_DIR / model_file.BEST_NAME,
                 self._payload(loader_states=None),
             )
         else:
@@ -430,16 +407,15 @@ class _Trainer:
             "n/a" if dev_loss_per_token is None else f"{dev_loss_per_token:.4g}",
         )
         if self.metrics is not None:
-            record: dict[str, Any] = {
-                "kind": "valid",
-                "step": progress.step,
-                "dev_wer": wer,
-                "dev_cer": cer,
-                "best_dev_wer": progress.best_dev_wer,
-            }
-            if dev_loss_per_token is not None:
-                record["dev_ctc_loss_per_token"] = dev_loss_per_token
-            self.metrics.write(record)
+            self.metrics.write(
+                ValidRecord(
+                    step=progress.step,
+                    dev_wer=wer,
+                    dev_cer=cer,
+                    best_dev_wer=progress.best_dev_wer,
+                    dev_ctc_loss_per_token=dev_loss_per_token,
+                )
+            )
         patience = train_config.early_stop_patience
         if patience and progress.validations_without_improvement >= patience:
             log.info("dev WER has not improved for %d validations: stopping early", patience)
@@ -451,7 +427,7 @@ class _Trainer:
         self.saved_step = self.progress.step  # on every rank: the final save is collective
         if not self.runtime.is_main:
             return
-        path = ckpt.step_checkpoint_path(self.exp_dir, self.progress.step)
+        path = model_file.step_checkpoint_path(self.exp_dir, self.progress.step)
         ckpt.save_checkpoint(path, self._payload(loader_states))
         ckpt.prune_step_checkpoints(self.exp_dir, self.config.train.keep_last)
         log.info("checkpoint %s", path)
