@@ -6,7 +6,7 @@ import pytest
 import soundfile
 
 from omnirouter.data.features import FeatureConfig
-from omnirouter.evaluate import cli
+from omnirouter.cli import evaluate as cli
 from omnirouter.evaluate.tables import EvalRow, EvalTable, write_eval_table
 from omnirouter.evaluate.transcribe import Transcriber
 

@@ -25,8 +25,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (OmnirouterError, OSError, ValueE
 # The areas whose sub-commands the CLI offers, in the order `--help` lists them.
 AREA_MODULES: tuple[str, ...] = (
     "omnirouter.data.cli",
-    "omnirouter.train.cli",
-    "omnirouter.evaluate.cli",
+    "omnirouter.cli.train",
+    "omnirouter.cli.evaluate",
     "omnirouter.cli.analyze",
     "omnirouter.cli.offload",
     "omnirouter.cli.experiment",

@@ -10,5 +10,4 @@ compare.py      several models side by side, relative reductions (`omnirouter co
 model_file.py   reading a trained model's checkpoint for inference (train/ writes it)
 suite.py        evaluating a trained model on several sets
 transcribe.py   audio files or arrays of any length to text (`omnirouter transcribe`)
-cli.py          the sub-commands
 """
