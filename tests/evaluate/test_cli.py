@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from omnirouter.data.features import FeatureConfig
 from omnirouter.cli import evaluate as cli
-from omnirouter.evaluate.tables import EvalRow, EvalTable, write_eval_table
+from omnirouter.data.features import FeatureConfig
+from omnirouter.evaluate.tables import EvalRow, EvalTable, save_eval_table
 from omnirouter.evaluate.transcribe import Transcriber
 
 from .conftest import tiny_model
@@ -33,7 +33,7 @@ def test_commands_parse():
 def evaluated_experiment(root, name: str, wers: dict[str, float]):
     experiment = root / name
     rows = tuple(EvalRow(s, "test", 5, 100, round(w), 0, 0, w) for s, w in wers.items())
-    write_eval_table(EvalTable(str(experiment), rows, "whisper-english", "1"), experiment / "eval")
+    save_eval_table(EvalTable(str(experiment), rows, "whisper-english", "1"), experiment / "eval")
     return experiment
 
 

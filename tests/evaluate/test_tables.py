@@ -3,16 +3,17 @@ import json
 
 import pytest
 
-from omnirouter.evaluate.compare import compare_tables, relative_reduction, write_compare_table
+from omnirouter.evaluate.compare import compare_tables, relative_reduction, save_compare_table
 from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.tables import (
     EvalRow,
     EvalTable,
     eval_table_from_scores,
     read_eval_table,
-    write_eval_table,
+    save_eval_table,
 )
 from omnirouter.evaluate.wer import Recognition, score_set
+from omnirouter.report.tables import write_compare_pages, write_eval_table_pages
 
 # The paper's Table I (WER %, 2-expert models, 140M dense trunk).
 PAPER_TABLE_I = {
@@ -65,7 +66,7 @@ def test_eval_table_files_round_trip(tmp_path):
     original = eval_table_from_scores(
         "exp", scores, {"test": "test"}, command="omnirouter eval exp"
     )
-    files = write_eval_table(original, tmp_path)
+    files = write_eval_table_pages(original, save_eval_table(original, tmp_path))
     assert read_eval_table(files.json) == original
     record = json.loads(files.json.read_text())
     assert record["average_wer_percent"] == pytest.approx(25.0)
@@ -82,7 +83,7 @@ def test_eval_table_files_round_trip(tmp_path):
 def test_a_table_written_before_the_cer_column_still_reads(tmp_path):
     raw = get_normalizer("none")
     scores = [score_set("test", [Recognition("a", "a b c d", "a b c")], raw)]
-    files = write_eval_table(eval_table_from_scores("exp", scores, {"test": "test"}), tmp_path)
+    files = save_eval_table(eval_table_from_scores("exp", scores, {"test": "test"}), tmp_path)
     record = json.loads(files.json.read_text())
     for row in record["rows"]:
         for key in ("reference_chars", "char_errors", "cer_percent"):
@@ -145,7 +146,8 @@ def test_missing_sets_and_zero_baseline():
 def test_compare_files(tmp_path):
     baseline = table("dense", {"a": 10.0, "b": 20.0})
     model = table("omni", {"a": 9.0, "b": 15.0})
-    files = write_compare_table(compare_tables([baseline, model], ["dense", "omni"]), tmp_path)
+    compared = compare_tables([baseline, model], ["dense", "omni"])
+    files = write_compare_pages(compared, save_compare_table(compared, tmp_path))
     markdown = files.markdown.read_text()
     assert "| a | 10.00 | 9.00 | 10.0 |" in markdown
     assert "17.5" in markdown and "20.0" in markdown

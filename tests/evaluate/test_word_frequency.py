@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from omnirouter.config import save_config
 from omnirouter.cli import evaluate as cli
+from omnirouter.config import save_config
 from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.set_report import write_set_files
 from omnirouter.evaluate.wer import Recognition, score_set

@@ -13,7 +13,7 @@ import pytest
 from omnirouter.config import ConfigError, save_config
 from omnirouter.evaluate import model_file
 from omnirouter.evaluate.normalize import get_normalizer
-from omnirouter.evaluate.tables import eval_table_from_scores, write_eval_table
+from omnirouter.evaluate.tables import eval_table_from_scores, save_eval_table
 from omnirouter.evaluate.wer import Recognition, score_set
 from omnirouter.experiment.config import PlannedRun, load_experiment_config, plan_runs
 from omnirouter.experiment.ledger import Ledger
@@ -187,7 +187,7 @@ def test_an_evaluation_is_pending_until_its_table_covers_the_sets(
     assert eval_pending(run, ["test"]) == "not evaluated"
     score = score_set("test", [Recognition("a", "a b", "a c")], get_normalizer("none"))
     table = eval_table_from_scores(str(run.exp_dir), [score], {"test": "test"})
-    files = write_eval_table(table, eval_table_path(run).parent)
+    files = save_eval_table(table, eval_table_path(run).parent)
     assert eval_pending(run, ["test"]) is None
     assert "not on ['dev', 'test']" in eval_pending(run, ["test", "dev"])
     # A table written before the CER column is not evaluated again (its CER shows as a dash):

@@ -148,7 +148,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from omnirouter.devices import choose_device
     from omnirouter.evaluate.proposal_sweep import sweep_checkpoint
     from omnirouter.evaluate.suite import evaluate_checkpoint
-    from omnirouter.evaluate.tables import eval_table_markdown
+    from omnirouter.report.tables import (
+        eval_table_markdown,
+        write_eval_table_pages,
+        write_sweep_page,
+    )
 
     options = {
         "sets": _split(args.sets),
@@ -166,20 +170,25 @@ def run_eval(args: argparse.Namespace) -> int:
             aggregate=Aggregate(args.proposal_aggregate),
             seed=args.proposal_seed,
         )
-        _, markdown = sweep_checkpoint(args.model, args.proposals, config, **options)
+        sweep, saved = sweep_checkpoint(args.model, args.proposals, config, **options)
+        markdown = write_sweep_page(sweep, saved.parent)
         print(markdown.read_text())
         print(f"written: {markdown.parent}")
         return 0
     result = evaluate_checkpoint(args.model, **options)
+    write_eval_table_pages(result.table, result.table_files)
     print(eval_table_markdown(result.table))
     print(f"written: {result.table_files.markdown.parent}")
     return 0
 
 
 def run_word_errors(args: argparse.Namespace) -> int:
-    from omnirouter.evaluate.word_frequency_run import word_errors_of_experiment
+    from omnirouter.evaluate.word_errors import word_errors_of_experiment
+    from omnirouter.report.tables import write_word_frequency_page
 
-    markdown = word_errors_of_experiment(Path(args.experiment), _split(args.sets), args.corpus)
+    experiment = Path(args.experiment)
+    results, saved = word_errors_of_experiment(experiment, _split(args.sets), args.corpus)
+    markdown = write_word_frequency_page(results, str(experiment), saved.parent)
     print(markdown.read_text())
     print(f"written: {markdown.parent}")
     return 0
@@ -213,13 +222,13 @@ def eval_command(args: argparse.Namespace) -> str:
 
 def run_compare(args: argparse.Namespace) -> int:
     from omnirouter.evaluate.compare import (
-        compare_markdown,
         compare_tables,
         locate_eval_table,
         model_name,
-        write_compare_table,
+        save_compare_table,
     )
     from omnirouter.evaluate.tables import read_eval_table
+    from omnirouter.report.tables import compare_markdown, write_compare_pages
 
     names = _split(args.names) or [model_name(path) for path in args.experiments]
     if len(names) != len(args.experiments):
@@ -231,7 +240,7 @@ def run_compare(args: argparse.Namespace) -> int:
     table = compare_tables(tables, names, baseline)
     print(compare_markdown(table))
     if args.out is not None:
-        files = write_compare_table(table, args.out)
+        files = write_compare_pages(table, save_compare_table(table, args.out))
         print(f"written: {files.markdown}, {files.csv}, {files.json}")
     return 0
 

@@ -12,7 +12,6 @@ Both use the averaged sets: the test-role sets that every model was scored on.
 
 from __future__ import annotations
 
-import csv
 import logging
 import statistics
 from collections.abc import Sequence
@@ -25,8 +24,6 @@ from omnirouter.evaluate.tables import (
     TEST_ROLE,
     EvalTable,
     TableFiles,
-    format_number,
-    markdown_table,
     table_files,
 )
 from omnirouter.jsonio import write_json
@@ -120,67 +117,11 @@ def _wer(table: EvalTable, set_name: str) -> float | None:
     return None if row is None else row.wer_percent
 
 
-def _compare_rows(table: CompareTable) -> tuple[list[str], list[list[str]]]:
-    others = [m for m, name in enumerate(table.models) if name != table.baseline]
-    header = [
-        "set",
-        *table.models,
-        *(f"{table.models[m]} vs {table.baseline} (%)" for m in others),
-    ]
-    body = []
-    for row in table.rows:
-        label = row.set_name if row.role in (TEST_ROLE, "") else f"{row.set_name} ({row.role})"
-        body.append(
-            [
-                label,
-                *(format_number(wer) for wer in row.wer_percent),
-                *(format_number(row.relative_reduction_percent[m], 1) for m in others),
-            ]
-        )
-    count = len(table.averaged_sets)
-    body.append(
-        [
-            f"mean WER over {count} sets; reduction of the mean WER",
-            *(format_number(wer) for wer in table.mean_wer_percent),
-            *(format_number(table.reduction_of_mean_wer_percent[m], 1) for m in others),
-        ]
-    )
-    body.append(
-        [
-            f"mean of the per-set relative reductions ({count} sets)",
-            *([""] * len(table.models)),
-            *(format_number(table.mean_relative_reduction_percent[m], 1) for m in others),
-        ]
-    )
-    return header, body
-
-
-def compare_markdown(table: CompareTable) -> str:
-    header, body = _compare_rows(table)
-    normalizers = sorted(set(table.normalizers))
-    lines = [
-        f"# WER (%) per test set and relative WER reduction (%) against {table.baseline}",
-        "",
-        f"Averaged sets: {', '.join(table.averaged_sets)}. Normaliser: {'; '.join(normalizers)}"
-        + (" (differs between models: WERs are not comparable)" if len(normalizers) > 1 else ""),
-        "",
-        markdown_table(header, body),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def write_compare_table(
+def save_compare_table(
     table: CompareTable, out_dir: str | Path, stem: str = COMPARE_TABLE_STEM
 ) -> TableFiles:
+    """The table's JSON; `report.tables` writes the markdown and CSV beside it."""
     files = table_files(out_dir, stem)
-    files.json.parent.mkdir(parents=True, exist_ok=True)
-    files.markdown.write_text(compare_markdown(table))
-    header, body = _compare_rows(table)
-    with files.csv.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(body)
     write_json(files.json, table, indent=2)
     return files
 

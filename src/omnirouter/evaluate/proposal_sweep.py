@@ -10,7 +10,6 @@ OUT defaults to EXP/eval/proposals-<mode>-t<τ>-<aggregate>.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from omnirouter.evaluate.proposals import ProposalConfig
 from omnirouter.evaluate.recognize import decode_features, inference_context
 from omnirouter.evaluate.suite import evaluate_sets, experiment_eval_dir, load_eval_sets
 from omnirouter.evaluate.wer import SetScore
+from omnirouter.jsonio import write_json
 from omnirouter.model.ctc_model import CtcModel
 from omnirouter.model.routing import ProposalMode
 
@@ -183,36 +183,7 @@ def sweep_checkpoint(
         str(Path(data_config.corpus_dir).resolve()),
         diversity,
     )
-    return sweep, write_sweep(sweep, directory)
-
-
-def sweep_markdown(sweep: ProposalSweep) -> str:
-    first = sweep.points[0].config
-    lines = [
-        f"# Routed proposals: {sweep.model}",
-        "",
-        f"K proposals per frame in one forward of a K-times batch: {first.description} "
-        f"(noise seed {first.seed}). Of the routing decisions of proposals 1…K−1 on the "
-        f"first batch, {100 * sweep.changed_fraction:.1f}% differ from proposal 0's. Cost: "
-        "the median forward of one batch, every K timed interleaved; recognition s: one pass "
-        "over the sets.",
-        "",
-        "| K | "
-        + " | ".join(f"{name} WER / CER %" for name in sweep.set_names)
-        + " | recognition s | forward ms | cost vs K=1 |",
-        "|---|" + "---|" * len(sweep.set_names) + "---|---|---|",
-    ]
-    for point in sweep.points:
-        cells = [f"{100 * s.wer:.2f} / {100 * s.cer:.2f}" for s in point.scores]
-        lines.append(
-            f"| {point.config.count} | "
-            + " | ".join(cells)
-            + f" | {point.seconds:.1f} | {1e3 * point.forward_seconds:.1f}"
-            + f" | {sweep.relative_cost(point):.2f}× |"
-        )
-    if sweep.command:
-        lines += ["", f"Command: `{sweep.command}`"]
-    return "\n".join(lines) + "\n"
+    return sweep, save_sweep(sweep, directory)
 
 
 def sweep_document(sweep: ProposalSweep) -> dict[str, Any]:
@@ -240,12 +211,6 @@ def sweep_document(sweep: ProposalSweep) -> dict[str, Any]:
     }
 
 
-def write_sweep(sweep: ProposalSweep, directory: str | Path) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{SWEEP_STEM}.json").write_text(
-        json.dumps(sweep_document(sweep), indent=1) + "\n"
-    )
-    markdown = directory / f"{SWEEP_STEM}.md"
-    markdown.write_text(sweep_markdown(sweep))
-    return markdown
+def save_sweep(sweep: ProposalSweep, directory: str | Path) -> Path:
+    """`sweep.json` in `directory`; `report.tables` writes `sweep.md` beside it."""
+    return write_json(Path(directory) / f"{SWEEP_STEM}.json", sweep_document(sweep))

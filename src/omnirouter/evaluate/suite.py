@@ -32,7 +32,7 @@ from omnirouter.evaluate.tables import (
     EvalTable,
     TableFiles,
     eval_table_from_scores,
-    write_eval_table,
+    save_eval_table,
 )
 from omnirouter.evaluate.wer import SetScore, score_set
 from omnirouter.model.ctc_model import CtcModel
@@ -112,7 +112,7 @@ def evaluate_sets(
     }
     roles = {eval_set.name: eval_set.role for eval_set in eval_sets}
     table = eval_table_from_scores(model_name, scores, roles, command, recorded)
-    table_files = write_eval_table(table, out_dir)
+    table_files = save_eval_table(table, out_dir)
     return SuiteResult(table, table_files, tuple(scores), tuple(set_files), seconds)
 
 

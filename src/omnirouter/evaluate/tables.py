@@ -10,7 +10,6 @@ given per set and as the mean of the per-set CERs.
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -133,72 +132,12 @@ def format_number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-_EVAL_HEADER = (
-    "set",
-    "role",
-    "utterances",
-    "ref words",
-    "sub",
-    "del",
-    "ins",
-    "WER (%)",
-    "CER (%)",
-)
-
-
-def _eval_rows(table: EvalTable) -> list[list[str]]:
-    rows = [
-        [
-            row.set_name,
-            row.role,
-            str(row.num_utterances),
-            str(row.reference_words),
-            str(row.substitutions),
-            str(row.deletions),
-            str(row.insertions),
-            format_number(row.wer_percent),
-            format_number(row.cer_percent),
-        ]
-        for row in table.rows
-    ]
-    averaged = ", ".join(row.set_name for row in table.averaged_rows)
-    blank = [""] * 6
-    average = [format_number(table.average_wer_percent), format_number(table.average_cer_percent)]
-    rows.append([f"average ({averaged})", *blank, *average])
-    rows.append([f"pooled ({averaged})", *blank, format_number(table.pooled_wer_percent), ""])
-    return rows
-
-
-def eval_table_markdown(table: EvalTable) -> str:
-    normalizer = f"{table.normalizer} {table.normalizer_version}".strip()
-    header = [
-        f"# WER and CER of {table.model}",
-        "",
-        f"Greedy CTC decoding; references and hypotheses normalised with {normalizer}. "
-        "Average: mean of the per-set WERs (CERs); pooled: all word errors over all reference "
-        "words. CER: character errors over reference characters, spaces included.",
-    ]
-    if table.command:
-        header += ["", f"Command: `{table.command}`"]
-    return "\n".join([*header, "", markdown_table(_EVAL_HEADER, _eval_rows(table)), ""])
-
-
-def write_eval_table(
+def save_eval_table(
     table: EvalTable, out_dir: str | Path, stem: str = EVAL_TABLE_STEM
 ) -> TableFiles:
+    """The table's JSON (`read_eval_table` reads it back); `report.tables` writes the markdown
+    and CSV beside it, at the paths of the returned `TableFiles`."""
     files = table_files(out_dir, stem)
-    files.json.parent.mkdir(parents=True, exist_ok=True)
-    files.markdown.write_text(eval_table_markdown(table))
-    with files.csv.open("w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(_EVAL_HEADER)
-        writer.writerows(_eval_rows(table))
     record = plain(table)
     record["average_wer_percent"] = table.average_wer_percent
     record["average_cer_percent"] = table.average_cer_percent

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from omnirouter.evaluate.normalize import TextNormalizer
 from omnirouter.evaluate.wer import Recognition, SetScore, score_set
+from omnirouter.jsonio import write_json
 
 # (lowest count, highest count or None for no bound, label)
 BUCKETS: tuple[tuple[int, int | None, str], ...] = (
@@ -115,46 +116,8 @@ def rescore_recognitions(path: Path, normalizer: TextNormalizer, set_name: str) 
     return score_set(set_name, recognitions, normalizer)
 
 
-def word_frequency_markdown(results: Sequence[SetWordFrequency], model: str) -> str:
-    lines = [
-        f"# Word errors by training frequency: {model}",
-        "",
-        "Each reference word's bucket is how often it occurs in the training transcripts "
-        "(normalised). Error rate: the bucket's substitutions and deletions over its words; "
-        "WER points: the part of the set's WER they make; insertions have no reference word.",
-        "",
-    ]
-    for result in results:
-        lines += [
-            f"## {result.set_name}: WER {_cell(result.wer_percent, 2)}% over "
-            f"{result.reference_words} words",
-            "",
-            "| training count | share of words % | error rate % | WER points |",
-            "|---|---|---|---|",
-        ]
-        for bucket in result.buckets:
-            lines.append(
-                f"| {bucket.label} | {_cell(result.share_percent(bucket), 1)} | "
-                f"{_cell(bucket.error_rate_percent, 1)} | "
-                f"{_cell(result.wer_part_percent(bucket.errors), 2)} |"
-            )
-        lines += [
-            f"| insertions | – | – | {_cell(result.wer_part_percent(result.insertions), 2)} |",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def _cell(value: float, digits: int) -> str:
-    return "–" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def write_word_frequency(
-    results: Sequence[SetWordFrequency], model: str, out_dir: Path
-) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = out_dir / f"{REPORT_NAME}.md"
-    markdown.write_text(word_frequency_markdown(results, model))
+def save_word_frequency(results: Sequence[SetWordFrequency], model: str, out_dir: Path) -> Path:
+    """`word-frequency.json` in `out_dir`; `report.tables` writes the markdown beside it."""
     data = {
         "model": model,
         "buckets": [label for _, _, label in BUCKETS],
@@ -169,6 +132,4 @@ def write_word_frequency(
             for result in results
         ],
     }
-    data_path = out_dir / f"{REPORT_NAME}.json"
-    data_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return markdown, data_path
+    return write_json(out_dir / f"{REPORT_NAME}.json", data, indent=2)

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from omnirouter.data.prepare import sets_lacking_features
 from omnirouter.devices import choose_device
-from omnirouter.evaluate.compare import COMPARE_TABLE_STEM, write_compare_table
+from omnirouter.evaluate.compare import COMPARE_TABLE_STEM, save_compare_table
 from omnirouter.evaluate.model_file import step_checkpoints
 from omnirouter.evaluate.suite import default_eval_sets
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
@@ -62,6 +62,7 @@ from omnirouter.report.experiment_page import (
     build_page,
     write_report,
 )
+from omnirouter.report.tables import write_compare_pages
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,8 @@ def compare_stage(
         return
 
     with ledger.run("compare", "compare", reason):
-        write_compare_table(compare_seed_means(config, runs), report_dir)
+        table = compare_seed_means(config, runs)
+        write_compare_pages(table, save_compare_table(table, report_dir))
 
 
 def report_stage(

@@ -33,6 +33,7 @@ from omnirouter.evaluate.tables import EVAL_DIR, EVAL_TABLE_STEM, read_eval_tabl
 from omnirouter.experiment.config import CorpusStageConfig, ExperimentConfig, PlannedRun
 from omnirouter.experiment.training_runs import newest_checkpoint_time
 from omnirouter.model.config import Family
+from omnirouter.report.tables import write_eval_table_pages, write_sweep_page
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def evaluate_run(run: PlannedRun, sets: Sequence[str], device: str) -> Path:
         ["omnirouter", "eval", str(run.exp_dir), "--sets", ",".join(sets), "--device", device]
     )
     result = evaluate_checkpoint(run.exp_dir, sets, device=device, command=command)
+    write_eval_table_pages(result.table, result.table_files)
     return result.table_files.json
 
 
@@ -311,7 +313,7 @@ def proposals_pending(config: ExperimentConfig, run: PlannedRun) -> str | None:
 
 def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) -> Path:
     """The proposal sweep of one run; returns its sweep.json."""
-    from omnirouter.evaluate.proposal_sweep import SWEEP_STEM, sweep_checkpoint
+    from omnirouter.evaluate.proposal_sweep import sweep_checkpoint
 
     settings = config.proposals
     directory = proposal_dir(config, run)
@@ -322,7 +324,7 @@ def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) 
     command += ["--proposal-mode", settings.mode.value]
     command += ["--proposal-aggregate", settings.aggregate.value]
     command += ["--proposal-seed", str(settings.seed), "--out", str(directory)]
-    sweep_checkpoint(
+    sweep, saved = sweep_checkpoint(
         run.exp_dir,
         settings.counts,
         settings.proposal_config(),
@@ -332,5 +334,6 @@ def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) 
         normalizer_name=config.analysis.normalizer,
         command=shlex.join(command),
     )
+    write_sweep_page(sweep, directory)
     _write_stamp(directory, _proposal_fingerprint(config, run), [run])
-    return directory / f"{SWEEP_STEM}.json"
+    return saved

@@ -14,17 +14,19 @@ from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.set_report import set_files
 from omnirouter.evaluate.tables import EVAL_DIR
 from omnirouter.evaluate.word_frequency import (
+    SetWordFrequency,
     errors_by_frequency,
     rescore_recognitions,
+    save_word_frequency,
     training_word_counts,
-    write_word_frequency,
 )
 
 
 def word_errors_of_experiment(
     experiment: Path, sets: Sequence[str] | None = None, corpus_dir: str | None = None
-) -> Path:
-    """Write EXP/eval/word-frequency.{md,json}; returns the Markdown file."""
+) -> tuple[list[SetWordFrequency], Path]:
+    """The word errors of the experiment's scored sets by training frequency, saved as
+    EXP/eval/word-frequency.json; returns them and that file."""
     config_path, eval_dir = experiment / RUN_CONFIG_FILE, experiment / EVAL_DIR
     if not config_path.is_file():
         raise FileNotFoundError(
@@ -60,8 +62,7 @@ def word_errors_of_experiment(
         )
         for name in names
     ]
-    markdown, _ = write_word_frequency(results, str(experiment), eval_dir)
-    return markdown
+    return results, save_word_frequency(results, str(experiment), eval_dir)
 
 
 def _scored_sets(eval_dir: Path) -> list[str]:
