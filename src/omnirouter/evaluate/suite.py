@@ -22,6 +22,7 @@ import torch
 
 import omnirouter
 from omnirouter.data.corpus import read_corpus_info
+from omnirouter.data.loader import build_eval_loader, eval_cuts, evaluation_set_names
 from omnirouter.evaluate.model_file import LoadedModel, load_inference_model
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, TextNormalizer, get_normalizer
 from omnirouter.evaluate.proposals import ProposalConfig
@@ -118,7 +119,6 @@ def evaluate_sets(
 
 def default_eval_sets(data_config: DataConfig) -> list[str]:
     """The dev set, then the configured test sets (all of the corpus's test sets if none)."""
-    from omnirouter.data.loader import evaluation_set_names
 
     corpus = read_corpus_info(data_config.corpus_dir)
     dev = [data_config.dev_set] if data_config.dev_set in corpus.set_names() else []
@@ -177,7 +177,6 @@ def load_eval_sets(
 ) -> tuple[DataConfig, list[EvalSet]]:
     """The model's data config (with any overrides) and the loaders of `sets` (default: the
     dev set and the test sets); an unknown set name is an error naming it."""
-    from omnirouter.data.loader import build_eval_loader, eval_cuts
 
     data_config = _override_data_config(loaded.data_config, corpus_dir, max_duration)
     corpus = read_corpus_info(data_config.corpus_dir)

@@ -20,7 +20,8 @@ from omnirouter.analysis.experiment_summary import (
     SeedValues,
     count_spikes,
 )
-from omnirouter.analysis.summary import SummaryConfig
+from omnirouter.analysis.results import load_results
+from omnirouter.analysis.summary import SummaryConfig, summarize
 from omnirouter.analysis.training import loss_curve_of
 from omnirouter.data.tokenizer import Tokenizer
 from omnirouter.evaluate.compare import CompareTable, compare_tables
@@ -138,8 +139,6 @@ def summarize_model(
 
 def routing_numbers(directory: Path, config: SummaryConfig) -> dict[str, RoutingNumbers]:
     """The routing numbers of every MoE model of an analysis directory, by model name."""
-    from omnirouter.analysis.results import load_results
-    from omnirouter.analysis.summary import summarize
 
     numbers = {}
     for model in load_results(directory).moe_models:

@@ -23,14 +23,25 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from omnirouter.analysis.analyze import STATISTICS_FILE
+from omnirouter.analysis.experiments import load_subject
+from omnirouter.analysis.measure import measure
+from omnirouter.analysis.results import RESULTS_FILE, save_results
 from omnirouter.config import config_to_dict, load_config
 from omnirouter.data.corpus import CORPUS_INFO_FILE, CorpusInfo, cuts_path, read_corpus_info
 from omnirouter.data.features import FeatureConfig, stored_settings
-from omnirouter.data.prepare import store_corpus_features
+from omnirouter.data.prepare import store_corpus_features, train_corpus_tokenizer
+from omnirouter.data.synth.build import build_corpus
+from omnirouter.data.synth.config import SynthConfig
 from omnirouter.data.tokenizer import MODEL_FILE
 from omnirouter.errors import OmnirouterError
+from omnirouter.evaluate.proposal_sweep import SWEEP_STEM, sweep_checkpoint
+from omnirouter.evaluate.suite import evaluate_checkpoint
 from omnirouter.evaluate.tables import EVAL_DIR, EVAL_TABLE_STEM, read_eval_table
 from omnirouter.experiment.config import CorpusStageConfig, ExperimentConfig, PlannedRun
+from omnirouter.experiment.routing import write_outputs
 from omnirouter.experiment.training_runs import newest_checkpoint_time
 from omnirouter.model.config import Family
 from omnirouter.report.tables import write_eval_table_pages, write_sweep_page
@@ -69,8 +80,6 @@ def corpus_pending(corpus_dir: Path, sets: Sequence[str]) -> str | None:
 
 def build_experiment_corpus(config: CorpusStageConfig, sets: Sequence[str]) -> CorpusInfo:
     """Build (or complete) the corpus from the synth config; fail if sets are still missing."""
-    from omnirouter.data.synth.build import build_corpus
-    from omnirouter.data.synth.config import SynthConfig
 
     corpus_dir = Path(config.corpus_dir)
     if not config.synth_config:
@@ -91,7 +100,6 @@ def corpus_differs_from_config(config: CorpusStageConfig) -> bool:
     experiment names (it is then used as it is, with a warning)."""
     if not config.synth_config:
         return False
-    from omnirouter.data.synth.config import SynthConfig
 
     built = read_corpus_info(config.corpus_dir).extra.get("config")
     wanted = config_to_dict(load_config(SynthConfig, [config.synth_config], config.synth_overrides))
@@ -119,7 +127,6 @@ def store_features(
     """Store the sets' log-mels in this process with `jobs` torch threads (0 = one per CPU):
     Lhotse's worker processes (num_jobs > 1) took 104 s for the 6 h built-in training set on 2
     cores, one process with 2 threads 22 s."""
-    import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(jobs or os.cpu_count() or 1)
@@ -146,7 +153,6 @@ def tokenizer_pending(run: PlannedRun) -> str | None:
 
 
 def train_tokenizer(run: PlannedRun) -> Path:
-    from omnirouter.data.prepare import train_corpus_tokenizer
 
     data = run.config.data
     train_corpus_tokenizer(data.corpus_dir, data.tokenizer, data.train_sets)
@@ -176,9 +182,6 @@ def eval_pending(run: PlannedRun, sets: Sequence[str]) -> str | None:
 
 
 def evaluate_run(run: PlannedRun, sets: Sequence[str], device: str) -> Path:
-    import shlex
-
-    from omnirouter.evaluate.suite import evaluate_checkpoint
 
     command = shlex.join(
         ["omnirouter", "eval", str(run.exp_dir), "--sets", ",".join(sets), "--device", device]
@@ -209,8 +212,6 @@ def analysis_dir(config: ExperimentConfig) -> Path:
 
 
 def analysis_pending(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> str | None:
-    from omnirouter.analysis.analyze import STATISTICS_FILE
-    from omnirouter.analysis.results import RESULTS_FILE
 
     directory = analysis_dir(config)
     if not (directory / STATISTICS_FILE).is_file():
@@ -226,10 +227,6 @@ def analysis_pending(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> st
 def analyze_runs(config: ExperimentConfig, runs: Sequence[PlannedRun], command: str) -> Path:
     """`omnirouter analyze` of the runs, each named after its model rather than its directory
     (every run directory is called seed<k>)."""
-    from omnirouter.analysis.experiments import load_subject
-    from omnirouter.analysis.measure import measure
-    from omnirouter.analysis.results import save_results
-    from omnirouter.experiment.routing import write_outputs
 
     def subjects():
         for run in runs:
@@ -304,7 +301,6 @@ def _proposal_fingerprint(config: ExperimentConfig, run: PlannedRun) -> str:
 
 
 def proposals_pending(config: ExperimentConfig, run: PlannedRun) -> str | None:
-    from omnirouter.evaluate.proposal_sweep import SWEEP_STEM
 
     directory = proposal_dir(config, run)
     sweep = directory / f"{SWEEP_STEM}.json"
@@ -313,7 +309,6 @@ def proposals_pending(config: ExperimentConfig, run: PlannedRun) -> str | None:
 
 def sweep_run_proposals(config: ExperimentConfig, run: PlannedRun, device: str) -> Path:
     """The proposal sweep of one run; returns its sweep.json."""
-    from omnirouter.evaluate.proposal_sweep import sweep_checkpoint
 
     settings = config.proposals
     directory = proposal_dir(config, run)

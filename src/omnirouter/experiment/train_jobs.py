@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 
+import torch
+
 from omnirouter.experiment.config import PlannedRun
 from omnirouter.experiment.ledger import now
 from omnirouter.experiment.training_runs import RunState, train_run
@@ -121,7 +123,6 @@ def _exit() -> None:
 
 
 def _train_worker(run: PlannedRun, state: RunState, threads: int) -> tuple[str, float]:
-    import torch
 
     # force: a worker process trains several runs in turn, each logged with its own label.
     logging.basicConfig(

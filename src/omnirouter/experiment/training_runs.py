@@ -18,6 +18,7 @@ from omnirouter.config import ConfigError, config_to_dict, load_config
 from omnirouter.errors import OmnirouterError
 from omnirouter.evaluate import model_file
 from omnirouter.experiment.config import PlannedRun
+from omnirouter.train import trainer
 from omnirouter.train.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -98,13 +99,12 @@ def differing_keys(first: dict, second: dict, prefix: str = "") -> list[str]:
 
 def train_run(run: PlannedRun, state: RunState) -> RunState:
     """Train the run, or continue it from its last checkpoint; return its new state."""
-    from omnirouter.train.trainer import train
 
     if not state.started and run.exp_dir.exists():
         # Nothing to continue from; old metrics would mix with the new run's.
         log.info("removing %s: it holds no checkpoint", run.exp_dir)
         shutil.rmtree(run.exp_dir)
-    result = train(run.config, run.exp_dir, resume=state.started)
+    result = trainer.train(run.config, run.exp_dir, resume=state.started)
     if result.interrupted:
         raise TrainingInterruptedError(
             f"training of {run.label} was interrupted at step {result.step} (checkpoint "
