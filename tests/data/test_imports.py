@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from lhotse import CutSet
 
 from omnirouter.data.audio import load_audio, load_cut_audio
 from omnirouter.data.corpus import cuts_path, read_corpus_info
 from omnirouter.data.features import FeatureConfig, cut_features
 from omnirouter.data.filters import SkipReason
 from omnirouter.data.imports import import_source
-from omnirouter.data.manifests import cut_text
+from omnirouter.data.manifests import cut_text, read_manifest
 from omnirouter.data.prepare import PrepareOptions, import_corpus
 from omnirouter.data.tokenizer import Tokenizer
 from omnirouter.data.validate import CheckOptions, CorpusError, check_cut
@@ -25,7 +24,7 @@ DROP = PrepareOptions(check=CheckOptions(drop_bad=True))
 
 
 def read_cuts(corpus_dir: Path, set_name: str) -> list:
-    return list(CutSet.from_file(cuts_path(corpus_dir, set_name)))
+    return list(read_manifest(cuts_path(corpus_dir, set_name)))
 
 
 def test_tsv_import(tmp_path: Path, spoken: dict[str, Path]) -> None:
@@ -246,7 +245,8 @@ def test_stored_features_on_request(tmp_path: Path, spoken: dict[str, Path]) -> 
     table = write_tsv(tmp_path / "o.tsv", items[:1])
     info = import_corpus(corpus, "f", {"other": table}, options=options)
     assert sorted(info.extra["stored_features"]) == ["other", "test"]
-    info = import_corpus(corpus, "f", {"test": write_tsv(tmp_path / "t.tsv", items)})
+    table = write_tsv(tmp_path / "t.tsv", items)
+    info = import_corpus(corpus, "f", {"test": table}, options=PrepareOptions(replace_sets=True))
     assert sorted(info.extra["stored_features"]) == ["other"]
     assert not any(cut.has_features for cut in read_cuts(corpus, "test"))
 

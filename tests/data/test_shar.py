@@ -18,6 +18,7 @@ from omnirouter.data.audio import load_cut_audio
 from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
 from omnirouter.data.corpus import cuts_path
+from omnirouter.data.errors import SetExistsError
 from omnirouter.data.features import FeatureConfig, FeatureNormalization
 from omnirouter.data.loader import build_eval_loader, build_train_loader, eval_cuts
 from omnirouter.data.manifests import cut_text
@@ -198,17 +199,22 @@ def test_shards_are_shuffled_by_seed_and_epoch_and_a_run_resumes_exactly(
 
 
 def test_bad_set_names_and_missing_data_are_clear_errors(
-    config: DataConfig, corpus: Path, shar_dir: Path, tmp_path: Path, tokenizer: Tokenizer
+    config: DataConfig,
+    corpus: Path,
+    shar_dir: Path,
+    tmp_path: Path,
+    tokenizer: Tokenizer,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     out = tmp_path / "export"
     with pytest.raises(KeyError, match=r"has no set 'nope'; it has \['train', 'dev', 'test'\]"):
         export_shar(corpus, out, ["train", "nope"])
-    with pytest.raises(SystemExit, match="has no set 'nope'"):
-        main(["data", "shar", str(corpus), "--out", str(out), "--sets", "train,nope"])
+    assert main(["data", "shar", str(corpus), "--out", str(out), "--sets", "train,nope"]) == 2
+    assert "has no set 'nope'" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"set 'test' .* has no stored features.*--fields audio"):
         export_shar(corpus, out, ["test"], fields=SharFields.features)
     assert not out.exists()  # checked before anything is written
-    with pytest.raises(FileExistsError, match="remove it to export 'dev' again"):
+    with pytest.raises(SetExistsError, match="remove it to export 'dev' again"):
         export_shar(corpus, shar_dir, ["dev"])
     with pytest.raises(ValueError, match="holds a corpus, not a Shar export"):
         export_shar(corpus, corpus, ["dev"])

@@ -14,6 +14,7 @@ from omnirouter.data.config import DataConfig
 from omnirouter.data.corpus import cuts_path, read_corpus_info, write_corpus_info
 from omnirouter.data.features import FeatureConfig, cut_features
 from omnirouter.data.loader import eval_cuts, train_cuts
+from omnirouter.data.manifests import read_manifest
 from omnirouter.data.prepare import store_corpus_features
 from tests.corpora import espeak_corpus
 
@@ -34,7 +35,7 @@ def test_stored_features_equal_computed_ones_and_are_stored_once(small_corpus: P
     assert store_corpus_features(small_corpus, FeatureConfig()) == []  # nothing left to do
 
     stored_config = FeatureConfig(use_stored=True)
-    cuts = CutSet.from_file(cuts_path(small_corpus, "train"))
+    cuts = read_manifest(cuts_path(small_corpus, "train"))
     assert all(cut.has_features for cut in cuts)
     for cut in cuts:
         torch.testing.assert_close(
@@ -115,7 +116,7 @@ def test_stored_features_are_read_from_any_working_directory(
     espeak_corpus(Path("corpus"), 0.2, 0.1, ["en-us"])
     store_corpus_features("corpus", FeatureConfig(), ["train"])  # a relative corpus directory
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-    cut = next(iter(CutSet.from_file(root / "corpus" / "cuts_train.jsonl.gz")))
+    cut = next(iter(read_manifest(root / "corpus" / "cuts_train.jsonl.gz")))
     assert cut_features(cut, FeatureConfig(use_stored=True)).shape[1] == 80
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from lhotse import Recording
 from lhotse.cut import Cut
 
+from omnirouter.data.errors import DataError
+
 SAMPLE_RATE = 16000  # Hz; everything downstream (features, durations) assumes it
 
 
@@ -28,7 +30,7 @@ class AudioProblem(str, Enum):
     non_finite = "non_finite"  # decodes to samples of which some are NaN or infinite
 
 
-class AudioError(ValueError):
+class AudioError(DataError):
     """Audio that cannot be used; the message names the file (or utterance) and the problem."""
 
     def __init__(self, source: str, problem: AudioProblem, detail: str = "") -> None:
@@ -62,7 +64,11 @@ class AudioSamples:
 def recording_from_file(path: str | Path, recording_id: str | None = None) -> Recording:
     """A Lhotse `Recording` of a whole file (header only), or `AudioError` saying what is wrong."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as error:  # a name too long for the filesystem, say
+        raise AudioError(str(path), AudioProblem.missing, error.strerror or str(error)) from None
+    if not is_file:
         raise AudioError(str(path), AudioProblem.missing)
     try:
         recording = Recording.from_file(path, recording_id=recording_id)

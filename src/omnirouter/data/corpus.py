@@ -5,7 +5,9 @@
       cuts_<set>.jsonl.gz         one Lhotse CutSet manifest per set (train, dev, test, ...)
       ...                         audio, features, whatever the builder needs
 
-Training, evaluation and analysis find sets only through this module.
+Training, evaluation and analysis find sets only through this module. In the manifests, audio
+and features inside CORPUS_DIR are named relative to it and everything else absolutely, so the
+directory can be moved or copied whole (`omnirouter.data.manifests` writes and reads them so).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from omnirouter.data.errors import DataError, DataFileNotFoundError, UnknownNameError
 
 CORPUS_INFO_FILE = "corpus.json"
 
@@ -37,7 +41,9 @@ class CorpusInfo:
         for info in self.sets:
             if info.name == name:
                 return info
-        raise KeyError(f"corpus {self.name!r} has no set {name!r}; it has {self.set_names()}")
+        raise UnknownNameError(
+            f"corpus {self.name!r} has no set {name!r}; it has {self.set_names()}"
+        )
 
     def set_names(self, role: str | None = None) -> list[str]:
         return [info.name for info in self.sets if role is None or info.role == role]
@@ -51,7 +57,7 @@ def existing_cuts_path(corpus_dir: str | Path, set_name: str) -> Path:
     """`cuts_path`, checked to exist (corpus.json may list a set whose cuts were deleted)."""
     path = cuts_path(corpus_dir, set_name)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataFileNotFoundError(
             f"{path}: corpus.json lists set {set_name!r} but its cuts are missing"
         )
     return path
@@ -67,10 +73,13 @@ def write_corpus_info(corpus_dir: str | Path, info: CorpusInfo) -> Path:
 def read_corpus_info(corpus_dir: str | Path) -> CorpusInfo:
     path = Path(corpus_dir) / CORPUS_INFO_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataFileNotFoundError(
             f"{path} not found: is {corpus_dir} a prepared corpus? "
             "Build one with `omnirouter data synth` or `omnirouter data prepare`."
         )
-    raw = json.loads(path.read_text())
-    sets = tuple(SetInfo(**entry) for entry in raw.pop("sets"))
-    return CorpusInfo(sets=sets, **raw)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        sets = tuple(SetInfo(**entry) for entry in raw.pop("sets"))
+        return CorpusInfo(sets=sets, **raw)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise DataError(f"{path}: not a corpus description ({error})") from None

@@ -34,11 +34,11 @@ from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 
 from omnirouter.data.batch import Batch
 from omnirouter.data.config import DataConfig
-from omnirouter.data.corpus import CorpusInfo, existing_cuts_path, read_corpus_info
+from omnirouter.data.corpus import CorpusInfo, read_corpus_info
 from omnirouter.data.dataset import AsrDataset, BatchRequest, LoadedBatch
 from omnirouter.data.features import check_stored_settings, stored_feature_records
 from omnirouter.data.filters import SkipReason, UtteranceLimits, utterance_problem
-from omnirouter.data.manifests import cut_text
+from omnirouter.data.manifests import cut_text, read_manifest, read_set_cuts
 from omnirouter.data.shar import read_shar, read_shar_info, set_shard_epoch
 from omnirouter.data.tokenizer import Tokenizer
 
@@ -286,13 +286,14 @@ def build_eval_loader(
     its Shar export when config.shar_dir is set)."""
     if not isinstance(cuts, CutSet):
         path = Path(cuts)
-        cuts = CutSet.from_file(path) if path.is_file() else eval_cuts(config, str(cuts))
+        cuts = read_manifest(path) if path.is_file() else eval_cuts(config, str(cuts))
     dataset = AsrDataset(tokenizer, config.features, config.spec_augment, seed=0, training=False)
     return EvalLoader(cuts, dataset, config.max_duration, config.num_workers)
 
 
 def eval_cuts(config: DataConfig, set_name: str) -> CutSet:
-    """The cuts of one set of the corpus (read lazily); KeyError lists the corpus's sets."""
+    """The cuts of one set of the corpus (read lazily); UnknownNameError (a KeyError) lists the
+    corpus's sets."""
     info = _corpus_info(config, [set_name])
     _check_stored_features(config, info, [set_name])
     return _read_sets(config, [set_name])
@@ -318,7 +319,8 @@ def train_cuts(
 
 
 def _corpus_info(config: DataConfig, set_names: Sequence[str]) -> CorpusInfo:
-    """corpus.json of the corpus, or of its Shar export; KeyError if a set is not listed."""
+    """corpus.json of the corpus, or of its Shar export; UnknownNameError if a set is not
+    listed."""
     if config.shar_dir is not None:
         return read_shar_info(config.shar_dir, set_names)
     info = read_corpus_info(config.corpus_dir)
@@ -352,8 +354,7 @@ def _read_sets(
             audio_required=with_data and not config.features.use_stored,
             shuffle_seed=shuffle_seed,
         )
-    paths = [existing_cuts_path(config.corpus_dir, name) for name in set_names]
-    return CutSet.from_files(paths, shuffle_iters=False)
+    return read_set_cuts(config.corpus_dir, set_names)
 
 
 class _Once(torch.utils.data.Sampler):

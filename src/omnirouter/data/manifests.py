@@ -3,18 +3,27 @@
 Every builder of real data (the Lhotse recipes, the TSV/JSONL/Kaldi imports) ends here: one
 utterance per cut, audio referenced where it lies (never copied), resampled lazily to 16 kHz,
 written as `cuts_<set>.jsonl.gz` with the sets listed in `corpus.json`.
+
+Paths in the manifests: audio files and stored features inside the corpus directory are written
+relative to it, all others absolute (`portable_paths`), so the directory can be moved or copied
+whole; whatever reads a set's cuts to use their data reads them through `read_set_cuts` or
+`read_manifest`, which take relative paths from the manifest's directory.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from lhotse import CutSet, RecordingSet, SupervisionSet
-from lhotse.cut import Cut
+from lhotse.cut import Cut, MixedCut
+from lhotse.cut.data import DataCut
 from lhotse.qa import fix_manifests
+from lhotse.utils import fastcopy
 from tqdm import tqdm
 
 from omnirouter.data.audio import SAMPLE_RATE
@@ -23,9 +32,11 @@ from omnirouter.data.corpus import (
     CorpusInfo,
     SetInfo,
     cuts_path,
+    existing_cuts_path,
     read_corpus_info,
     write_corpus_info,
 )
+from omnirouter.data.errors import DataError
 from omnirouter.data.features import STORED_FEATURES_EXTRA
 
 log = logging.getLogger(__name__)
@@ -118,7 +129,7 @@ def write_corpus(
             }
     for prepared in sets:
         if prepared.role not in ROLES:
-            raise ValueError(f"set {prepared.name!r}: role {prepared.role!r} is not one of {ROLES}")
+            raise DataError(f"set {prepared.name!r}: role {prepared.role!r} is not one of {ROLES}")
         set_infos[prepared.name] = _write_set(corpus_dir, prepared)
         if prepared.report:
             reports = dict(merged_extra.get("sets", {}))  # type: ignore[arg-type]
@@ -146,11 +157,11 @@ def _write_set(corpus_dir: Path, prepared: PreparedSet) -> SetInfo:
     seconds = 0.0
     with CutSet.open_writer(path) as writer:
         for cut in tqdm(prepared.cuts, desc=f"writing {prepared.name}", leave=False):
-            writer.write(cut)
+            writer.write(portable_paths(cut, corpus_dir))
             num_utterances += 1
             seconds += cut.duration
     if num_utterances == 0:
-        raise ValueError(f"set {prepared.name!r} has no utterances left to write to {path}")
+        raise DataError(f"set {prepared.name!r} has no utterances left to write to {path}")
     log.info("%s: %d utterances, %.2f h -> %s", prepared.name, num_utterances, seconds / 3600, path)
     return SetInfo(
         name=prepared.name,
@@ -165,3 +176,62 @@ def _existing_info(corpus_dir: Path) -> CorpusInfo | None:
     if not (corpus_dir / CORPUS_INFO_FILE).is_file():
         return None
     return read_corpus_info(corpus_dir)
+
+
+def read_set_cuts(corpus_dir: str | Path, set_names: Sequence[str]) -> CutSet:
+    """The cuts of sets of a corpus, read lazily one set after another in the given order, with
+    the relative paths of their audio and features taken from the corpus directory."""
+    paths = [existing_cuts_path(corpus_dir, name) for name in set_names]
+    cuts = CutSet.from_files(paths, shuffle_iters=False)
+    return cuts.map(partial(resolved_paths, corpus_dir=Path(os.path.abspath(corpus_dir))))
+
+
+def read_manifest(path: str | Path) -> CutSet:
+    """The cuts of one manifest file, read lazily, with relative paths of their audio and
+    features taken from the file's directory (for `cuts_<set>.jsonl.gz`: the corpus's)."""
+    directory = Path(os.path.abspath(path)).parent
+    return CutSet.from_jsonl_lazy(path).map(partial(resolved_paths, corpus_dir=directory))
+
+
+def portable_paths(cut: Cut, corpus_dir: str | Path) -> Cut:
+    """The cut with each audio file and feature store inside `corpus_dir` named relative to it
+    and every other one absolute (a relative path is taken from the working directory)."""
+    return _renamed(cut, partial(_portable_path, corpus_dir=Path(os.path.abspath(corpus_dir))))
+
+
+def resolved_paths(cut: Cut, corpus_dir: str | Path) -> Cut:
+    """The cut with its relative audio and feature paths taken from `corpus_dir`, where
+    `portable_paths` wrote them relative to; absolute paths stay as they are."""
+    return _renamed(cut, partial(_path_in, corpus_dir=Path(os.path.abspath(corpus_dir))))
+
+
+def _renamed(cut: Cut, rename: Callable[[str], str]) -> Cut:
+    """The cut with `rename` applied to its audio file paths and its feature storage path."""
+    if isinstance(cut, MixedCut):
+        tracks = [fastcopy(track, cut=_renamed(track.cut, rename)) for track in cut.tracks]
+        return fastcopy(cut, tracks=tracks)
+    if not isinstance(cut, DataCut):  # a padding cut names no file
+        return cut
+    if cut.has_recording:
+        sources = [
+            fastcopy(source, source=rename(source.source)) if source.type == "file" else source
+            for source in cut.recording.sources
+        ]
+        cut = fastcopy(cut, recording=fastcopy(cut.recording, sources=sources))
+    storage = cut.features.storage_path if cut.has_features else ""
+    if storage and "://" not in storage:  # a local directory or file, not a URL
+        cut = fastcopy(cut, features=fastcopy(cut.features, storage_path=rename(storage)))
+    return cut
+
+
+def _portable_path(path: str, corpus_dir: Path) -> str:
+    absolute = Path(os.path.abspath(path))
+    # As written first; then with links resolved, for a corpus reached through a symlink.
+    for inner, outer in ((absolute, corpus_dir), (absolute.resolve(), corpus_dir.resolve())):
+        if inner.is_relative_to(outer):
+            return inner.relative_to(outer).as_posix()
+    return str(absolute)
+
+
+def _path_in(path: str, corpus_dir: Path) -> str:
+    return path if os.path.isabs(path) else str(corpus_dir / path)

@@ -1,12 +1,16 @@
 """`omnirouter data prepare | import | tokenizer | features | shar`: real corpora and your own
-data, our layout, and its Shar export."""
+data, our layout, and its Shar export.
+
+Bad input (a missing file, a malformed table, an unknown set) raises an error of
+`omnirouter.data.errors`; the command line prints its message and exits 2 (see `omnirouter.cli`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from omnirouter.data.errors import DataError
 
 if TYPE_CHECKING:
     from omnirouter.data.corpus import CorpusInfo
@@ -49,6 +53,7 @@ def _add_prepare(data_subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument(
         "--audio-root", help="libriheavy: the directory holding download/librilight"
     )
+    _add_replace_option(prepare)
     _add_check_options(prepare)
     prepare.set_defaults(run=_run_prepare)
 
@@ -73,6 +78,7 @@ def _add_import(data_subparsers: argparse._SubParsersAction) -> None:
     )
     importer.add_argument("--role", action="append", default=[], metavar="NAME=ROLE")
     importer.add_argument("--name", default="imported", help="corpus name in corpus.json")
+    _add_replace_option(importer)
     _add_check_options(importer)
     importer.set_defaults(run=_run_import)
 
@@ -117,8 +123,7 @@ def _run_features(args: argparse.Namespace) -> int:
     from omnirouter.data.prepare import store_corpus_features
 
     config = load_config(FeatureConfig, overrides=args.settings)  # ConfigError names the key
-    with _errors_as_messages():
-        stored = store_corpus_features(args.corpus_dir, config, args.sets, args.num_jobs)
+    stored = store_corpus_features(args.corpus_dir, config, args.sets, args.num_jobs)
     print(f"stored: {', '.join(stored)}" if stored else "every set was already stored")
     return 0
 
@@ -153,8 +158,7 @@ def _run_shar(args: argparse.Namespace) -> int:
 
     sets = [name for value in args.sets for name in value.split(",") if name]
     fields = SharFields(args.fields) if args.fields else None
-    with _errors_as_messages():
-        info = export_shar(args.corpus_dir, args.out, sets, args.shard_size, fields)
+    info = export_shar(args.corpus_dir, args.out, sets, args.shard_size, fields)
     exported = info.extra[SHAR_EXTRA]
     print(f"{args.out}: Shar export of corpus {info.name!r}")
     for set_info in info.sets:
@@ -162,6 +166,15 @@ def _run_shar(args: argparse.Namespace) -> int:
         shards = len(entry["shards"]["cuts"])
         print(f"  {set_info.name:<32} {set_info.role:<5} {entry['fields']:<8} {shards:>6} shards")
     return 0
+
+
+def _add_replace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace sets the corpus already has (else that is an error); the corpus's "
+        "tokenizers trained on their old text are removed, and trained again when next needed",
+    )
 
 
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
@@ -200,7 +213,12 @@ def _prepare_options(args: argparse.Namespace) -> PrepareOptions:
         tokenizer=args.tokenizer,
         speech_rate=speech_rate,
     )
-    return PrepareOptions(check=check, store_features=args.store_features, num_jobs=args.num_jobs)
+    return PrepareOptions(
+        check=check,
+        store_features=args.store_features,
+        num_jobs=args.num_jobs,
+        replace_sets=args.replace,
+    )
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -208,9 +226,9 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     for value in values:
         key, equals, rest = value.partition("=")
         if not equals or not key or not rest:
-            raise SystemExit(f"{flag} {value!r}: expected KEY=VALUE")
+            raise DataError(f"{flag} {value!r}: expected KEY=VALUE")
         if key in pairs:
-            raise SystemExit(f"{flag} {key!r} given twice")
+            raise DataError(f"{flag} {key!r} given twice")
         pairs[key] = rest
     return pairs
 
@@ -218,17 +236,16 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 def _run_prepare(args: argparse.Namespace) -> int:
     from omnirouter.data.prepare import prepare_corpus
 
-    with _errors_as_messages():
-        info = prepare_corpus(
-            args.corpus,
-            args.source_dir,
-            args.corpus_dir,
-            parts=args.parts,
-            recipe_options=_pairs(args.option, "--option"),
-            prefix=args.prefix,
-            audio_root=args.audio_root,
-            options=_prepare_options(args),
-        )
+    info = prepare_corpus(
+        args.corpus,
+        args.source_dir,
+        args.corpus_dir,
+        parts=args.parts,
+        recipe_options=_pairs(args.option, "--option"),
+        prefix=args.prefix,
+        audio_root=args.audio_root,
+        options=_prepare_options(args),
+    )
     _summarise(info, args.corpus_dir)
     return 0
 
@@ -236,14 +253,13 @@ def _run_prepare(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from omnirouter.data.prepare import import_corpus
 
-    with _errors_as_messages():
-        info = import_corpus(
-            args.corpus_dir,
-            args.name,
-            _pairs(args.sets, "--set"),
-            roles=_pairs(args.role, "--role"),
-            options=_prepare_options(args),
-        )
+    info = import_corpus(
+        args.corpus_dir,
+        args.name,
+        _pairs(args.sets, "--set"),
+        roles=_pairs(args.role, "--role"),
+        options=_prepare_options(args),
+    )
     _summarise(info, args.corpus_dir)
     return 0
 
@@ -252,21 +268,10 @@ def _run_tokenizer(args: argparse.Namespace) -> int:
     from omnirouter.data.prepare import train_corpus_tokenizer
     from omnirouter.data.tokenizer import TokenizerConfig
 
-    with _errors_as_messages():
-        config = TokenizerConfig(args.vocab_size, args.model_type, path=args.out)
-        tokenizer = train_corpus_tokenizer(args.corpus_dir, config, args.sets, seed=args.seed)
+    config = TokenizerConfig(args.vocab_size, args.model_type, path=args.out)
+    tokenizer = train_corpus_tokenizer(args.corpus_dir, config, args.sets, seed=args.seed)
     print(f"{tokenizer.model_path} ({tokenizer.vocab_size} pieces, blank = 0)")
     return 0
-
-
-@contextlib.contextmanager
-def _errors_as_messages() -> Iterator[None]:
-    """Bad input ends the command with its message (naming file and problem), not a traceback."""
-    try:
-        yield
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as error:  # CorpusError, ...
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        raise SystemExit(f"error: {message}") from None
 
 
 def _summarise(info: CorpusInfo, corpus_dir: str) -> None:

@@ -26,6 +26,7 @@ from lhotse.cut import Cut
 from lhotse.utils import fastcopy
 
 from omnirouter.data.audio import SAMPLE_RATE
+from omnirouter.data.errors import DataError, DataFileNotFoundError, UnknownNameError
 from omnirouter.data.manifests import PreparedSet, cuts_from_manifests, role_from_name, set_name
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _stage_voxpopuli_table(source_dir: Path, scratch: Path, kwargs: Mapping[str,
         if candidate.is_file():
             shutil.copy2(candidate, scratch / table)
             return
-    raise FileNotFoundError(
+    raise DataFileNotFoundError(
         f"{source_dir}: VoxPopuli's transcript table {table} is missing; put it in {source_dir} "
         "(it is distributed beside the audio: nothing is downloaded here)"
     )
@@ -139,11 +140,11 @@ def recipe_sets(
     arguments for the Lhotse function, values written as YAML ("mic=sdm", "num_jobs=4").
     """
     if name not in RECIPES:
-        raise KeyError(f"unknown corpus {name!r}; known: {sorted(RECIPES)} and libriheavy")
+        raise UnknownNameError(f"unknown corpus {name!r}; known: {sorted(RECIPES)} and libriheavy")
     recipe = RECIPES[name]
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
-        raise FileNotFoundError(f"{source_dir}: no such corpus directory")
+        raise DataFileNotFoundError(f"{source_dir}: no such corpus directory")
     kwargs = _arguments(recipe, options or {}, parts, num_jobs)
     scratch = Path(corpus_dir) / "lhotse" / name
     scratch.mkdir(parents=True, exist_ok=True)  # some recipes (tedlium) do not create it
@@ -167,7 +168,7 @@ def recipe_sets(
         )
     if not prepared:
         found = ["_".join(path) for path, _, _ in manifests]
-        raise ValueError(f"{source_dir}: none of the parts {list(parts)} found; found {found}")
+        raise DataError(f"{source_dir}: none of the parts {list(parts)} found; found {found}")
     return prepared
 
 
@@ -183,7 +184,7 @@ def libriheavy_sets(
     manifest_dir, audio_root = Path(manifest_dir), Path(audio_root)
     paths = sorted(manifest_dir.glob("libriheavy_cuts_*.jsonl.gz"))
     if not paths:
-        raise FileNotFoundError(f"{manifest_dir}: no libriheavy_cuts_*.jsonl.gz manifests")
+        raise DataFileNotFoundError(f"{manifest_dir}: no libriheavy_cuts_*.jsonl.gz manifests")
     prepared = []
     for path in paths:
         part = path.name.removeprefix("libriheavy_cuts_").removesuffix(".jsonl.gz")
@@ -195,7 +196,7 @@ def libriheavy_sets(
         description = f"Libriheavy {part} (LibriLight audiobooks)"
         prepared.append(PreparedSet(set_name("libriheavy", part), role, cuts, description))
     if not prepared:
-        raise ValueError(f"{manifest_dir}: none of the parts {list(parts)} found")
+        raise DataError(f"{manifest_dir}: none of the parts {list(parts)} found")
     return prepared
 
 
@@ -221,7 +222,7 @@ def _arguments(
     for key, text in options.items():
         if key not in parameters or key in ("output_dir", next(iter(parameters))):
             usable = [p for p in list(parameters)[1:] if p != "output_dir"]
-            raise ValueError(f"{recipe.prepare.__name__} has no option {key!r}; it takes {usable}")
+            raise DataError(f"{recipe.prepare.__name__} has no option {key!r}; it takes {usable}")
         kwargs[key] = yaml.safe_load(text)
     return kwargs
 

@@ -35,7 +35,14 @@ from omnirouter.data.corpus import (
     read_corpus_info,
     write_corpus_info,
 )
+from omnirouter.data.errors import (
+    DataError,
+    DataFileNotFoundError,
+    SetExistsError,
+    UnknownNameError,
+)
 from omnirouter.data.features import STORED_FEATURES_EXTRA, stored_feature_records
+from omnirouter.data.manifests import read_manifest
 
 SHAR_EXTRA = "shar"  # corpus.json `extra` key: set name -> {"fields": ..., "shards": ...}
 
@@ -70,7 +77,7 @@ def export_shar(
     A set directory that already exists is an error (remove it to export the set again).
     """
     if shard_size < 1:
-        raise ValueError(f"shard size {shard_size}: need at least 1 utterance per shard")
+        raise DataError(f"shard size {shard_size}: need at least 1 utterance per shard")
     shar_dir = Path(shar_dir)
     info = read_corpus_info(corpus_dir)
     names = list(dict.fromkeys(sets)) or info.set_names()
@@ -78,7 +85,7 @@ def export_shar(
     exported = _existing_export(shar_dir, info)  # every problem before a shard is written
     for name in names:
         if (shar_dir / name).exists():
-            raise FileExistsError(f"{shar_dir / name} exists: remove it to export {name!r} again")
+            raise SetExistsError(f"{shar_dir / name} exists: remove it to export {name!r} again")
     for name in names:
         shards = _write_set(
             existing_cuts_path(corpus_dir, name), shar_dir, name, chosen[name], shard_size
@@ -94,9 +101,10 @@ def export_shar(
 
 
 def read_shar_info(shar_dir: str | Path, set_names: Sequence[str] = ()) -> CorpusInfo:
-    """corpus.json of a Shar export, checked to list `set_names` (KeyError says what to do)."""
+    """corpus.json of a Shar export, checked to list `set_names` (UnknownNameError says what
+    to do)."""
     if not (Path(shar_dir) / CORPUS_INFO_FILE).is_file():
-        raise FileNotFoundError(
+        raise DataFileNotFoundError(
             f"{Path(shar_dir) / CORPUS_INFO_FILE} not found: is {shar_dir} a Shar export? "
             f"Write one with `omnirouter data shar CORPUS_DIR --out {shar_dir}`."
         )
@@ -104,7 +112,7 @@ def read_shar_info(shar_dir: str | Path, set_names: Sequence[str] = ()) -> Corpu
     exported = info.extra.get(SHAR_EXTRA, {})
     for name in set_names:
         if name not in exported:
-            raise KeyError(
+            raise UnknownNameError(
                 f"{shar_dir} holds Shar exports of sets {sorted(exported)}, not of {name!r}: "
                 f"`omnirouter data shar CORPUS_DIR --out {shar_dir} --sets {name}`"
             )
@@ -130,7 +138,7 @@ def read_shar(
     if audio_required:
         for name, entry in zip(set_names, entries):
             if "recording" not in entry["shards"]:
-                raise ValueError(
+                raise DataError(
                     f"set {name!r} of {shar_dir} holds stored features only: set "
                     "data.features.use_stored=true, or export its audio too (--fields both)"
                 )
@@ -139,7 +147,7 @@ def read_shar(
         read_fields = sorted(entries[0]["shards"])
         if any(sorted(entry["shards"]) != read_fields for entry in entries):
             kinds = {name: entry["fields"] for name, entry in zip(set_names, entries)}
-            raise ValueError(f"sets read together must be exported alike; in {shar_dir}: {kinds}")
+            raise DataError(f"sets read together must be exported alike; in {shar_dir}: {kinds}")
     shards = {
         field: [str(Path(shar_dir) / path) for entry in entries for path in entry["shards"][field]]
         for field in read_fields
@@ -165,14 +173,14 @@ def set_shard_epoch(cuts: CutSet, epoch: int) -> None:
 def _set_fields(
     corpus_dir: str | Path, info: CorpusInfo, name: str, asked: SharFields | None
 ) -> SharFields:
-    info.set(name)  # KeyError lists the corpus's sets
+    info.set(name)  # UnknownNameError lists the corpus's sets
     has_features = name in stored_feature_records(info.extra) and all(
         cut.has_features for cut in CutSet.from_jsonl_lazy(existing_cuts_path(corpus_dir, name))
     )
     if asked is None:
         return SharFields.features if has_features else SharFields.audio
     if asked is not SharFields.audio and not has_features:
-        raise ValueError(
+        raise DataError(
             f"set {name!r} of {corpus_dir} has no stored features to export: store them "
             f"first (omnirouter data features {corpus_dir} --sets {name}) or export its "
             "audio (--fields audio)"
@@ -186,13 +194,13 @@ def _write_set(
     """Shards of one set; returns field -> shard paths relative to shar_dir."""
     set_dir = shar_dir / name
     set_dir.mkdir(parents=True)
-    cuts = CutSet.from_jsonl_lazy(cuts_file)
+    cuts = read_manifest(cuts_file)
     with SharWriter(set_dir, fields=_WRITER_FIELDS[fields], shard_size=shard_size) as writer:
         for cut in tqdm(cuts, desc=f"shar {name} ({fields.value})", unit=" utts"):
             try:
                 writer.write(_only(cut, fields))
             except Exception as error:  # Lhotse reports unreadable audio in its own types
-                raise ValueError(f"{cut.id} in {describe_source(cut)}: {error}") from error
+                raise DataError(f"{cut.id} in {describe_source(cut)}: {error}") from error
     return {
         field: [Path(path).relative_to(shar_dir).as_posix() for path in paths]
         for field, paths in writer.output_paths.items()
@@ -213,7 +221,7 @@ def _existing_export(shar_dir: Path, corpus: CorpusInfo) -> CorpusInfo:
         return CorpusInfo(name=corpus.name, sets=(), description=corpus.description)
     existing = read_corpus_info(shar_dir)
     if SHAR_EXTRA not in existing.extra:  # its corpus.json must not be overwritten
-        raise ValueError(f"{shar_dir} holds a corpus, not a Shar export: choose another --out")
+        raise DataError(f"{shar_dir} holds a corpus, not a Shar export: choose another --out")
     return existing
 
 

@@ -14,11 +14,13 @@ import os
 import random
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
+
+from omnirouter.data.errors import DataError, DataFileNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def normalize_transcript(text: str) -> str:
     return " ".join(text.split())
 
 
-class TokenizerError(ValueError):
+class TokenizerError(DataError):
     """A vocabulary that cannot be trained, or text it cannot represent."""
 
 
@@ -67,9 +69,9 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if self.model_type not in ("unigram", "bpe"):
-            raise ValueError(f"tokenizer.model_type={self.model_type!r}: use unigram or bpe")
+            raise DataError(f"tokenizer.model_type={self.model_type!r}: use unigram or bpe")
         if self.vocab_size < 3:
-            raise ValueError("tokenizer.vocab_size must be >= 3 (blank, <unk>, one piece)")
+            raise DataError("tokenizer.vocab_size must be >= 3 (blank, <unk>, one piece)")
 
     def directory(self, corpus_dir: str | Path) -> Path:
         if self.path is not None:
@@ -94,7 +96,7 @@ class Tokenizer:
         path = Path(path)
         model_path = path / MODEL_FILE if path.is_dir() else path
         if not model_path.is_file():
-            raise FileNotFoundError(
+            raise DataFileNotFoundError(
                 f"no tokenizer at {model_path}: train one with `omnirouter data tokenizer`"
             )
         return cls(model_path)
@@ -108,8 +110,10 @@ class Tokenizer:
         model_type: str = "unigram",
         max_sentences: int = 2_000_000,
         seed: int = 0,
+        details: Mapping[str, object] | None = None,
     ) -> Tokenizer:
-        """Train on the normalised `texts`; store tokenizer.model and tokenizer.json in out_dir.
+        """Train on the normalised `texts`; store tokenizer.model and tokenizer.json in out_dir
+        (with `details` added to the json: what the texts were, say).
 
         When the text holds fewer pieces than `vocab_size`, the size is reduced to the largest
         the text supports and a warning says so; fewer than its distinct characters is an error.
@@ -130,6 +134,7 @@ class Tokenizer:
             "blank_id": 0,
             "unk_id": UNK_ID,
             "normalization": "omnirouter.data.tokenizer.normalize_transcript",
+            **(details or {}),
         }
         (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         return cls(out_dir / MODEL_FILE)

@@ -18,6 +18,7 @@ from lhotse.cut import Cut
 from tqdm import tqdm
 
 from omnirouter.data.audio import AudioError, describe_source, load_cut_audio
+from omnirouter.data.errors import DataError
 from omnirouter.data.filters import (
     AUDIO_SKIP_REASONS,
     SkipReason,
@@ -45,7 +46,7 @@ class Problem:
         return f"[{self.set_name}] {self.utterance} ({self.source}) {self.reason.value}{detail}"
 
 
-class CorpusError(ValueError):
+class CorpusError(DataError):
     """Problems found while preparing a corpus; the message lists them."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
