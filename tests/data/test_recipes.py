@@ -11,11 +11,11 @@ import soundfile
 from lhotse import CutSet
 
 from omnirouter.cli import main
+from omnirouter.cli.data_prepare import CORPUS_HELP
 from omnirouter.data.audio import load_audio, load_cut_audio
 from omnirouter.data.corpus import cuts_path, read_corpus_info
 from omnirouter.data.manifests import cut_text
 from omnirouter.data.prepare import prepare_corpus
-from omnirouter.data.prepare_cli import CORPUS_HELP
 from omnirouter.data.recipes import RECIPES
 from tests.data.conftest import SENTENCES, require_tool, sox
 

@@ -493,7 +493,7 @@ def test_rebuild_reuses_everything_and_resumes_a_killed_build(tiny_corpus_again:
 
 @pytest.mark.corpus
 def test_cli_synth_on_a_built_corpus(tiny_corpus: Path, capsys: pytest.CaptureFixture) -> None:
-    from omnirouter.data.synth import cli
+    from omnirouter.cli import data_synth as cli
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())

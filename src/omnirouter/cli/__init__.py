@@ -1,9 +1,8 @@
 """Command line: `omnirouter COMMAND ...`.
 
-The sub-commands of each area live in a module of this package (or, for the data commands, in
-`data/cli.py`), which defines `register(subparsers)`: it adds its parsers, each with
-`set_defaults(run=...)`, where `run` parses nothing more, builds a config and calls one library
-function. The library is imported inside `run`, so that `omnirouter --help` stays fast (torch
+The sub-commands of each area live in a module of this package, which defines
+`register(subparsers)`: it adds its parsers, each with `set_defaults(run=...)`, where `run`
+parses nothing more, builds a config and calls one library function. The library is imported inside `run`, so that `omnirouter --help` stays fast (torch
 and matplotlib take seconds to import). This package sits on top of the import graph: it may
 import every other package, and none imports it.
 """
@@ -24,7 +23,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (OmnirouterError, OSError, ValueE
 
 # The areas whose sub-commands the CLI offers, in the order `--help` lists them.
 AREA_MODULES: tuple[str, ...] = (
-    "omnirouter.data.cli",
+    "omnirouter.cli.data",
     "omnirouter.cli.train",
     "omnirouter.cli.evaluate",
     "omnirouter.cli.analyze",

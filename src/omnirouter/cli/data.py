@@ -7,8 +7,8 @@ import importlib
 
 # Modules that add `omnirouter data <name>` sub-commands through `register(data_subparsers)`.
 DATA_COMMAND_MODULES: tuple[str, ...] = (
-    "omnirouter.data.synth.cli",
-    "omnirouter.data.prepare_cli",
+    "omnirouter.cli.data_synth",
+    "omnirouter.cli.data_prepare",
 )
 
 
