@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from omnirouter.analysis.training import LossCurve
+from omnirouter.model.config import Family
 
 # A logged CTC loss counts as a spike when it exceeds the median of the SPIKE_WINDOW records
 # before it by more than SPIKE_FACTOR - 1 times that median AND by more than SPIKE_NOISE_MADS
@@ -105,7 +106,7 @@ class RoutingNumbers:
 @dataclass(frozen=True)
 class ModelSummary:
     name: str
-    family: str  # "dense" | "switch" | "omni"
+    family: Family
     seeds: tuple[int, ...]
     average_wer: SeedValues  # mean of the per-set WERs over the averaged sets, per seed
     set_wer: dict[str, SeedValues | None] = field(default_factory=dict)  # None: not scored

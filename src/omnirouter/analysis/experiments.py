@@ -75,7 +75,7 @@ def load_subject(experiment: str | Path, config: AnalysisConfig) -> Subject:
 
     return Subject(
         name=name,
-        family=loaded.model_config.family.value,
+        family=loaded.model_config.family,
         experiment=str(experiment_dir or experiment),
         stack_frames=loaded.model_config.stack_frames,
         cut_ids=tuple(cut.id for cut in cuts),

@@ -18,6 +18,7 @@ from omnirouter.analysis.permutation import WerEvaluation, permutation_test
 from omnirouter.analysis.records import DEFAULT_FRAME_SHIFT_SECONDS, RoutingCollector
 from omnirouter.analysis.results import AnalysisResults, ModelResult
 from omnirouter.analysis.training import LossCurve
+from omnirouter.model.config import Family
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class Subject:
     """A model ready to be measured: how to recognise the set with it, and what it is."""
 
     name: str
-    family: str  # "dense" | "switch" | "omni"
+    family: Family
     experiment: str  # where it came from, for the page ("" if nowhere)
     stack_frames: int  # feature frames per model step
     cut_ids: tuple[str, ...]  # the set's utterances, to choose the shown ones from

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from omnirouter.data.batch import Batch
+from omnirouter.model.config import Family
 from omnirouter.model.ctc_model import ModelOutput
 from omnirouter.model.frontend import stacked_lengths, valid_mask
 from omnirouter.model.routing import RoutingInfo
@@ -49,7 +50,7 @@ class RoutingRecords:
     """One model's routing over one set. Layers are MoE layers only, in depth order."""
 
     name: str  # model name shown in figures and tables
-    family: str  # "switch" | "omni" (or "dense": then there are no layers)
+    family: Family  # switch or omni (or dense: then there are no layers)
     layers: tuple[int, ...]  # 0-based block index of each MoE layer
     router_ids: tuple[int, ...]  # router of each MoE layer; equal ids = one shared router
     num_experts: int
@@ -173,7 +174,7 @@ class RoutingCollector:
                 spectrogram_TF = batch.features_BTF[index, :frames].detach().cpu().float()
                 self._spectrograms[cut_id] = spectrogram_TF.numpy()
 
-    def records(self, name: str, family: str) -> RoutingRecords:
+    def records(self, name: str, family: Family) -> RoutingRecords:
         """Everything collected so far, as records of model `name`."""
         layers = self._layers or ()
         lengths = [energy.shape[0] for energy in self._energy]
@@ -257,7 +258,7 @@ def load_records(index_path: str | Path) -> RoutingRecords:
         }
         records = RoutingRecords(
             name=index["name"],
-            family=index["family"],
+            family=Family(index["family"]),
             layers=tuple(index["layers"]),
             router_ids=tuple(index["router_ids"]),
             num_experts=int(index["num_experts"]),

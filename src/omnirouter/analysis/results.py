@@ -18,6 +18,7 @@ from omnirouter.analysis.permutation import PermutationResult
 from omnirouter.analysis.records import RoutingRecords, load_records, save_records
 from omnirouter.analysis.training import LossCurve
 from omnirouter.jsonio import ResultFileError, number, plain, read_json, write_json
+from omnirouter.model.config import Family
 
 RESULTS_FILE = "results.json"
 RECORDS_DIR = "records"
@@ -26,7 +27,7 @@ RECORDS_DIR = "records"
 @dataclass(frozen=True)
 class ModelResult:
     name: str  # unique among the analysed models
-    family: str  # "dense" | "switch" | "omni"
+    family: Family
     experiment: str  # experiment directory it came from ("" if none)
     baseline_wer: float  # fraction, on the analysed set, no routing override
     records: RoutingRecords | None  # None for a dense model
@@ -113,7 +114,7 @@ def _model_result(entry: dict[str, Any], directory: Path) -> ModelResult:
     curve = entry["loss_curve"]
     return ModelResult(
         name=name,
-        family=entry["family"],
+        family=Family(entry["family"]),
         experiment=entry["experiment"],
         baseline_wer=number(entry["baseline_wer"]),
         records=load_records(directory / entry["records"]) if entry["records"] else None,

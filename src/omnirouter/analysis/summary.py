@@ -35,6 +35,7 @@ from omnirouter.analysis.statistics import (
     relabel,
 )
 from omnirouter.jsonio import plain
+from omnirouter.model.config import Family
 
 ENERGY_PERCENTILES = (5.0, 95.0)  # the utterance's "quiet" and "loud" reference levels
 
@@ -60,7 +61,7 @@ class ContingencyPanel:
 @dataclass(frozen=True)
 class RoutingSummary:
     name: str
-    family: str
+    family: Family
     layers: tuple[int, ...]  # 0-based block indices of the MoE layers
     num_experts: int
     num_utterances: int

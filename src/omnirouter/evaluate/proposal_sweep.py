@@ -27,6 +27,7 @@ from omnirouter.evaluate.recognize import decode_features, inference_context
 from omnirouter.evaluate.suite import evaluate_sets, experiment_eval_dir, load_eval_sets
 from omnirouter.evaluate.wer import SetScore
 from omnirouter.jsonio import write_json
+from omnirouter.model.config import Family
 from omnirouter.model.ctc_model import CtcModel
 from omnirouter.model.routing import ProposalMode
 
@@ -44,7 +45,7 @@ class SweepPoint:
 @dataclass(frozen=True)
 class ProposalSweep:
     model: str
-    family: str
+    family: Family
     points: tuple[SweepPoint, ...]
     command: str = ""
     normalizer: str = ""  # the text normaliser of the scores
@@ -176,7 +177,7 @@ def sweep_checkpoint(
     )
     sweep = ProposalSweep(
         str(path),
-        loaded.model_config.family.value,
+        loaded.model_config.family,
         tuple(points),
         command,
         normalizer_name,

@@ -117,7 +117,7 @@ def summarize_model(
     moe = model.is_moe
     return ModelSummary(
         name=name,
-        family=model.family.value,
+        family=model.family,
         seeds=tuple(run.seed for run in runs),
         average_wer=average_rates(tables, "wer"),
         set_wer=set_rates(tables, "wer"),

@@ -11,6 +11,9 @@ class Family(str, Enum):
     switch = "switch"  # E expert FFNs per MoE block, one router per MoE layer
     omni = "omni"  # E expert FFNs per MoE block, ONE router shared by every MoE layer
 
+    def __str__(self) -> str:  # "omni", not "Family.omni", in tables and f-strings
+        return self.value
+
 
 class PositionEncoding(str, Enum):
     sinusoidal = "sinusoidal"  # absolute sin/cos positions (Vaswani et al. 2017)

@@ -15,6 +15,7 @@ from typing import Any
 
 from omnirouter.analysis.records import RoutingRecords
 from omnirouter.jsonio import plain
+from omnirouter.model.config import Family
 from omnirouter.offload.cache import CacheStats, Eviction, Scope, simulate
 from omnirouter.offload.predict import PREDICTORS, predictions
 
@@ -27,7 +28,7 @@ OFFLOAD_FIGURE = "offload_hit_rate.png"
 @dataclass(frozen=True)
 class PolicyResult:
     model: str
-    family: str
+    family: Family
     scope: str  # "per-layer" | "global"
     slots_per_layer: int  # the global cache holds slots_per_layer · L experts in all
     policy: str  # one of POLICIES
@@ -118,7 +119,7 @@ def from_document(document: dict[str, Any]) -> OffloadStudy:
         tuple(
             PolicyResult(
                 entry["model"],
-                entry["family"],
+                Family(entry["family"]),
                 entry["scope"],
                 int(entry["slots_per_layer"]),
                 entry["policy"],
