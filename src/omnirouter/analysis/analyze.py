@@ -40,11 +40,13 @@ def measure_routing(
     out_dir: str | Path | None = None,
     from_records: bool = False,
     command: str = "",
+    area: str = "analysis",
 ) -> tuple[AnalysisResults, Path]:
     """Measure the model of `experiment` (and those of `compare`) on `config.set_name` and save
-    the results; with `from_records`, read a previous run's saved results instead. `command` is
-    the command line, kept beside the results. Returns the results and their directory."""
-    directory = Path(out_dir) if out_dir else default_output_dir(experiment, config.set_name)
+    the results in `out_dir` (default EXP/<area>/<set>); with `from_records`, read a previous
+    run's saved results instead. `command` is the command line, kept beside the results.
+    Returns the results and their directory."""
+    directory = Path(out_dir) if out_dir else default_output_dir(experiment, config.set_name, area)
     if from_records:
         return load_results(directory), directory
     results = measure(experiment_subjects([experiment, *compare], config), config, command)

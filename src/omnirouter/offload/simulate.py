@@ -14,21 +14,11 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from omnirouter.analysis.analyze import default_output_dir
+from omnirouter.analysis.analyze import measure_routing
 from omnirouter.analysis.config import AnalysisConfig
-from omnirouter.analysis.experiments import experiment_subjects
-from omnirouter.analysis.measure import measure
-from omnirouter.analysis.results import AnalysisResults, load_results, save_results
+from omnirouter.analysis.results import AnalysisResults
 from omnirouter.jsonio import read_json, write_json
 from omnirouter.offload.study import OFFLOAD_FILE, OffloadStudy, from_document, study, to_document
-
-
-def record_routing(
-    experiments: Sequence[str | Path], config: AnalysisConfig, command: str = ""
-) -> AnalysisResults:
-    """One recognition pass per model, keeping its routing records (lookahead included)."""
-    config = dataclasses.replace(config, permutation_probabilities=[], num_shown_utterances=0)
-    return measure(experiment_subjects(experiments, config), config, command)
 
 
 def recorded_routing(
@@ -39,16 +29,11 @@ def recorded_routing(
     from_records: bool = False,
     command: str = "",
 ) -> tuple[AnalysisResults, Path]:
-    """The routing records of `experiment` (and `compare`), recorded now and saved, or read
-    back with `from_records`; and the directory they are in."""
-    directory = (
-        Path(out_dir) if out_dir else default_output_dir(experiment, config.set_name, "offload")
-    )
-    if from_records:
-        return load_results(directory), directory
-    results = record_routing([experiment, *compare], config, command)
-    save_results(results, directory)
-    return results, directory
+    """The routing records of `experiment` (and `compare`): one recognition pass per model
+    (no permutation test, no figure utterances), saved in EXP/offload/<set> unless `out_dir`
+    says otherwise, or read back with `from_records`; and the directory they are in."""
+    config = dataclasses.replace(config, permutation_probabilities=[], num_shown_utterances=0)
+    return measure_routing(experiment, config, compare, out_dir, from_records, command, "offload")
 
 
 def simulate_study(
