@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -20,6 +21,14 @@ ConfigT = TypeVar("ConfigT")
 
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
+
+
+def require(holds: bool, key: str, rule: str, value: object) -> None:
+    """A config dataclass's range check (`__post_init__`), failing with a message that names
+    the key: `require(lr > 0, "train.optimizer.peak_lr", "> 0", lr)` raises ValueError
+    "train.optimizer.peak_lr must be > 0, got -0.003"."""
+    if not holds:
+        raise ValueError(f"{key} must be {rule}, got {value!r}")
 
 
 def load_config(
@@ -34,10 +43,9 @@ def load_config(
     merged = OmegaConf.structured(schema)
     for path in yaml_paths:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        loaded = read_yaml(path)
         try:
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, loaded)
         except OmegaConfBaseException as error:
             raise ConfigError(f"{path}: {_describe(error)}") from None
     for override in overrides:
@@ -55,14 +63,30 @@ def load_config_section(schema: type[ConfigT], yaml_path: str | Path, key: str) 
     """A `schema` instance from one top-level part of a YAML file (e.g. the `data` of a training
     run's config.yaml), checked like `load_config`; the file's other parts are not read."""
     path = Path(yaml_path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    loaded = read_yaml(path)
     try:
-        section = OmegaConf.load(path).get(key, {})
+        section = loaded.get(key, {})
         merged = OmegaConf.merge(OmegaConf.structured(schema), section)
     except OmegaConfBaseException as error:
         raise ConfigError(f"{path}: {_describe(error)}") from None
     return _instantiate(merged)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file as an OmegaConf node; a missing file or a syntax error is a `ConfigError`
+    of one line that names the file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        return OmegaConf.load(path)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = error.problem or error.context or "malformed"
+        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: YAML syntax error: {error}") from None
 
 
 def _instantiate(merged: Any) -> Any:
@@ -86,6 +110,18 @@ def config_from_dict(schema: type[ConfigT], values: dict[str, Any]) -> ConfigT:
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict (enums as their names) of a config dataclass."""
     return OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)  # type: ignore[return-value]
+
+
+def differing_keys(first: dict, second: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (of `config_to_dict`)."""
+    keys = []
+    for key in sorted(set(first) | set(second)):
+        left, right = first.get(key), second.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            keys += differing_keys(left, right, f"{prefix}{key}.")
+        elif left != right:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def save_config(config: Any, path: str | Path) -> None:

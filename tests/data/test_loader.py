@@ -311,6 +311,19 @@ def test_bad_utterances_are_skipped_counted_and_logged(
     assert resumed.skipped == expected
 
 
+def test_each_skipped_utterance_is_logged_once_per_run(
+    bad_corpus: Path, config: DataConfig, tokenizer: Tokenizer, caplog: pytest.LogCaptureFixture
+) -> None:
+    loader = build_train_loader(replace(config, corpus_dir=str(bad_corpus)), tokenizer, seed=0)
+    with caplog.at_level(logging.WARNING):
+        train_epoch(loader)
+        first_epoch = [record.getMessage() for record in caplog.records]
+        train_epoch(loader)
+    assert len(first_epoch) == 7  # one per bad utterance (see the test above)
+    assert [record.getMessage() for record in caplog.records] == first_epoch
+    assert set(loader.skipped.values()) == {2}  # still counted in every epoch
+
+
 @pytest.mark.parametrize("num_workers", [0, 1])
 def test_evaluation_refuses_bad_audio(
     bad_corpus: Path, config: DataConfig, tokenizer: Tokenizer, num_workers: int

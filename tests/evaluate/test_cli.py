@@ -7,6 +7,7 @@ import soundfile
 
 from omnirouter.cli import evaluate as cli
 from omnirouter.data.features import FeatureConfig
+from omnirouter.evaluate.compare import model_names
 from omnirouter.evaluate.tables import EvalRow, EvalTable, save_eval_table
 from omnirouter.evaluate.transcribe import Transcriber
 
@@ -49,6 +50,23 @@ def test_compare_reads_experiments(tmp_path, capsys):
     record = json.loads((tmp_path / "c" / "compare.json").read_text())
     assert record["models"] == ["omni", "dense"] and record["baseline"] == "dense"
     assert record["mean_relative_reduction_percent"][0] == pytest.approx((20.0 + 5.0) / 2)
+
+
+def test_compare_names_runs_of_one_experiment_by_their_distinct_path_endings(tmp_path, capsys):
+    """The demo's runs are all called seed0: each is named by as much of its path as tells
+    the runs apart."""
+    runs = [
+        evaluated_experiment(tmp_path, f"exp/demo/{model}/seed0", {"a": wer})
+        for model, wer in (("dense", 10.0), ("switch", 9.0), ("omni", 8.0))
+    ]
+    args = parser().parse_args(["compare", *map(str, runs), "--out", str(tmp_path / "c")])
+    assert args.run(args) == 0
+    record = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert record["models"] == ["dense/seed0", "switch/seed0", "omni/seed0"]
+    assert "| a | 10.00 | 9.00 | 8.00 |" in capsys.readouterr().out
+    # Directories of different names keep their own; a model's eval JSON names its directory.
+    mixed = [runs[0] / "eval" / "wer.json", evaluated_experiment(tmp_path, "omni", {"a": 8.0})]
+    assert model_names(mixed) == ["seed0", "omni"]
 
 
 def test_compare_names_a_missing_evaluation(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,18 +19,21 @@ from omnirouter.evaluate.tables import eval_table_from_scores, save_eval_table
 from omnirouter.evaluate.wer import Recognition, score_set
 from omnirouter.experiment.config import PlannedRun, load_experiment_config, plan_runs
 from omnirouter.experiment.ledger import Ledger
-from omnirouter.experiment.pipeline import train_stage
+from omnirouter.experiment.pipeline import run_experiment, train_stage
 from omnirouter.experiment.stages import eval_pending, eval_table_path
 from omnirouter.experiment.training_runs import (
     TrainingInterruptedError,
     check_saved_config,
     differing_keys,
     run_state,
+    train_run,
     write_done,
 )
+from omnirouter.locks import DirectoryBusyError
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train import trainer
 from omnirouter.train.trainer import TrainResult
+from tests.lock_holder import hold_lock
 
 MODELS = (
     "models=[{name: finished}, {name: halfway}, {name: new}, "
@@ -65,7 +70,8 @@ class FakeTrainer:
         ckpt.save_checkpoint(model_file.step_checkpoint_path(exp_dir, step), {"step": step})
         save_config(config, Path(exp_dir) / "config.yaml")
         stopped = step < config.train.max_steps and not self.interrupt
-        return TrainResult(Path(exp_dir), step, None, stopped, self.interrupt)
+        signal_number = signal.SIGINT if self.interrupt else None
+        return TrainResult(Path(exp_dir), step, None, stopped, self.interrupt, signal_number)
 
 
 def test_runs_are_skipped_continued_or_started(
@@ -115,11 +121,52 @@ def test_an_interrupted_run_stops_the_experiment_unrecorded(
 ) -> None:
     monkeypatch.setattr(trainer, "train", FakeTrainer(stop_at={"finished": 7}, interrupt=True))
     ledger = Ledger(tmp_path / "stages.json", "trial", "command", [])
-    with pytest.raises(TrainingInterruptedError, match="run the same command again"):
+    with pytest.raises(TrainingInterruptedError, match="run the same command again") as caught:
         train_stage(runs, ledger, force=False)
+    # Ctrl-C: the experiment exits 130, also when the error comes from a worker process.
+    assert caught.value.exit_code == pickle.loads(pickle.dumps(caught.value)).exit_code == 130
     assert ledger.stage_records("train") == []
     assert not (runs[0].exp_dir / "done.json").exists()
     assert run_state(runs[0]).started and not run_state(runs[0]).finished
+
+
+def test_a_run_directory_another_process_holds_is_neither_cleared_nor_trained(
+    runs: list[PlannedRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker of `train_jobs` locks its run before clearing it: an `omnirouter train` into
+    the same directory (here, a process holding its lock) keeps its files."""
+    run = runs[0]
+    (run.exp_dir / "metrics.jsonl").parent.mkdir(parents=True)
+    (run.exp_dir / "metrics.jsonl").write_text("{}\n")
+    fake = FakeTrainer()
+    monkeypatch.setattr(trainer, "train", fake)
+    holder = hold_lock(run.exp_dir)
+    try:
+        with pytest.raises(DirectoryBusyError, match=f"pid {holder.pid}"):
+            train_run(run, run_state(run))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert fake.calls == [] and (run.exp_dir / "metrics.jsonl").is_file()
+    train_run(run, run_state(run))  # free again: cleared, then trained
+    assert fake.calls == [(run.exp_dir, False)] and not (run.exp_dir / "metrics.jsonl").exists()
+
+
+def test_an_experiment_whose_root_another_process_holds_is_refused_before_any_write(
+    tmp_path: Path,
+) -> None:
+    config = load_experiment_config(
+        None, [MODELS, f"exp_root={tmp_path / 'exp'}", f"report_dir={tmp_path / 'report'}"]
+    )
+    holder = hold_lock(tmp_path / "exp")
+    try:
+        with pytest.raises(DirectoryBusyError, match=f"pid {holder.pid}"):
+            run_experiment(config)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "report").exists()
+    assert [path.name for path in (tmp_path / "exp").iterdir()] == [".lock"]
 
 
 def test_a_run_trained_with_another_model_is_not_reused(runs: list[PlannedRun]) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from omnirouter.analysis.permutation import DEFAULT_PROBABILITIES
 from omnirouter.analysis.summary import SummaryConfig
+from omnirouter.config import require
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,14 @@ class AnalysisConfig:
     device: str = "auto"  # "auto" (CUDA if present), "cpu", "cuda", "cuda:1", ...
     corpus_dir: str | None = None  # read the set from this corpus instead of the model's own
     summary: SummaryConfig = field(default_factory=SummaryConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("num_shown_utterances", "max_utterances"):
+            require(getattr(self, name) >= 0, f"analysis.{name}", ">= 0", getattr(self, name))
+        probabilities = self.permutation_probabilities
+        require(
+            all(0 <= p <= 1 for p in probabilities),
+            "analysis.permutation_probabilities",
+            "in [0, 1]",
+            probabilities,
+        )

@@ -34,6 +34,7 @@ from omnirouter.analysis.statistics import (
     optimal_mapping,
     relabel,
 )
+from omnirouter.config import require
 from omnirouter.jsonio import plain
 from omnirouter.model.config import Family
 
@@ -44,6 +45,17 @@ ENERGY_PERCENTILES = (5.0, 95.0)  # the utterance's "quiet" and "loud" reference
 class SummaryConfig:
     silence_threshold: float = 0.3  # silence below low + this · (high − low), per utterance
     contingency_layers: list[int] | None = None  # two 1-based layer numbers; None = last two
+
+    def __post_init__(self) -> None:
+        threshold = self.silence_threshold
+        require(0 <= threshold <= 1, "analysis.summary.silence_threshold", "in [0, 1]", threshold)
+        layers = self.contingency_layers
+        require(
+            layers is None or (len(layers) == 2 and min(layers) >= 1),
+            "analysis.summary.contingency_layers",
+            "two layer numbers >= 1",
+            layers,
+        )
 
 
 @dataclass(frozen=True)

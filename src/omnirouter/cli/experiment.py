@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
+from omnirouter.errors import InterruptedRunError, Terminated
 from omnirouter.experiment.ledger import STAGES
 
 
@@ -38,7 +40,17 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_experiment_config(args.config, args.overrides)
     command = shlex.join(["omnirouter", *sys.argv[1:]])
-    outputs = run_experiment(config, args.force_stage, command)
+    try:
+        outputs = run_experiment(config, args.force_stage, command)
+    except (KeyboardInterrupt, Terminated) as error:
+        number = signal.SIGINT if isinstance(error, KeyboardInterrupt) else signal.SIGTERM
+        # Without --force-stage, which would redo the work done so far.
+        again = shlex.join(["omnirouter", "experiment", str(args.config), *args.overrides])
+        raise InterruptedRunError(
+            f"stopped by {signal.Signals(number).name}; finished work is kept and a run in "
+            f"training saved a checkpoint: continue with: {again}",
+            number,
+        ) from None
     print(f"report: {outputs.readme}")
     print(f"        {outputs.html}")
     print(f"stage times: {outputs.stages}")

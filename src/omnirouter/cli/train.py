@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 from pathlib import Path
+
+from omnirouter.cli.arguments import positive_int
+from omnirouter.errors import InterruptedRunError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "average", help="average the weights of the last or best n checkpoints of an experiment"
     )
     average.add_argument("exp_dir", type=Path)
-    average.add_argument("-n", "--num", type=int, default=3, help="checkpoints to average")
+    average.add_argument(
+        "-n", "--num", type=positive_int, default=3, help="checkpoints to average (>= 1)"
+    )
     average.add_argument(
         "--by",
         choices=("last", "best"),
@@ -56,9 +63,14 @@ def _run_train(args: argparse.Namespace) -> int:
     exp_dir = args.exp_dir or Path("exp") / yaml_paths[-1].stem
     result = train(config, exp_dir, resume=args.resume)
     best = f"{result.best_dev_wer:.2f}%" if result.best_dev_wer is not None else "not measured"
-    state = (
-        "interrupted" if result.interrupted else "stopped early" if result.stopped_early else "done"
-    )
+    if result.interrupted:
+        resume = shlex.join(["omnirouter", "train", *args.inputs, "--exp-dir", str(exp_dir)])
+        raise InterruptedRunError(
+            f"interrupted at step {result.step}, checkpoint saved (best dev WER {best}); "
+            f"continue with: {resume} --resume",
+            result.stop_signal or signal.SIGTERM,
+        )
+    state = "stopped early" if result.stopped_early else "done"
     print(f"{state} at step {result.step}; best dev WER {best}; experiment in {result.exp_dir}")
     return 0
 

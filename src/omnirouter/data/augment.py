@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from omnirouter.config import require
+
 
 @dataclass(frozen=True)
 class SpecAugmentConfig:
@@ -30,13 +32,17 @@ class SpecAugmentConfig:
     max_time_warp: int = 0  # frames a warp point may move; 0 = no time warping
 
     def __post_init__(self) -> None:
-        for name in ("num_freq_masks", "max_freq_width", "num_time_masks", "max_time_width"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"spec_augment.{name} must be >= 0")
-        if not 0.0 <= self.max_time_ratio <= 1.0:
-            raise ValueError("spec_augment.max_time_ratio must lie in [0, 1]")
-        if self.max_time_warp < 0:
-            raise ValueError("spec_augment.max_time_warp must be >= 0")
+        key = "data.spec_augment."
+        for name in (
+            "num_freq_masks",
+            "max_freq_width",
+            "num_time_masks",
+            "max_time_width",
+            "max_time_warp",
+        ):
+            require(getattr(self, name) >= 0, key + name, ">= 0", getattr(self, name))
+        ratio = self.max_time_ratio
+        require(0.0 <= ratio <= 1.0, key + "max_time_ratio", "in [0, 1]", ratio)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omnirouter.config import require
 from omnirouter.data.augment import SpecAugmentConfig
 from omnirouter.data.features import FeatureConfig
 from omnirouter.data.filters import SpeechRateFilterConfig, UtteranceLimits
@@ -36,17 +37,25 @@ class DataConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
-        if self.max_duration <= 0:
-            raise ValueError("data.max_duration must be > 0 seconds")
+        require(self.max_duration > 0, "data.max_duration", "> 0 seconds", self.max_duration)
+        for name in ("num_buckets", "shuffle_buffer", "num_cuts_for_bins_estimate"):
+            require(getattr(self, name) >= 1, f"data.{name}", ">= 1", getattr(self, name))
+        require(self.num_workers >= 0, "data.num_workers", ">= 0", self.num_workers)
+        quadratic = self.quadratic_duration
+        require(quadratic is None or quadratic > 0, "data.quadratic_duration", "> 0", quadratic)
         if self.max_utterance_seconds > self.max_duration:
             raise ValueError(
                 f"data.max_utterance_seconds={self.max_utterance_seconds} exceeds "
                 f"data.max_duration={self.max_duration}: such an utterance fits no batch"
             )
-        if not 0 <= self.min_utterance_seconds < self.max_utterance_seconds:
-            raise ValueError("data: need 0 <= min_utterance_seconds < max_utterance_seconds")
-        if self.num_buckets < 1 or self.num_workers < 0 or self.shuffle_buffer < 1:
-            raise ValueError("data: num_buckets and shuffle_buffer must be >= 1, num_workers >= 0")
+        shortest = self.min_utterance_seconds
+        require(shortest >= 0, "data.min_utterance_seconds", ">= 0", shortest)
+        require(
+            shortest < self.max_utterance_seconds,
+            "data.min_utterance_seconds",
+            f"< data.max_utterance_seconds={self.max_utterance_seconds}",
+            shortest,
+        )
         if not self.train_sets:
             raise ValueError("data.train_sets is empty")
         if self.features.device != "cpu" and self.num_workers > 0:

@@ -23,6 +23,7 @@ from lhotse import CutSet, Fbank, FbankConfig
 from lhotse.augmentation.torchaudio import Resample
 from lhotse.cut import Cut
 
+from omnirouter.config import require
 from omnirouter.data.audio import SAMPLE_RATE, AudioError, AudioProblem, load_cut_audio
 
 STORED_FEATURES_DIR = "features"  # under the corpus directory, written by `store_features`
@@ -53,6 +54,14 @@ class FeatureConfig:
     normalization: FeatureNormalization = FeatureNormalization.utterance
     device: str = "cpu"  # where Fbank runs; "cuda" needs DataConfig.num_workers = 0
     use_stored: bool = False  # read features stored by `store_features` when a cut has them
+
+    def __post_init__(self) -> None:
+        key = "data.features."
+        require(self.num_mel_bins >= 1, key + "num_mel_bins", ">= 1", self.num_mel_bins)
+        for name in ("frame_length_ms", "frame_shift_ms"):
+            require(getattr(self, name) > 0, key + name, "> 0", getattr(self, name))
+        require(self.low_freq >= 0, key + "low_freq", ">= 0 Hz", self.low_freq)
+        require(self.dither >= 0, key + "dither", ">= 0", self.dither)
 
     @property
     def frame_shift_seconds(self) -> float:

@@ -37,6 +37,7 @@ class SkipReason(str, Enum):
 
 AUDIO_SKIP_REASONS: dict[AudioProblem, SkipReason] = {
     AudioProblem.missing: SkipReason.missing_audio,
+    AudioProblem.directory: SkipReason.missing_audio,
     AudioProblem.unreadable: SkipReason.unreadable_audio,
     AudioProblem.empty: SkipReason.empty_audio,
     AudioProblem.non_finite: SkipReason.non_finite_audio,
@@ -52,7 +53,7 @@ class SpeechRateFilterConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_words_per_second < self.max_words_per_second:
             raise ValueError(
-                "speech_rate: need 0 <= min_words_per_second < max_words_per_second, got "
+                "data.speech_rate: need 0 <= min_words_per_second < max_words_per_second, got "
                 f"{self.min_words_per_second} and {self.max_words_per_second}"
             )
 

@@ -149,6 +149,7 @@ class TrainLoader:
         self.world_size = world_size
         self.epoch = 0
         self.skipped: dict[str, int] = {}
+        self._logged: dict[str, set[str]] = {}  # by reason, the utterances whose skip was logged
         self._next_index = 0  # batches of this epoch already delivered
         self._counted_until = 0  # stream positions of this epoch whose skips are counted
         self._filter = _CountingFilter(config.limits, tokenizer, self)
@@ -191,11 +192,15 @@ class TrainLoader:
         self.set_epoch(self.epoch + 1)
 
     def count_skip(self, cut_id: str, reason: SkipReason, detail: str) -> None:
-        count = self.skipped.get(reason.value, 0) + 1
-        self.skipped[reason.value] = count
-        if count <= LOGGED_SKIPS_PER_REASON:
-            log.warning("skipping utterance %s: %s (%s)", cut_id, reason.value, detail)
-        if count == LOGGED_SKIPS_PER_REASON:
+        """Count a skip (in every epoch it happens); log an utterance's skip once per run, and
+        the first few utterances of each reason only."""
+        self.skipped[reason.value] = self.skipped.get(reason.value, 0) + 1
+        logged = self._logged.setdefault(reason.value, set())
+        if cut_id in logged or len(logged) >= LOGGED_SKIPS_PER_REASON:
+            return
+        logged.add(cut_id)
+        log.warning("skipping utterance %s: %s (%s)", cut_id, reason.value, detail)
+        if len(logged) == LOGGED_SKIPS_PER_REASON:
             log.warning(
                 "further %r skips are counted in TrainLoader.skipped, not logged", reason.value
             )
@@ -257,6 +262,11 @@ class EvalLoader:
         self.dataset = dataset
         self.max_duration = max_duration
         self.num_workers = workers
+
+    def num_batches(self) -> int:
+        """How many batches an iteration yields (for a progress bar's total); reads the
+        manifest, not the audio."""
+        return sum(1 for _ in pack_by_duration(self.cuts, self.max_duration))
 
     def __iter__(self) -> Iterator[Batch]:
         requests = (

@@ -144,11 +144,22 @@ def locate_eval_table(path: str | Path) -> Path:
     )
 
 
-def model_name(path: str | Path) -> str:
-    """A short name for a model: its experiment directory's name."""
+def model_names(paths: Sequence[str | Path]) -> list[str]:
+    """Short distinct names for several models: the shortest ending of their experiment
+    directories' paths that tells them apart, the same number of parts for each
+    (exp/demo/dense/seed0 and exp/demo/omni/seed0 are dense/seed0 and omni/seed0)."""
+    parts = [_experiment_dir(path).parts for path in paths]
+    for length in range(1, max((len(each) for each in parts), default=0) + 1):
+        names = ["/".join(each[-length:]) for each in parts]
+        if len(set(names)) == len(names):
+            return names
+    return ["/".join(each) for each in parts]  # the same directory twice: no name tells
+
+
+def _experiment_dir(path: str | Path) -> Path:
     path = Path(path).resolve()
     if path.is_file():
         path = path.parent
     if path.name == EVAL_DIR:
         path = path.parent
-    return path.name
+    return path

@@ -17,7 +17,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from omnirouter.analysis.config import AnalysisConfig
-from omnirouter.config import ConfigError, config_from_dict, config_to_dict, load_config
+from omnirouter.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    read_yaml,
+    require,
+)
 from omnirouter.evaluate.proposals import Aggregate, ProposalConfig
 from omnirouter.model.routing import ProposalMode
 from omnirouter.train.config import RunConfig
@@ -33,6 +40,9 @@ class CorpusStageConfig:
     synth_config: str = "configs/data/builtin.yaml"
     synth_overrides: list[str] = field(default_factory=list)  # key.sub=value on the synth config
     jobs: int = 0  # worker processes of the corpus build; 0 = one per CPU
+
+    def __post_init__(self) -> None:
+        require(self.jobs >= 0, "corpus.jobs", ">= 0 (0 = one per CPU)", self.jobs)
 
 
 @dataclass(frozen=True)
@@ -67,10 +77,10 @@ class ProposalStudyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.counts or min(self.counts) < 1:
-            raise ValueError(f"proposals.counts must be integers >= 1, got {self.counts}")
-        if self.temperature < 0:
-            raise ValueError(f"proposals.temperature must be >= 0, got {self.temperature}")
+        counts = self.counts
+        require(bool(counts) and min(counts) >= 1, "proposals.counts", "integers >= 1", counts)
+        temperature = self.temperature
+        require(temperature >= 0, "proposals.temperature", ">= 0", temperature)
 
     def proposal_config(self) -> ProposalConfig:
         return ProposalConfig(1, self.temperature, self.mode, self.aggregate, self.seed)
@@ -116,10 +126,10 @@ class ExperimentConfig:
         if unknown:
             raise ValueError(f"analysis.models: {unknown} are not among the models {names}")
         _check_unique(self.eval_sets, "eval_sets")
-        if self.cpu_threads < 0:
-            raise ValueError("cpu_threads must be >= 0 (0 = torch's default)")
-        if self.train_jobs < 1:
-            raise ValueError("train_jobs must be >= 1")
+        require(
+            self.cpu_threads >= 0, "cpu_threads", ">= 0 (0 = torch's default)", self.cpu_threads
+        )
+        require(self.train_jobs >= 1, "train_jobs", ">= 1", self.train_jobs)
 
     @property
     def baseline_name(self) -> str:
@@ -191,9 +201,7 @@ def model_run_config(config: ExperimentConfig, model: ModelEntry) -> RunConfig:
     merged = OmegaConf.create(config_to_dict(config.run))
     try:
         for path in model.files:
-            if not Path(path).is_file():
-                raise ConfigError(f"run config file {path} not found")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, read_yaml(path))
         for override in model.overrides:
             if "=" not in override:
                 raise ConfigError(f"override {override!r} is not of the form key.sub=value")

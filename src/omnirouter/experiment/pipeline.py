@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from omegaconf import OmegaConf
 
+from omnirouter.config import config_to_dict, differing_keys
 from omnirouter.data.prepare import sets_lacking_features
 from omnirouter.devices import choose_device
 from omnirouter.evaluate.compare import COMPARE_TABLE_STEM, save_compare_table
@@ -55,6 +57,7 @@ from omnirouter.experiment.stages import (
 )
 from omnirouter.experiment.train_jobs import train_in_processes
 from omnirouter.experiment.training_runs import check_saved_config, remove_run, run_state, train_run
+from omnirouter.locks import directory_lock
 from omnirouter.report.experiment_page import (
     HTML_FILE,
     README_FILE,
@@ -67,6 +70,10 @@ from omnirouter.report.tables import write_compare_pages
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"  # the resolved experiment config, in the report directory
+# Where an experiment's parts lie, not what they are: changing them alone redoes no stage.
+LOCATION_KEYS = frozenset(
+    {"exp_root", "report_dir", "corpus.corpus_dir", "corpus.synth_config", "run.data.corpus_dir"}
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,16 @@ def forced_stages(stage: str | None) -> frozenset[str]:
 def run_experiment(
     config: ExperimentConfig, force_stage: str | None = None, command: str = ""
 ) -> ExperimentOutputs:
+    """Every stage of the experiment, holding its root directory's lock (each training run
+    also locks its own directory, in whichever process trains it)."""
     forced = forced_stages(force_stage)
+    with directory_lock(config.exp_root_dir, f"omnirouter experiment {config.name}"):
+        return _run_stages(config, forced, command)
+
+
+def _run_stages(
+    config: ExperimentConfig, forced: frozenset[str], command: str
+) -> ExperimentOutputs:
     runs = plan_runs(config)
     report_dir = config.report_path
     ledger = Ledger(report_dir / STAGES_FILE, config.name, command, sorted(forced))
@@ -298,10 +314,24 @@ def _derived_pending(config: ExperimentConfig, ledger: Ledger, target: Path) -> 
         return f"{target.name} is missing"
     if ledger.ran_any(STAGES[: STAGES.index("compare")]):
         return "earlier stages ran"
-    saved = config.report_path / CONFIG_FILE
-    if not saved.is_file() or saved.read_text() != _config_text(config):
+    if _config_changed(config.report_path / CONFIG_FILE, config):
         return "the experiment configuration changed"
     return None
+
+
+def _config_changed(saved: Path, config: ExperimentConfig) -> bool:
+    """Whether `config` differs from the one the report was made with in more than where
+    things lie (LOCATION_KEYS: a moved or copied experiment has the same results)."""
+    if not saved.is_file():
+        return True
+    try:
+        before = OmegaConf.to_container(OmegaConf.load(saved))
+    except (OSError, yaml.YAMLError):  # unreadable: make the report again
+        return True
+    if not isinstance(before, dict):
+        return True
+    changed = differing_keys(before, config_to_dict(config))
+    return any(key not in LOCATION_KEYS for key in changed)
 
 
 def _missing(*paths: Path) -> str | None:

@@ -19,6 +19,9 @@ from omnirouter.analysis.analyze import (
 from omnirouter.analysis.config import AnalysisConfig
 from omnirouter.analysis.results import RESULTS_FILE, AnalysisResults
 from omnirouter.analysis.summary import SummaryConfig
+from omnirouter.config import load_config_section
+from omnirouter.evaluate import model_file
+from omnirouter.model.config import ModelConfig
 from omnirouter.offload.simulate import recorded_routing, save_study, simulate_study
 from omnirouter.offload.study import OFFLOAD_FIGURE, OffloadStudy
 from omnirouter.report.offload_page import draw_hit_rates, offload_section, write_offload_page
@@ -99,7 +102,13 @@ def offload(
     from_records: bool = False,
     command: str = "",
 ) -> OffloadOutputs:
-    """Record (or reload) the routing of the experiments, simulate the cache, write the page."""
+    """Record (or reload) the routing of the experiments, simulate the cache, write the page.
+    Refused before any decoding when no model is a mixture of experts."""
+    if not from_records and not any(is_moe(path) for path in [experiment, *compare]):
+        raise ValueError(
+            "no mixture-of-experts model among the experiments: nothing to offload "
+            "(a dense model has no experts)"
+        )
     results, directory = recorded_routing(
         experiment, config, compare, out_dir, from_records, command
     )
@@ -110,6 +119,16 @@ def offload(
     figure, page_files = write_offload_page(results, offload_study, directory)
     logger.info("offloading page: %s", page_files.html)
     return OffloadOutputs(directory, offload_study, document, figure, page_files)
+
+
+def is_moe(experiment: str | Path) -> bool:
+    """Whether the model of an experiment directory (or checkpoint file) has experts, read
+    from its config.yaml, or from the checkpoint when there is none; nothing is decoded."""
+    checkpoint, exp_dir = model_file.resolve_checkpoint(experiment)
+    if exp_dir is not None and (exp_dir / model_file.RUN_CONFIG_FILE).is_file():
+        config_path = exp_dir / model_file.RUN_CONFIG_FILE
+        return load_config_section(ModelConfig, config_path, "model").is_moe
+    return model_file.stored_configs(model_file.load_checkpoint(checkpoint))[0].is_moe
 
 
 __all__ = ["STATISTICS_FILE", "AnalysisOutputs", "OffloadOutputs", "analyze", "offload"]

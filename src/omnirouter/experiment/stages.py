@@ -247,11 +247,10 @@ def analyze_runs(config: ExperimentConfig, runs: Sequence[PlannedRun], command: 
 
 
 def _fingerprint(settings: dict, runs: Sequence[PlannedRun]) -> str:
-    """What a derived directory is measured from: a stage's settings and the runs."""
-    inputs = {
-        "settings": settings,
-        "runs": [[run.model, str(run.exp_dir.resolve())] for run in runs],
-    }
+    """What a derived directory is measured from: a stage's settings and the runs, named as
+    they lie under the experiment's root (model/seed<k>), so that a moved or copied
+    experiment finds its stages done."""
+    inputs = {"settings": settings, "runs": [[run.model, run.label] for run in runs]}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 

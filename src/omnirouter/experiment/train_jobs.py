@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -59,19 +60,34 @@ def train_in_processes(
             log.info("train %s: queued for a worker process (%s)", run.label, note)
             futures[pool.submit(_train_worker, run, state, cpu_threads or 1)] = (run, note)
         remaining = set(futures)
-        while remaining:
-            done, remaining = wait(remaining, return_when="FIRST_COMPLETED")
-            for future in done:
-                run, note = futures[future]
-                error = future.exception()
-                if error is not None:
-                    log.error("train %s failed: %s", run.label, error)
-                    failures.append(error)
-                    continue
-                started, seconds = future.result()
-                on_finished(run, note, started, seconds)
+        try:
+            while remaining:
+                done, remaining = wait(remaining, return_when="FIRST_COMPLETED")
+                for future in done:
+                    run, note = futures[future]
+                    error = future.exception()
+                    if error is not None:
+                        log.error("train %s failed: %s", run.label, error)
+                        failures.append(error)
+                        continue
+                    started, seconds = future.result()
+                    on_finished(run, note, started, seconds)
+        except BaseException:  # Ctrl-C or SIGTERM reached this process
+            stop_workers(pool)
+            raise
     if failures:
         raise failures[0]
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Start no queued run, and ask the running ones to stop after their step, saving (a
+    worker that was signalled too, as Ctrl-C signals them all, is not asked twice: a second
+    SIGTERM changes nothing). Leaving the pool's block then waits for them."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    # The pool keeps its worker processes in a private attribute; there is no public one.
+    for pid in list(getattr(pool, "_processes", None) or {}):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 _parent_pid: int | None = None  # in a worker: the experiment process that started it

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from omnirouter.config import ConfigError, config_to_dict, load_config
-from omnirouter.errors import OmnirouterError
+from omnirouter.config import ConfigError, config_to_dict, differing_keys, load_config
+from omnirouter.errors import InterruptedRunError
 from omnirouter.evaluate import model_file
 from omnirouter.experiment.config import PlannedRun
+from omnirouter.locks import LOCK_FILE, directory_lock
+from omnirouter.train import checkpoint as ckpt
 from omnirouter.train import trainer
 from omnirouter.train.config import RunConfig
 
@@ -25,10 +28,12 @@ log = logging.getLogger(__name__)
 
 DONE_FILE = "done.json"
 # Keys a run may change between invocations and still be continued: more steps, another
-# device, other loader processes, how often it logs and saves, the console
-# bar. Any other change needs a fresh run.
+# device, other loader processes, how often it logs and saves, the console bar, where the
+# corpus lies (a moved or copied experiment; the corpus stage checks what it holds). Any other
+# change needs a fresh run.
 CONTINUABLE_KEYS = frozenset(
     {
+        "data.corpus_dir",
         "train.max_steps",
         "train.device",
         "train.progress",
@@ -40,7 +45,7 @@ CONTINUABLE_KEYS = frozenset(
 )
 
 
-class TrainingInterruptedError(OmnirouterError):
+class TrainingInterruptedError(InterruptedRunError):
     """Training was interrupted (Ctrl-C, SIGTERM) after saving a checkpoint."""
 
 
@@ -62,7 +67,7 @@ def run_state(run: PlannedRun) -> RunState:
         return RunState(True, True, step, f"finished at step {step}")
     if done and done["stopped_early"] and checkpoints[-1] == _checkpoint(run, done["step"]):
         return RunState(True, True, done["step"], f"stopped early at step {done['step']}")
-    step = int(model_file.load_checkpoint(checkpoints[-1])["step"])
+    step = int(ckpt.newest_loadable_checkpoint(checkpoints)[1]["step"])
     return RunState(False, True, step, f"continued from step {step}")
 
 
@@ -85,39 +90,41 @@ def check_saved_config(run: PlannedRun) -> None:
         )
 
 
-def differing_keys(first: dict, second: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    keys = []
-    for key in sorted(set(first) | set(second)):
-        left, right = first.get(key), second.get(key)
-        if isinstance(left, dict) and isinstance(right, dict):
-            keys += differing_keys(left, right, f"{prefix}{key}.")
-        elif left != right:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
 def train_run(run: PlannedRun, state: RunState) -> RunState:
-    """Train the run, or continue it from its last checkpoint; return its new state."""
-
-    if not state.started and run.exp_dir.exists():
-        # Nothing to continue from; old metrics would mix with the new run's.
-        log.info("removing %s: it holds no checkpoint", run.exp_dir)
-        shutil.rmtree(run.exp_dir)
-    result = trainer.train(run.config, run.exp_dir, resume=state.started)
-    if result.interrupted:
-        raise TrainingInterruptedError(
-            f"training of {run.label} was interrupted at step {result.step} (checkpoint "
-            "saved): run the same command again to continue"
-        )
-    write_done(run.exp_dir, result.step, result.stopped_early, result.best_dev_wer)
+    """Train the run, or continue it from its last checkpoint; return its new state. The
+    run's directory is locked from before it is cleared until done.json is written."""
+    with directory_lock(run.exp_dir, f"omnirouter experiment: training {run.label}"):
+        if not state.started:
+            # Nothing to continue from; old metrics would mix with the new run's.
+            _empty_directory(run.exp_dir, "it holds no checkpoint")
+        result = trainer.train(run.config, run.exp_dir, resume=state.started)
+        if result.interrupted:
+            raise TrainingInterruptedError(
+                f"training of {run.label} was interrupted at step {result.step} (checkpoint "
+                "saved): run the same command again (without --force-stage) to continue",
+                result.stop_signal or signal.SIGTERM,
+            )
+        write_done(run.exp_dir, result.step, result.stopped_early, result.best_dev_wer)
     return run_state(run)
 
 
 def remove_run(run: PlannedRun) -> None:
     if run.exp_dir.exists():
-        log.warning("removing %s to train it again", run.exp_dir)
-        shutil.rmtree(run.exp_dir)
+        with directory_lock(run.exp_dir, f"omnirouter experiment: removing {run.label}"):
+            _empty_directory(run.exp_dir, "to train it again")
+
+
+def _empty_directory(directory: Path, reason: str) -> None:
+    """Remove what `directory` holds except its lock file (whose lock this process holds:
+    a new file in its place would be free for another process to lock)."""
+    contents = [path for path in directory.iterdir() if path.name != LOCK_FILE]
+    if contents:
+        log.warning("removing the contents of %s: %s", directory, reason)
+    for path in contents:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def write_done(exp_dir: Path, step: int, stopped_early: bool, best_dev_wer: float | None) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from omnirouter.config import require
+
 
 class Family(str, Enum):
     dense = "dense"  # one FFN per block
@@ -71,9 +73,24 @@ class ModelConfig:
     dispatch: Dispatch = Dispatch.auto  # how frames reach their experts
 
     def __post_init__(self) -> None:
+        for name in (
+            "input_dim",
+            "stack_frames",
+            "model_dim",
+            "num_layers",
+            "num_heads",
+            "ffn_dim",
+        ):
+            require(getattr(self, name) >= 1, f"model.{name}", ">= 1", getattr(self, name))
         for name in ("dropout", "attention_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"model.{name}={getattr(self, name)} must lie in [0, 1)")
+        for name in ("cape_max_global_shift", "cape_max_local_shift"):
+            require(getattr(self, name) >= 0, f"model.{name}", ">= 0", getattr(self, name))
+        scale = self.cape_max_global_scale
+        require(scale >= 1, "model.cape_max_global_scale", ">= 1", scale)
+        jitter = self.router_jitter
+        require(0 <= jitter < 1, "model.router_jitter", "in [0, 1)", jitter)
         if self.model_dim % self.num_heads:
             raise ValueError(
                 f"model.model_dim={self.model_dim} is not divisible by model.num_heads={self.num_heads}"

@@ -8,6 +8,7 @@ bool, bytes, None), so that it loads with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import tempfile
@@ -28,6 +29,8 @@ from omnirouter.evaluate.model_file import (
 from omnirouter.train.config import RunConfig
 from omnirouter.train.metrics import read_metrics
 
+log = logging.getLogger(__name__)
+
 
 def best_step_checkpoints(exp_dir: str | Path, paths: list[Path]) -> list[Path]:
     """Those of `paths` with a dev WER in metrics.jsonl, worst first (so [-n:] are the n best)."""
@@ -36,6 +39,18 @@ def best_step_checkpoints(exp_dir: str | Path, paths: list[Path]) -> list[Path]:
     if not scored:
         raise CheckpointError(f"{exp_dir}: no kept checkpoint has a dev WER in metrics.jsonl")
     return [path for _, path in sorted(scored, key=lambda pair: -pair[0])]
+
+
+def newest_loadable_checkpoint(paths: list[Path]) -> tuple[Path, dict[str, Any]]:
+    """The newest of `paths` (oldest first) that loads, with its payload: a checkpoint
+    damaged after it was written (a full disk, a copy cut short) is passed over, with a
+    warning, for the one before it."""
+    for path in reversed(paths):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as error:
+            log.warning("%s: passed over for an earlier checkpoint", error)
+    raise CheckpointError(f"no checkpoint of {[str(path) for path in paths]} can be read")
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

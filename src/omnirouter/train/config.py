@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from omnirouter.config import require
 from omnirouter.data.config import DataConfig
 from omnirouter.model.config import ModelConfig
 from omnirouter.train.schedule import ScheduleConfig
@@ -18,6 +19,16 @@ class OptimizerConfig:
     beta2: float = 0.98
     eps: float = 1e-8
     grad_clip_norm: float = 0.1  # paper §V-C; 0 disables clipping
+
+    def __post_init__(self) -> None:
+        key = "train.optimizer."
+        require(self.peak_lr > 0, key + "peak_lr", "> 0", self.peak_lr)
+        require(self.weight_decay >= 0, key + "weight_decay", ">= 0", self.weight_decay)
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            require(0 <= value < 1, key + name, "in [0, 1)", value)
+        require(self.eps > 0, key + "eps", "> 0", self.eps)
+        require(self.grad_clip_norm >= 0, key + "grad_clip_norm", ">= 0", self.grad_clip_norm)
 
 
 class BalanceLoss(str, Enum):
@@ -42,6 +53,11 @@ class LossConfig:
     z_loss_weight: float = 0.0  # ST-MoE router z-loss; off in the paper
     ctc_reduction: CtcReduction = CtcReduction.utterance_mean  # see CtcReduction
 
+    def __post_init__(self) -> None:
+        for name in ("load_balance_weight", "z_loss_weight"):
+            value = getattr(self, name)
+            require(value >= 0, f"train.loss.{name}", ">= 0", value)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -64,12 +80,24 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1 or self.grad_accumulation < 1:
-            raise ValueError("train.max_steps and train.grad_accumulation must be >= 1")
+        for name in (
+            "max_steps",
+            "grad_accumulation",
+            "log_every",
+            "checkpoint_every",
+            "max_consecutive_nonfinite",
+        ):
+            require(getattr(self, name) >= 1, f"train.{name}", ">= 1", getattr(self, name))
+        for name in (
+            "valid_every",
+            "valid_max_utterances",
+            "keep_last",
+            "early_stop_patience",
+            "early_stop_min_delta",
+        ):
+            require(getattr(self, name) >= 0, f"train.{name}", ">= 0", getattr(self, name))
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision={self.precision!r}: use auto, fp32 or bf16")
-        if self.log_every < 1 or self.checkpoint_every < 1 or self.valid_every < 0:
-            raise ValueError("train.log_every, checkpoint_every >= 1 and valid_every >= 0")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _outside_stop = threading.Event()
+_received: list[int] = []  # the signals that reached the training loop, in order
 
 
 def request_stop_from_outside() -> None:
@@ -26,13 +27,22 @@ def stop_requested_from_outside() -> bool:
     return _outside_stop.is_set()
 
 
+def first_signal() -> int | None:
+    """The first signal that reached the latest training loop of this process (the exit
+    status of the command says which: 130 for SIGINT, 143 for SIGTERM), or None."""
+    return _received[0] if _received else None
+
+
 def catch_interrupts(request_stop: Callable[[], bool]) -> dict[int, Any]:
     """Route SIGINT and SIGTERM to `request_stop` (which returns True when a stop had already
     been asked for). A second Ctrl-C aborts at once; a second SIGTERM does not, since schedulers
     and process managers send it to every process of a job, and sending it again must not cost
     the checkpoint being saved. Returns the handlers to restore."""
 
+    _received.clear()
+
     def handler(signum: int, frame: Any) -> None:
+        _received.append(signum)
         if request_stop():
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt

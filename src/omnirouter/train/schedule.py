@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from omnirouter.config import require
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -22,10 +24,14 @@ class ScheduleConfig:
     step_decay_factor: float = 0.5  # paper: 0.5
 
     def __post_init__(self) -> None:
-        if self.warmup_steps < 0 or self.cosine_steps < 0 or self.step_decay_every < 1:
-            raise ValueError(
-                "schedule: warmup_steps and cosine_steps must be >= 0, step_decay_every >= 1"
-            )
+        key = "train.schedule."
+        require(self.warmup_steps >= 0, key + "warmup_steps", ">= 0", self.warmup_steps)
+        require(self.cosine_steps >= 0, key + "cosine_steps", ">= 0", self.cosine_steps)
+        final = self.cosine_final_ratio
+        require(0 <= final <= 1, key + "cosine_final_ratio", "in [0, 1]", final)
+        require(self.step_decay_every >= 1, key + "step_decay_every", ">= 1", self.step_decay_every)
+        factor = self.step_decay_factor
+        require(0 < factor <= 1, key + "step_decay_factor", "in (0, 1]", factor)
 
 
 def lr_multiplier(step: int, config: ScheduleConfig) -> float:

@@ -6,9 +6,11 @@ both end up here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,16 +22,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from omnirouter.config import config_to_dict, save_config
+from omnirouter.config import config_to_dict, differing_keys, save_config
 from omnirouter.data.batch import Batch
 from omnirouter.data.loader import TrainLoader, build_eval_loader, build_train_loader, eval_cuts
 from omnirouter.data.prepare import train_corpus_tokenizer
 from omnirouter.data.tokenizer import MODEL_FILE, Tokenizer
-from omnirouter.errors import OmnirouterError
+from omnirouter.errors import OmnirouterError, WorkFailedError
 from omnirouter.evaluate import model_file
 from omnirouter.evaluate.normalize import get_normalizer
 from omnirouter.evaluate.recognize import recognize
 from omnirouter.evaluate.wer import score_set
+from omnirouter.locks import DirectoryBusyError, directory_lock
 from omnirouter.model import build_model, count_parameters
 from omnirouter.train import checkpoint as ckpt
 from omnirouter.train.config import RunConfig
@@ -42,6 +45,7 @@ from omnirouter.train.distributed import (
 )
 from omnirouter.train.interrupts import (
     catch_interrupts,
+    first_signal,
     restore_interrupts,
     stop_requested_from_outside,
 )
@@ -55,7 +59,11 @@ log = logging.getLogger(__name__)
 
 
 class TrainingError(OmnirouterError, RuntimeError):
-    """A run that cannot go on (too many non-finite steps, an existing experiment, ...)."""
+    """A run that cannot start or go on (an existing experiment, ...)."""
+
+
+class DivergedError(WorkFailedError, TrainingError):
+    """Too many non-finite steps in a row: the run failed, its input may be fine."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,9 @@ class TrainResult:
     best_dev_wer: float | None
     stopped_early: bool
     interrupted: bool
+    # The signal that interrupted it: SIGINT or SIGTERM, SIGTERM too when the stop came from
+    # another rank or from a parent process that has gone; None when not interrupted.
+    stop_signal: int | None = None
 
 
 @dataclass
@@ -79,13 +90,32 @@ class _Progress:
 
 
 def train(config: RunConfig, exp_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Train into `exp_dir` (or continue it), holding its lock: a second run into the same
+    directory is refused before it writes anything."""
     runtime = start_runtime(config.train.device, config.train.precision)
     trainer = _Trainer(config, Path(exp_dir), runtime)
     try:
-        return trainer.run(resume)
+        with _exp_dir_lock(Path(exp_dir), runtime):
+            return trainer.run(resume)
     finally:
         trainer.detach_log_file()
         stop_runtime(runtime)
+
+
+@contextlib.contextmanager
+def _exp_dir_lock(exp_dir: Path, runtime: Runtime) -> Iterator[None]:
+    """Rank 0 holds the directory's lock for the whole torchrun job (the only rank that
+    writes there); every rank learns whether it got it, so that all of them stop if not."""
+    with contextlib.ExitStack() as stack:
+        refused: DirectoryBusyError | None = None
+        if runtime.is_main:
+            try:
+                stack.enter_context(directory_lock(exp_dir, "omnirouter train"))
+            except DirectoryBusyError as error:
+                refused = error
+        if not broadcast_flag(runtime, refused is None):
+            raise refused or DirectoryBusyError(exp_dir, None)
+        yield
 
 
 class _Trainer:
@@ -119,7 +149,7 @@ class _Trainer:
 
     def run(self, resume: bool) -> TrainResult:
         config, runtime = self.config, self.runtime
-        latest = self._check_exp_dir(resume)
+        latest, payload = self._check_exp_dir(resume)
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
         self.tokenizer = self._tokenizer()
         self.model = build_model(config.model, self.tokenizer.vocab_size).to(runtime.device)
@@ -131,7 +161,6 @@ class _Trainer:
             rank=runtime.rank,
             world_size=runtime.world_size,
         )
-        payload = model_file.load_checkpoint(latest) if latest is not None else None
         if payload is not None:
             self._restore(payload)
             self.saved_step = self.progress.step
@@ -152,7 +181,8 @@ class _Trainer:
             ckpt.restore_rng_state(payload["rng"])
         return self._loop(batches)
 
-    def _check_exp_dir(self, resume: bool) -> Path | None:
+    def _check_exp_dir(self, resume: bool) -> tuple[Path | None, dict[str, Any] | None]:
+        """The checkpoint to resume from and its payload (None, None for a fresh run)."""
         existing = model_file.step_checkpoints(self.exp_dir)
         if existing and not resume:
             raise TrainingError(
@@ -165,7 +195,7 @@ class _Trainer:
             self.log_handler = attach_log_file(self.exp_dir)
         if resume and not existing:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.exp_dir)
-        return existing[-1] if existing else None
+        return ckpt.newest_loadable_checkpoint(existing) if existing else (None, None)
 
     def _tokenizer(self) -> Tokenizer:
         data = self.config.data
@@ -189,8 +219,12 @@ class _Trainer:
     def _restore(self, payload: dict[str, Any]) -> None:
         saved = ckpt.run_config_of(payload)
         if saved.model != self.config.model:
+            changed = differing_keys(
+                config_to_dict(saved.model), config_to_dict(self.config.model), "model."
+            )
             raise TrainingError(
-                "the checkpoint's model config differs from this run's: cannot resume"
+                f"the checkpoint's model config differs from this run's in {', '.join(changed)}: "
+                "cannot resume (train into another experiment directory, or restore them)"
             )
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -289,13 +323,15 @@ class _Trainer:
         if self.metrics is not None:
             self.metrics.close()
         best = self.progress.best_dev_wer
+        # A signal during the last step still counts: whoever runs this run next stops too.
+        interrupted = self.interrupted or self.stop_signalled
         return TrainResult(
             self.exp_dir,
             self.progress.step,
             best if math.isfinite(best) else None,
             stopped_early,
-            # A signal during the last step still counts: whoever runs this run next stops too.
-            self.interrupted or self.stop_signalled,
+            interrupted,
+            int(first_signal() or signal.SIGTERM) if interrupted else None,
         )
 
     def _stop_requested(self) -> bool:
@@ -322,7 +358,7 @@ class _Trainer:
         progress.consecutive_nonfinite += 1
         log.warning("step %d: non-finite loss or gradient, step skipped", progress.step + 1)
         if progress.consecutive_nonfinite >= self.config.train.max_consecutive_nonfinite:
-            raise TrainingError(
+            raise DivergedError(
                 f"{progress.consecutive_nonfinite} non-finite steps in a row at step "
                 f"{progress.step + 1}: lower train.optimizer.peak_lr, check the data "
                 "(utterances too short for their transcripts), or raise "
