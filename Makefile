@@ -11,12 +11,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
                    sox libsox-fmt-all fortunes fortunes-min bible-kjv ffmpeg
+# KenLM (word n-gram LMs for beam search): its Python module and its lmplz/build_binary tools
+# are compiled from the `kenlm` source package.
+SYSTEM_PACKAGES += g++ make cmake python3-dev zlib1g-dev libboost-program-options-dev \
+                   libboost-system-dev libboost-thread-dev libboost-test-dev libeigen3-dev
+KENLM_TOOLS := $(BIN)/lmplz
+KENLM_BUILD := $(VENV)/cache/kenlm
 
 .PHONY: install system-deps lint format test test-fast demo benchmark gpu-check clean
 
-install: $(STAMP)
+install: $(STAMP) $(KENLM_TOOLS)
 
-$(STAMP): pyproject.toml
+# The system packages come first: pip compiles the kenlm module.
+$(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH_SPEC)" \
 	  || $(BIN)/pip install "torch>=2.6"
@@ -24,7 +31,22 @@ $(STAMP): pyproject.toml
 	# import-time needs are listed in pyproject.toml instead.
 	$(BIN)/pip install --no-deps "openai-whisper>=20240930"
 	$(BIN)/pip install -e ".[test]"
+	# pyctcdecode's metadata caps numpy below 2, which it runs on: its one other need (pygtrie)
+	# is in pyproject.toml.
+	$(BIN)/pip install --no-deps "pyctcdecode>=0.5"
 	touch $@
+
+# KenLM's estimator (lmplz, the target) and binary writer (build_binary), built from the source package of the kenlm version that
+# pip installed (a few minutes on two cores), into .venv/bin where `omnirouter lm` finds them.
+$(KENLM_TOOLS): | $(STAMP)
+	rm -rf $(KENLM_BUILD) && mkdir -p $(KENLM_BUILD)
+	$(BIN)/pip download --no-deps --no-binary kenlm -d $(KENLM_BUILD) \
+	  "kenlm==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("kenlm"))')"
+	tar -xzf $(KENLM_BUILD)/kenlm-*.tar.gz -C $(KENLM_BUILD) --strip-components 1
+	cmake -S $(KENLM_BUILD) -B $(KENLM_BUILD)/build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(KENLM_BUILD)/build -j $$(nproc) --target lmplz build_binary
+	cp $(KENLM_BUILD)/build/bin/lmplz $(KENLM_BUILD)/build/bin/build_binary $(BIN)/
+	rm -rf $(KENLM_BUILD)
 
 # Text-to-speech engines and text sources for the built-in corpus (Debian packages).
 system-deps:

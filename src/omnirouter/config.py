@@ -16,10 +16,12 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from omnirouter.errors import OmnirouterError
+
 ConfigT = TypeVar("ConfigT")
 
 
-class ConfigError(ValueError):
+class ConfigError(OmnirouterError, ValueError):
     """A configuration file or override that does not fit the schema."""
 
 
@@ -56,6 +58,9 @@ def load_config(
         except (OmegaConfBaseException, TypeError) as error:
             # TypeError: OmegaConf cannot merge a dotted key into a list of dataclasses.
             raise ConfigError(f"override {override!r}: {_describe(error)}") from None
+        except yaml.YAMLError as error:  # the value is parsed as YAML: `model=[1`
+            problem = getattr(error, "problem", None) or "malformed"
+            raise ConfigError(f"override {override!r}: not a valid value ({problem})") from None
     return _instantiate(merged)
 
 

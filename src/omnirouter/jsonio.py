@@ -5,7 +5,8 @@ studies, proposal sweeps, the experiment's numbers.
 their fields, tuples and numpy arrays lists, enums their values, paths POSIX strings. JSON has no
 NaN or infinity, so every non-finite float is written the one same way, as `null`, and `number`
 reads a `null` back as NaN. Files are written whole or not at all (a temporary file, then a
-rename), so a full disk or a kill never leaves half a result behind.
+rename), so a full disk or a kill never leaves half a result behind; `write_text` does the same
+for the other files of a result (per-utterance errors and recognitions).
 """
 
 from __future__ import annotations
@@ -63,11 +64,17 @@ def dumps(value: object, indent: int | None = 1) -> str:
 
 def write_json(path: str | Path, value: object, indent: int | None = 1) -> Path:
     """Write `value` as JSON to `path` atomically (parents created), with a final newline."""
+    return write_text(path, dumps(value, indent) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` whole or not at all: a full disk or a kill mid-write leaves the
+    previous file (or none), never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(dumps(value, indent) + "\n", encoding="utf-8")
+        temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

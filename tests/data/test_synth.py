@@ -22,6 +22,7 @@ from omnirouter.data.corpus import cuts_path, read_corpus_info
 from omnirouter.data.synth.config import (
     EffectKind,
     EffectsConfig,
+    PauseConfig,
     SynthConfig,
     TextConfig,
     TextSource,
@@ -34,6 +35,7 @@ from omnirouter.data.synth.effects import (
     draw_effect,
     mix_at_snr,
 )
+from omnirouter.data.synth.pauses import PauseSettings, add_pauses, draw_pauses
 from omnirouter.data.synth.plan import balanced_voices, plan_corpus
 from omnirouter.data.synth.requirements import (
     MissingDependencyError,
@@ -325,6 +327,127 @@ def test_effect_settings_are_drawn_within_the_ranges() -> None:
     )
 
 
+# ---- pauses in the training utterances -------------------------------------------------------
+
+
+def _pause_seconds(pauses: dict | None) -> float:
+    if pauses is None:
+        return 0.0
+    return pauses["leading_seconds"] + pauses["trailing_seconds"] + pauses["inner_seconds"]
+
+
+def _rms_db(samples: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(samples)))))
+
+
+def test_pause_draws_are_seeded_and_within_the_ranges() -> None:
+    config = PauseConfig()
+    draws = [draw_pauses(config, np.random.default_rng(seed)) for seed in range(400)]
+    assert draws[:5] == [draw_pauses(config, np.random.default_rng(seed)) for seed in range(5)]
+    assert len({d.leading_seconds for d in draws}) >= 20  # drawn (to 10 ms), not constant
+    for d in draws:
+        assert config.leading_min <= d.leading_seconds <= config.leading_max
+        assert config.trailing_min <= d.trailing_seconds <= config.trailing_max
+        assert d.inner_seconds == 0 or config.inner_min <= d.inner_seconds <= config.inner_max
+        assert config.noise_floor_min_db <= d.noise_floor_db <= config.noise_floor_max_db
+    # Binomial(400, p): standard deviation sqrt(400 p (1 - p)).
+    share = config.inner_probability
+    with_inner = sum(d.inner_seconds > 0 for d in draws)
+    assert abs(with_inner - share * 400) < 4 * np.sqrt(400 * share * (1 - share))
+
+
+def test_added_pauses_have_the_drawn_lengths_over_the_noise_floor() -> None:
+    time = np.arange(RATE) / RATE
+    # Two words of a 300 Hz tone with a 40 ms gap between them at 0.45 s.
+    speech = 0.5 * np.sin(2 * np.pi * 300 * time)
+    speech[int(0.45 * RATE) : int(0.49 * RATE)] = 0.0
+    settings = PauseSettings(
+        leading_seconds=0.37,
+        trailing_seconds=0.52,
+        inner_seconds=0.3,
+        inner_position=0.5,
+        noise_floor_db=-60.0,
+        noise_seed=3,
+    )
+    audio = add_pauses(speech, RATE, settings)
+    lead, trail, inner = int(0.37 * RATE), int(0.52 * RATE), int(0.3 * RATE)
+    assert len(audio) == len(speech) + lead + trail + inner
+    assert _rms_db(audio[:lead]) == pytest.approx(-60.0, abs=0.5)
+    assert _rms_db(audio[-trail:]) == pytest.approx(-60.0, abs=0.5)
+    assert _rms_db(audio[lead : lead + 160]) > -10  # the speech starts where the pause ends
+    assert _rms_db(audio[-trail - 160 : -trail]) > -10
+    # The inner pause went into the gap: gap and pause are one quiet stretch, the only one.
+    frame = RATE // 200  # 5 ms
+    middle = audio[lead:-trail]
+    middle = middle[: len(middle) // frame * frame].reshape(-1, frame)
+    quiet = np.flatnonzero(np.sqrt(np.mean(middle**2, axis=1)) < 0.01) * frame
+    assert quiet.min() == pytest.approx(0.45 * RATE, abs=frame)
+    assert quiet.max() + frame == pytest.approx(0.49 * RATE + inner, abs=frame)
+    assert len(quiet) * frame == pytest.approx(0.04 * RATE + inner, abs=2 * frame)
+    without_inner = add_pauses(speech, RATE, replace(settings, inner_seconds=0.0))
+    assert len(without_inner) == len(speech) + lead + trail
+
+
+@needs_fortunes
+def test_plan_draws_pauses_for_training_sets_only(tmp_path: Path) -> None:
+    config = _three_set_config()
+    plans = {plan.config.name: plan for plan in plan_corpus(config, tmp_path)}
+    again = {plan.config.name: plan for plan in plan_corpus(config, tmp_path)}
+    train = plans["train"].utterances
+    assert all(u.pauses is not None for u in train)
+    assert [u.pauses for u in train] == [u.pauses for u in again["train"].utterances]
+    assert all(u.pauses is None for u in plans["dev"].utterances + plans["test"].utterances)
+    other = plan_corpus(replace(config, seed=1), tmp_path)[0].utterances
+    assert [u.pauses for u in other] != [u.pauses for u in train]
+    # Without pauses, training audio keeps the name (and so the file) it had before them.
+    plain = plan_corpus(replace(config, pauses=PauseConfig(enabled=False)), tmp_path)[0]
+    assert all(u.pauses is None for u in plain.utterances)
+    assert {u.audio_path for u in plain.utterances}.isdisjoint({u.audio_path for u in train})
+
+
+def _three_set_config() -> SynthConfig:
+    """builtin-tiny's train, dev and test sets only, read by espeak-ng voices."""
+    values = yaml.safe_load(TINY_CONFIG.read_text())
+    values["voice_pools"] = {"training": ["espeak:en-us", "espeak:en-gb"]}
+    values["sets"] = [s for s in values["sets"] if s["name"] in ("train", "dev", "test")]
+    return config_from_dict(SynthConfig, values)
+
+
+@needs_sox
+@needs_fortunes
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_built_training_audio_starts_and_ends_with_its_drawn_pauses(tmp_path: Path) -> None:
+    from lhotse import CutSet
+
+    from omnirouter.data.synth.build import build_corpus
+    from omnirouter.data.synth.engines import EspeakEngine, SynthesisJob
+
+    config = replace(_three_set_config(), scale=0.05)
+    build_corpus(config, tmp_path / "corpus", jobs=1)
+    cuts = list(CutSet.from_file(cuts_path(tmp_path / "corpus", "train")))
+    planned = {u.id: u for u in plan_corpus(config, tmp_path / "corpus")[0].utterances}
+    assert 0 < len(cuts) == len(planned)
+    for cut in cuts[:3]:
+        utterance = planned[cut.id]
+        pauses = utterance.pauses
+        assert cut.supervisions[0].custom["pauses"] == pauses.describe()
+        audio, rate = soundfile.read(utterance.audio_path)
+        # The same sentence spoken again without pauses: the stored audio is that, plus them.
+        bare = tmp_path / f"{cut.id}.wav"
+        job = SynthesisJob(
+            utterance.text, utterance.engine_voice, utterance.speed, utterance.pitch, bare
+        )
+        EspeakEngine().synthesize([job], RATE)
+        spoken, _ = soundfile.read(bare)
+        lead = round(pauses.leading_seconds * RATE)
+        trail = round(pauses.trailing_seconds * RATE)
+        assert rate == RATE
+        assert len(audio) == len(spoken) + lead + trail + round(pauses.inner_seconds * RATE)
+        for pause in (audio[:lead], audio[-trail:]):
+            assert _rms_db(pause) == pytest.approx(pauses.noise_floor_db, abs=1.0)
+        assert _rms_db(audio) > pauses.noise_floor_db + 30
+
+
 # ---- a tiny corpus, built with every engine --------------------------------------------------
 
 
@@ -395,8 +518,9 @@ def test_every_engine_speaks_16khz_mono_of_plausible_length(tiny_corpus: Path) -
             assert (info.samplerate, info.channels) == (RATE, 1)
             assert cut.recording.num_samples == info.frames
             words = len(cut.supervisions[0].text.split())
+            spoken = cut.duration - _pause_seconds(cut.supervisions[0].custom.get("pauses"))
             # Between 1.2 and 6 words per second, plus up to a second of silence and tail.
-            assert words / 6 < cut.duration < words / 1.2 + 1.0, (engine, cut.id)
+            assert words / 6 < spoken < words / 1.2 + 1.0, (engine, cut.id)
         audio = cuts[0].load_audio()
         assert audio.shape == (1, cuts[0].recording.num_samples)
         assert np.sqrt(np.mean(audio**2)) > 0.02  # speech, not silence

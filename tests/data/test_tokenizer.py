@@ -55,6 +55,25 @@ def test_round_trip_and_reserved_ids(tokenizer: Tokenizer) -> None:
     assert tokenizer.decode([BLANK_ID, *ids, BLANK_ID]) == "the lazy dog"
 
 
+def test_decoded_text_has_single_spaces(tokenizer: Tokenizer) -> None:
+    """A CTC model may emit the word-boundary piece twice in a row or at either end; the text
+    still has one space between words and none around them."""
+    from omnirouter.evaluate.normalize import get_normalizer
+    from omnirouter.evaluate.wer import Recognition, score_set
+
+    boundary = tokenizer._processor.piece_to_id("\u2581")
+    assert tokenizer._processor.id_to_piece(boundary) == "\u2581"  # a piece of its own
+    the, dog = tokenizer.encode("the"), tokenizer.encode("dog")
+    ids = [boundary, boundary, *the, boundary, BLANK_ID, boundary, *dog, boundary]
+    assert tokenizer.decode(ids) == "the dog"
+    # The WER and CER were blind to the spaces already: both normalisers give the same scores.
+    for name in ("whisper-english", "none"):
+        normalizer = get_normalizer(name)
+        spaced = score_set("s", [Recognition("u", "the dog", "  the   dog ")], normalizer)
+        single = score_set("s", [Recognition("u", "the dog", "the dog")], normalizer)
+        assert (spaced.wer, spaced.cer) == (single.wer, single.cer) == (0.0, 0.0)
+
+
 def test_unknown_characters(tokenizer: Tokenizer) -> None:
     assert tokenizer.unknown_characters("the fox") == ""
     # The training text has neither "ü" nor "ñ".

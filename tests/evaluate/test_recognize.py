@@ -2,6 +2,9 @@ import itertools
 
 import torch
 
+from omnirouter.data.config import DataConfig
+from omnirouter.data.loader import build_eval_loader
+from omnirouter.data.tokenizer import Tokenizer
 from omnirouter.evaluate.recognize import recognize
 from omnirouter.model import RoutingOverride
 
@@ -88,3 +91,16 @@ def test_override_reaches_the_routers(tokenizer):
     # leave the router's own top-1 (4 experts, 50 frames).
     moved = (routing.experts_NK[:, 0] != routing.top1_N()).float().mean()
     assert 0.4 < moved < 1.0
+
+
+def test_the_progress_bar_of_an_evaluation_set_has_its_total(mini_corpus, capsys):
+    tokenizer = Tokenizer.load(mini_corpus / "tokenizer")
+    config = DataConfig(
+        corpus_dir=str(mini_corpus), max_duration=4.0, max_utterance_seconds=4.0, num_workers=0
+    )
+    loader = build_eval_loader(config, "test", tokenizer)
+    batches = len(list(loader))
+    assert batches > 1
+    recognize(tiny_model(vocab_size=tokenizer.vocab_size), loader, tokenizer, "cpu")
+    bar = capsys.readouterr().err
+    assert "100%" in bar and f"{batches}/{batches}" in bar, bar

@@ -79,13 +79,14 @@ def test_short_audio_is_one_span():
     assert list(chunk_spans(np.zeros(100), SAMPLE_RATE, 30.0)) == [range(0, 100)]
 
 
-def test_one_chunk_matches_the_model_on_the_whole_features(transcriber, model, tokenizer):
+def test_one_chunk_matches_the_model_on_the_whole_features(model, tokenizer):
     samples = 0.1 * np.random.default_rng(1).standard_normal(3 * SAMPLE_RATE).astype(np.float32)
     features = compute_features(samples, SAMPLE_RATE, FeatureConfig())
     with torch.no_grad():
         output = model(features.unsqueeze(0), torch.tensor([features.shape[0]]))
     expected = tokenizer.decode(collapse(output.log_probs_BTV[0].argmax(-1).tolist())).strip()
-    transcript = transcriber.transcribe(samples)
+    # Without the detector: white noise is no speech, and the model would not hear it at all.
+    transcript = Transcriber(model, tokenizer, FeatureConfig(), vad=None).transcribe(samples)
     assert transcript.text == expected
     assert len(transcript.segments) == 1
     assert transcript.duration == pytest.approx(3.0)
@@ -99,8 +100,9 @@ def test_arrays_at_other_rates_and_with_channels(transcriber):
         transcriber.transcribe(np.zeros(0, dtype=np.float32))
 
 
-def test_three_minutes_in_bounded_chunks(tmp_path, transcriber, model):
+def test_three_minutes_in_bounded_chunks(tmp_path, model, tokenizer):
     path = speech_recording(tmp_path / "talk.flac", 180.0)
+    transcriber = Transcriber(model, tokenizer, FeatureConfig(), vad=None)
     frames_seen: list[int] = []
     hook = model.register_forward_pre_hook(lambda m, args: frames_seen.append(args[0].shape[1]))
     try:
@@ -144,3 +146,119 @@ def test_a_bad_file_among_good_ones(tmp_path, transcriber):
     assert results[1].transcript.text == results[4].transcript.text
     with pytest.raises(AudioError, match=r"empty\.wav"):
         transcriber.transcribe(empty)
+
+
+# ---- voice-activity detection ----------------------------------------------------------------
+
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+    reason="espeak-ng and sox make the speech the detector must find",
+)
+
+
+def spoken(tmp_path: Path, text: str) -> np.ndarray:
+    """`text` spoken by espeak-ng, 16 kHz mono float32, peak 0.5, its own edge silence trimmed."""
+    wav = tmp_path / "spoken.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
+    trimmed = tmp_path / "trimmed.wav"
+    trim = ["silence", "1", "0.01", "1%", "reverse", "silence", "1", "0.01", "1%", "reverse"]
+    subprocess.run(["sox", str(wav), "-r", str(SAMPLE_RATE), str(trimmed), *trim], check=True)
+    samples, _ = soundfile.read(trimmed, dtype="float32")
+    return 0.5 * samples / np.abs(samples).max()
+
+
+def count_forwards(model) -> tuple[list[int], object]:
+    calls: list[int] = []
+    hook = model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[1]))
+    return calls, hook
+
+
+@pytest.mark.parametrize("kind", ["zeros", "white noise"])
+def test_silence_and_noise_give_no_text_and_no_model_run(transcriber, model, kind):
+    rng = np.random.default_rng(4)
+    samples = {
+        "zeros": np.zeros(5 * SAMPLE_RATE, dtype=np.float32),
+        "white noise": (0.01 * rng.standard_normal(5 * SAMPLE_RATE)).astype(np.float32),  # -40 dB
+    }[kind]
+    calls, hook = count_forwards(model)
+    try:
+        transcript = transcriber.transcribe(samples)
+    finally:
+        hook.remove()
+    assert transcript.text == "" and transcript.segments == () and transcript.warnings == ()
+    assert calls == []
+    assert transcript.duration == pytest.approx(5.0)
+
+
+@needs_espeak
+def test_speech_between_silences_is_kept(tmp_path, transcriber, model):
+    speech = spoken(tmp_path, "Sparse mixtures of experts route every frame to one expert")
+    noise = (0.003 * np.random.default_rng(5).standard_normal(2 * SAMPLE_RATE)).astype(np.float32)
+    samples = np.concatenate([np.zeros(2 * SAMPLE_RATE, np.float32), speech, noise])
+    start, stop = 2.0, 2.0 + len(speech) / SAMPLE_RATE
+    calls, hook = count_forwards(model)
+    try:
+        transcript = transcriber.transcribe(samples)
+    finally:
+        hook.remove()
+    assert len(transcript.segments) == len(calls) >= 1
+    first, last = transcript.segments[0], transcript.segments[-1]
+    # The speech, with the detector's padding (0.2 s) and its lag (its probabilities trail the
+    # audio by a few 32 ms windows).
+    assert start - 0.3 < first.start <= start
+    assert stop <= last.end < stop + 0.8
+    assert transcript.text == " ".join(s.text for s in transcript.segments if s.text)
+
+
+@needs_espeak
+def test_a_long_recording_is_cut_at_its_pauses(tmp_path, model, tokenizer):
+    speech = spoken(tmp_path, "The omni router shares one routing matrix across all layers")
+    pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
+    samples = np.concatenate([pause, *[np.concatenate([speech, pause]) for _ in range(6)]])
+    step = (len(speech) + len(pause)) / SAMPLE_RATE
+    bursts = [
+        (1.5 + index * step, 1.5 + index * step + len(speech) / SAMPLE_RATE) for index in range(6)
+    ]
+    transcriber = Transcriber(model, tokenizer, FeatureConfig(), chunk_seconds=30.0)
+    segments = transcriber.transcribe(samples).segments
+    # One segment per burst although the whole fits in one chunk: cut in every pause, and no
+    # segment reaches into the middle of a pause.
+    assert len(segments) == len(bursts)
+    for segment, (start, stop) in zip(segments, bursts):
+        assert start - 0.3 < segment.start <= start
+        assert stop <= segment.end < stop + 0.8
+
+
+@needs_espeak
+def test_speech_longer_than_a_chunk_is_cut_at_quiet_points(tmp_path, model, tokenizer):
+    speech = spoken(tmp_path, SENTENCES)
+    transcriber = Transcriber(model, tokenizer, FeatureConfig(), chunk_seconds=4.0)
+    spans = transcriber.spans(speech)
+    assert len(spans) >= 3
+    assert all(len(span) <= 4 * SAMPLE_RATE for span in spans)
+    assert all(a.stop <= b.start for a, b in itertools.pairwise(spans))
+    # Every cut lies where the speech is quiet: well below its average level.
+    level = np.sqrt(np.mean(speech**2))
+    for span in spans[:-1]:
+        around = speech[span.stop - 160 : span.stop + 160]
+        assert np.sqrt(np.mean(around**2)) < 0.3 * level
+
+
+def test_too_short_audio_gives_a_warning(tmp_path, transcriber, model):
+    short = tmp_path / "click.wav"
+    soundfile.write(short, 0.3 * np.ones(800, dtype=np.float32), SAMPLE_RATE)  # 0.05 s
+    calls, hook = count_forwards(model)
+    try:
+        transcript = transcriber.transcribe(short)
+    finally:
+        hook.remove()
+    assert transcript.text == "" and calls == []
+    assert len(transcript.warnings) == 1
+    assert str(short) in transcript.warnings[0] and "too short" in transcript.warnings[0]
+    assert transcript.to_dict()["warnings"] == list(transcript.warnings)
+
+
+def test_a_directory_is_named_as_one(tmp_path, transcriber):
+    (result,) = transcribe_files(transcriber, [tmp_path])
+    assert result.transcript is None
+    assert result.error == f"{tmp_path}: is a directory, not an audio file"

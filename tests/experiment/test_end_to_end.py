@@ -164,6 +164,8 @@ def test_wer_and_cer_tables_are_the_mean_and_spread_of_the_seeds(
     reported = {model["name"]: model for model in numbers["models"]}
     readme = experiment.outputs.readme.read_text()
     assert "Seeds per model: dense 2, switch 1, omni 1" in readme
+    models = readme[readme.index("## Models") :]
+    assert "seeds (their values)" in models and "| 2 (0, 1) |" in models  # a count, then values
     for set_name in dense[0]:
         values = [seeds[set_name] for seeds in dense]
         mean, std = statistics.fmean(values), statistics.stdev(values)

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from omnirouter.cli.arguments import positive_int
 from omnirouter.evaluate.normalize import NORMALIZER_NAMES, WHISPER_ENGLISH
 from omnirouter.evaluate.proposals import Aggregate, ProposalConfig
 from omnirouter.model.routing import ProposalMode
 
 if TYPE_CHECKING:
+    from omnirouter.evaluate.beam import BeamRequest
     from omnirouter.evaluate.transcribe import Transcriber
 
 
@@ -30,6 +32,35 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_decoder(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "decoding (greedy by default; beam: CTC beam search with a word n-gram LM)"
+    )
+    group.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    group.add_argument(
+        "--lm", help="LM directory or file (`omnirouter lm build`; default: the corpus's lm/)"
+    )
+    group.add_argument(
+        "--beam-size", type=positive_int, help="hypotheses kept (default: tuned, else 32)"
+    )
+    group.add_argument(
+        "--lm-weight", type=float, help="LM weight (default: `omnirouter lm tune`'s, else 0.5)"
+    )
+    group.add_argument("--word-score", type=float, help="score per word (default: tuned, else 0)")
+
+
+def beam_request(args: argparse.Namespace) -> BeamRequest | None:
+    """The beam search the options ask for; None for greedy decoding."""
+    from omnirouter.evaluate.beam import BeamRequest
+
+    if args.decoder != "beam":
+        given = [args.lm, args.beam_size, args.lm_weight, args.word_score]
+        if any(value is not None for value in given):
+            raise ValueError("--lm, --beam-size, --lm-weight and --word-score need --decoder beam")
+        return None
+    return BeamRequest(args.lm, args.beam_size, args.lm_weight, args.word_score)
+
+
 def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
@@ -37,7 +68,11 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         description="Greedy CTC decoding and WER (Whisper English normaliser) on each set; "
         "writes per-utterance errors per set and one table under EXP/eval/.",
     )
-    parser.add_argument("model", metavar="EXP_OR_CHECKPOINT", help="experiment dir or checkpoint")
+    parser.add_argument(
+        "model",
+        metavar="EXP_OR_CHECKPOINT",
+        help="experiment dir, checkpoint or exported model dir (`omnirouter export`)",
+    )
     parser.add_argument(
         "--sets", help="comma-separated set names (default: the dev set and every test set)"
     )
@@ -46,6 +81,7 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-duration", type=float, help="seconds of audio per batch")
     parser.add_argument("--normalizer", choices=NORMALIZER_NAMES, default=WHISPER_ENGLISH)
     _add_device(parser)
+    _add_decoder(parser)
     proposals = parser.add_argument_group(
         "routed proposals (MoE models; after RoE: several routings per frame, aggregated)"
     )
@@ -92,7 +128,11 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--baseline", help="the model the others are compared with (default: first)"
     )
-    parser.add_argument("--names", help="comma-separated display names, one per EXP")
+    parser.add_argument(
+        "--names",
+        help="comma-separated display names, one per EXP (default: the shortest endings of "
+        "their paths that tell them apart, e.g. dense/seed0)",
+    )
     parser.add_argument("--out", type=Path, help="also write compare.{md,csv,json} here")
     parser.set_defaults(run=run_compare)
 
@@ -116,17 +156,27 @@ def _register_transcribe(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "transcribe",
         help="transcribe audio files with a trained model",
-        description="Any common audio format and sample rate, any length (cut into chunks of "
-        "at most --chunk-seconds at quiet points). Files that cannot be read are reported and "
-        "the others still transcribed; the exit code is 1 if any failed.",
+        description="Any common audio format and sample rate, any length. A voice-activity "
+        "detector (Silero VAD) finds the speech: silence and noise give no text, and long "
+        "recordings are cut at their pauses into pieces of at most --chunk-seconds. Files that "
+        "cannot be read are reported and the others still transcribed; the exit code is 1 if "
+        "any failed.",
     )
-    parser.add_argument("model", metavar="MODEL", help="experiment dir or checkpoint")
+    parser.add_argument(
+        "model", metavar="MODEL", help="experiment dir, checkpoint or exported model dir"
+    )
     parser.add_argument("audio", nargs="+", metavar="AUDIO", help="audio files")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument(
         "--chunk-seconds", type=float, help="longest piece decoded at once (default: 30)"
     )
+    parser.add_argument(
+        "--no-vad",
+        action="store_true",
+        help="decode the whole recording, speech or not, in chunks cut at quiet points",
+    )
     _add_device(parser)
+    _add_decoder(parser)
     parser.set_defaults(run=run_transcribe)
 
 
@@ -163,7 +213,12 @@ def run_eval(args: argparse.Namespace) -> int:
         "normalizer_name": args.normalizer,
         "command": eval_command(args),
     }
+    beam = beam_request(args)
     if args.proposals:
+        if beam is not None:
+            raise ValueError(
+                "--proposals decodes greedily: it cannot be combined with --decoder beam"
+            )
         config = ProposalConfig(
             temperature=args.proposal_temperature,
             mode=ProposalMode(args.proposal_mode),
@@ -175,7 +230,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(markdown.read_text())
         print(f"written: {markdown.parent}")
         return 0
-    result = evaluate_checkpoint(args.model, **options)
+    result = evaluate_checkpoint(args.model, **options, beam=beam)
     write_eval_table_pages(result.table, result.table_files)
     print(eval_table_markdown(result.table))
     print(f"written: {result.table_files.markdown.parent}")
@@ -206,6 +261,14 @@ def eval_command(args: argparse.Namespace) -> str:
         "--normalizer": args.normalizer,
         "--device": args.device,
     }
+    if getattr(args, "decoder", "greedy") == "beam":
+        options |= {
+            "--decoder": "beam",
+            "--lm": args.lm,
+            "--beam-size": args.beam_size,
+            "--lm-weight": args.lm_weight,
+            "--word-score": args.word_score,
+        }
     if getattr(args, "proposals", None):
         options |= {
             "--proposals": ",".join(str(count) for count in args.proposals),
@@ -224,15 +287,15 @@ def run_compare(args: argparse.Namespace) -> int:
     from omnirouter.evaluate.compare import (
         compare_tables,
         locate_eval_table,
-        model_name,
+        model_names,
         save_compare_table,
     )
     from omnirouter.evaluate.tables import read_eval_table
     from omnirouter.report.tables import compare_markdown, write_compare_pages
 
-    names = _split(args.names) or [model_name(path) for path in args.experiments]
+    names = _split(args.names) or model_names(args.experiments)
     if len(names) != len(args.experiments):
-        raise SystemExit(f"--names gives {len(names)} names for {len(args.experiments)} models")
+        raise ValueError(f"--names gives {len(names)} names for {len(args.experiments)} models")
     baseline = args.baseline
     if baseline is not None and baseline not in names and baseline in args.experiments:
         baseline = names[args.experiments.index(baseline)]  # given as a path
@@ -248,24 +311,30 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_transcribe(args: argparse.Namespace) -> int:
     from omnirouter.devices import choose_device
     from omnirouter.evaluate.transcribe import DEFAULT_CHUNK_SECONDS, Transcriber
+    from omnirouter.evaluate.vad import DEFAULT_VAD
 
     transcriber = Transcriber.from_pretrained(
         args.model,
         device=str(choose_device(args.device)),
         chunk_seconds=DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds,
+        vad=None if args.no_vad else DEFAULT_VAD,
+        beam=beam_request(args),
     )
     return print_transcripts(transcriber, args.audio, args.format)
 
 
 def print_transcripts(transcriber: Transcriber, paths: list[str], output_format: str) -> int:
-    """Transcribe `paths`, print the results to stdout and the failures to stderr; 1 if any
-    failed, else 0."""
+    """Transcribe `paths`, print the results to stdout and the failures and warnings to
+    stderr; 1 if any failed, else 0."""
     from omnirouter.evaluate.transcribe import transcribe_files
 
     results = transcribe_files(transcriber, paths)
     for result in results:
         if result.transcript is None:
             print(f"error: {result.error}", file=sys.stderr)
+        else:
+            for warning in result.transcript.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
     if output_format == "json":
         records = [
             result.transcript.to_dict()

@@ -25,6 +25,7 @@ SAMPLE_RATE = 16000  # Hz; everything downstream (features, durations) assumes i
 
 class AudioProblem(str, Enum):
     missing = "missing"  # no such file
+    directory = "directory"  # a directory where an audio file was expected
     unreadable = "unreadable"  # exists, but no backend could decode it
     empty = "empty"  # decodes to zero samples
     non_finite = "non_finite"  # decodes to samples of which some are NaN or infinite
@@ -39,6 +40,7 @@ class AudioError(DataError):
         self.detail = detail
         message = {
             AudioProblem.missing: "audio file not found",
+            AudioProblem.directory: "is a directory, not an audio file",
             AudioProblem.unreadable: "cannot decode audio",
             AudioProblem.empty: "zero-length audio",
             AudioProblem.non_finite: "audio holds NaN or infinite samples",
@@ -69,7 +71,8 @@ def recording_from_file(path: str | Path, recording_id: str | None = None) -> Re
     except OSError as error:  # a name too long for the filesystem, say
         raise AudioError(str(path), AudioProblem.missing, error.strerror or str(error)) from None
     if not is_file:
-        raise AudioError(str(path), AudioProblem.missing)
+        problem = AudioProblem.directory if path.is_dir() else AudioProblem.missing
+        raise AudioError(str(path), problem)
     try:
         recording = Recording.from_file(path, recording_id=recording_id)
     except Exception as error:  # Lhotse wraps each backend's failure in its own exception types

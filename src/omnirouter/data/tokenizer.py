@@ -72,6 +72,8 @@ class TokenizerConfig:
             raise DataError(f"tokenizer.model_type={self.model_type!r}: use unigram or bpe")
         if self.vocab_size < 3:
             raise DataError("tokenizer.vocab_size must be >= 3 (blank, <unk>, one piece)")
+        if self.max_sentences < 1:
+            raise DataError(f"tokenizer.max_sentences must be >= 1, got {self.max_sentences}")
 
     def directory(self, corpus_dir: str | Path) -> Path:
         if self.path is not None:
@@ -148,8 +150,14 @@ class Tokenizer:
         return self._processor.encode(normalize_transcript(text), out_type=int)
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of token ids; blanks (0) are ignored."""
-        return self._processor.decode([int(i) for i in ids if int(i) != 0])
+        """Text of token ids; blanks (0) are ignored. Whitespace is collapsed and stripped: a
+        CTC model may emit the word-boundary piece twice in a row, or at either end."""
+        return " ".join(self._processor.decode([int(i) for i in ids if int(i) != 0]).split())
+
+    def pieces(self) -> list[str]:
+        """Every piece by id: the blank at 0, <unk> at 1, then the word pieces (a leading
+        `▁` marks the start of a word)."""
+        return [self._processor.id_to_piece(i) for i in range(self.vocab_size)]
 
     def unknown_characters(self, text: str) -> str:
         """Characters of the normalised text that no piece covers (they would become <unk>)."""

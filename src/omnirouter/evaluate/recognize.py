@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
+from omnirouter.data.loader import EvalLoader
 from omnirouter.evaluate.decode import greedy_ctc_decode
 from omnirouter.evaluate.proposals import Aggregate, ProposalConfig, forward_with_proposals
 from omnirouter.evaluate.wer import Recognition, SetScore, score_set
@@ -27,6 +28,7 @@ from omnirouter.model.routing import RoutingIntervention, RoutingOverride, Routi
 if TYPE_CHECKING:
     from omnirouter.data.batch import Batch
     from omnirouter.data.tokenizer import Tokenizer
+    from omnirouter.evaluate.beam import BeamDecoder
 
 OutputCallback = Callable[["Batch", ModelOutput], None]
 
@@ -80,30 +82,49 @@ def recognize(
     progress: bool = True,
     description: str = "recognising",
     proposals: ProposalConfig | None = None,
+    beam: BeamDecoder | None = None,
 ) -> list[Recognition]:
     """The model's transcript of every utterance in `batches`, beside its reference.
-    `proposals`: decode several routed proposals per frame (seeded once per call)."""
+    `proposals`: decode several routed proposals per frame (seeded once per call).
+    `beam`: beam search (`evaluate.beam`) instead of greedy decoding, over all utterances at
+    once after the model has run, so that its worker pool decodes them in parallel."""
     recognitions: list[Recognition] = []
+    log_probs: list[torch.Tensor] = []  # per utterance (T, V), kept for the beam search
     intervention: RoutingIntervention | None = override
     aggregate = Aggregate.probability
     if proposals is not None:
         if override is not None:
             raise ValueError("a routing override and routed proposals cannot be combined")
         intervention, aggregate = proposals.routing(), proposals.aggregate
+    # An evaluation loader knows its length only when asked (it reads the manifest).
+    total = batches.num_batches() if progress and isinstance(batches, EvalLoader) else None
     with inference_context(model, device):
-        for batch in tqdm(batches, desc=description, unit="batch", disable=not progress):
+        bar = tqdm(batches, desc=description, unit="batch", total=total, disable=not progress)
+        for batch in bar:
             batch = batch.to(device)
             decoded = decode_features(
                 model, batch.features_BTF, batch.feature_lens_B, intervention, aggregate
             )
             if on_output is not None:
                 on_output(batch, decoded.output)
+            if beam is not None:
+                output = decoded.output
+                log_probs.extend(
+                    output.log_probs_BTV[row, : int(length)].float().cpu()
+                    for row, length in enumerate(output.lengths_B)
+                )
             recognitions.extend(
                 Recognition(cut_id, reference, tokenizer.decode(token_ids))
                 for cut_id, reference, token_ids in zip(
                     batch.cut_ids, batch.texts, decoded.token_ids, strict=True
                 )
             )
+    if beam is not None:
+        texts = beam.decode([item.numpy() for item in log_probs])
+        recognitions = [
+            Recognition(recognition.cut_id, recognition.reference, text)
+            for recognition, text in zip(recognitions, texts, strict=True)
+        ]
     return recognitions
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnirouter.evaluate.wer import AlignedPair, ErrorCounts, SetScore
-from omnirouter.jsonio import dumps, write_json
+from omnirouter.jsonio import dumps, write_json, write_text
 
 _MISSING = "*"
 
@@ -42,18 +42,19 @@ def set_files(out_dir: str | Path, set_name: str) -> SetFiles:
 def write_set_files(score: SetScore, out_dir: str | Path) -> SetFiles:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     files = set_files(out_dir, score.name)
-    files.errors.write_text(errors_text(score))
-    with files.recognitions.open("w") as stream:
-        for utterance in score.utterances:
-            record = {
-                "cut_id": utterance.cut_id,
-                "reference": utterance.reference,
-                "hypothesis": utterance.hypothesis,
-                "normalized_reference": utterance.normalized_reference,
-                "normalized_hypothesis": utterance.normalized_hypothesis,
-                **counts_record(utterance.counts),
-            }
-            stream.write(dumps(record, indent=None) + "\n")
+    write_text(files.errors, errors_text(score))
+    records = (
+        {
+            "cut_id": utterance.cut_id,
+            "reference": utterance.reference,
+            "hypothesis": utterance.hypothesis,
+            "normalized_reference": utterance.normalized_reference,
+            "normalized_hypothesis": utterance.normalized_hypothesis,
+            **counts_record(utterance.counts),
+        }
+        for utterance in score.utterances
+    )
+    write_text(files.recognitions, "".join(dumps(record, indent=None) + "\n" for record in records))
     write_json(files.summary, summary_record(score), indent=2)
     return files
 

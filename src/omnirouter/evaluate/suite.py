@@ -23,6 +23,7 @@ import torch
 import omnirouter
 from omnirouter.data.corpus import read_corpus_info
 from omnirouter.data.loader import build_eval_loader, eval_cuts, evaluation_set_names
+from omnirouter.evaluate.beam import BeamDecoder, BeamRequest, request_decoder
 from omnirouter.evaluate.model_file import LoadedModel, load_inference_model
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, TextNormalizer, get_normalizer
 from omnirouter.evaluate.proposals import ProposalConfig
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from omnirouter.data.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
+
+LM_EVAL_DIR = "eval-lm"  # EXP/eval-lm: beam-search results, kept apart from the greedy EXP/eval
 
 
 @dataclass(frozen=True)
@@ -73,16 +76,26 @@ def evaluate_sets(
     command: str = "",
     extra: Mapping[str, object] | None = None,
     proposals: ProposalConfig | None = None,
+    beam: BeamDecoder | None = None,
+    frame_shift_seconds: float = 0.01,
 ) -> SuiteResult:
     """Recognise and score every set, writing its files as soon as it is done.
 
     `extra` (e.g. the checkpoint and its step) is recorded in the table with the versions.
-    `proposals`: decode several routed proposals per frame (`evaluate.proposals`)."""
+    `proposals`: decode several routed proposals per frame (`evaluate.proposals`).
+    `beam`: beam search instead of greedy decoding; its real-time factor is logged, measured
+    with the features' `frame_shift_seconds`."""
     normalizer = normalizer or get_normalizer(WHISPER_ENGLISH)
     scores, set_files = [], []
     seconds = 0.0
     for eval_set in eval_sets:
         started = time.perf_counter()
+        beam_seconds = beam.stats.seconds if beam is not None else 0.0
+        frames = [0]
+
+        def count_frames(batch: Batch, output: object, frames: list[int] = frames) -> None:
+            frames[0] += int(batch.feature_lens_B.sum())
+
         recognitions = recognize(
             model,
             eval_set.batches,
@@ -90,8 +103,18 @@ def evaluate_sets(
             device,
             description=eval_set.name,
             proposals=proposals,
+            beam=beam,
+            on_output=count_frames if beam is not None else None,
         )
         seconds += time.perf_counter() - started
+        if beam is not None:
+            _log_real_time_factor(
+                eval_set.name,
+                beam,
+                beam.stats.seconds - beam_seconds,
+                frames[0],
+                frame_shift_seconds,
+            )
         score = score_set(eval_set.name, recognitions, normalizer)
         scores.append(score)
         set_files.append(write_set_files(score, out_dir))
@@ -117,6 +140,23 @@ def evaluate_sets(
     return SuiteResult(table, table_files, tuple(scores), tuple(set_files), seconds)
 
 
+def _log_real_time_factor(
+    name: str, beam: BeamDecoder, seconds: float, frames: int, frame_shift_seconds: float
+) -> None:
+    audio = frames * frame_shift_seconds
+    processes = max(beam.stats.processes or {1})
+    logger.info(
+        "%s: beam search %.1f s for %.1f s of audio on %d processes: real-time factor %.4f "
+        "(%.4f per core)",
+        name,
+        seconds,
+        audio,
+        processes,
+        seconds / max(audio, 1e-9),
+        seconds * processes / max(audio, 1e-9),
+    )
+
+
 def default_eval_sets(data_config: DataConfig) -> list[str]:
     """The dev set, then the configured test sets (all of the corpus's test sets if none)."""
 
@@ -134,17 +174,26 @@ def evaluate_checkpoint(
     device: str = "cpu",
     normalizer_name: str = WHISPER_ENGLISH,
     command: str = "",
+    beam: BeamRequest | None = None,
 ) -> SuiteResult:
     """`omnirouter eval`: a trained model (experiment directory or checkpoint) on test sets.
 
     The corpus and batch size default to the experiment's data config; results go to
-    EXP/eval unless `out_dir` says otherwise.
+    EXP/eval (with `beam`, beam search with an LM: EXP/eval-lm) unless `out_dir` says otherwise.
     """
     normalizer = get_normalizer(normalizer_name)  # fail before loading anything if missing
     loaded = load_inference_model(path, device=device)
+    data_config, eval_sets = load_eval_sets(loaded, sets, corpus_dir, max_duration)
+    decoder, extra = None, {}
+    if beam is not None:
+        decoder = request_decoder(
+            beam, loaded.tokenizer, data_config.corpus_dir, loaded.experiment_dir
+        )
+        extra = decoder.describe()
     if out_dir is None:
         out_dir = experiment_eval_dir(path, loaded)
-    data_config, eval_sets = load_eval_sets(loaded, sets, corpus_dir, max_duration)
+        if beam is not None:
+            out_dir = Path(out_dir).parent / LM_EVAL_DIR
     return evaluate_sets(
         loaded.model,
         loaded.tokenizer,
@@ -158,7 +207,10 @@ def evaluate_checkpoint(
             "checkpoint": str(loaded.checkpoint_path),
             "step": loaded.step,
             "corpus_dir": str(data_config.corpus_dir),
+            **extra,
         },
+        beam=decoder,
+        frame_shift_seconds=data_config.features.frame_shift_seconds,
     )
 
 

@@ -1,11 +1,14 @@
 """Transcribing audio files or arrays of any length with a trained model.
 
-Long audio is cut into chunks of at most `chunk_seconds` (no overlap), each cut placed at the
-quietest 20 ms within the last `boundary_search_seconds` of its window so that it rarely
-falls inside a word. Chunks are decoded one at a time and their texts joined with spaces, so
-features, activations and attention (quadratic in length) are bounded by one chunk whatever
-the length of the recording. The decoded samples themselves are held whole (float32,
-about 230 MB per hour of 16 kHz audio).
+A voice-activity detector (`vad.py`) finds the stretches of speech; only those are decoded, so
+silence and steady noise give no text, and a long recording is cut at its pauses. A stretch
+longer than `chunk_seconds` is cut further into chunks, each cut placed at the quietest 20 ms
+within the last `boundary_search_seconds` of its window so that it rarely falls inside a word
+(`chunk_spans`). Pieces are decoded one at a time and their texts joined with spaces, so
+features, activations and attention (quadratic in length) are bounded by one chunk whatever the
+length of the recording. The decoded samples themselves are held whole (float32, about 230 MB
+per hour of 16 kHz audio). Without the detector (`vad=None`, `transcribe --no-vad`) the whole
+recording is decoded in such chunks, speech or not.
 
     transcriber = Transcriber.from_pretrained("exp/omni", device="cpu")
     print(transcriber.transcribe("talk.mp3").text)
@@ -24,16 +27,22 @@ import numpy as np
 import torch
 
 from omnirouter.data.audio import SAMPLE_RATE, AudioError, load_audio
+from omnirouter.data.quiet import quietest_point
 from omnirouter.evaluate.model_file import load_inference_model
 from omnirouter.evaluate.recognize import decode_features, inference_context
+from omnirouter.evaluate.vad import DEFAULT_VAD, VAD_SAMPLE_RATE, VadConfig, speech_spans
 from omnirouter.model.ctc_model import CtcModel
 
 if TYPE_CHECKING:
     from omnirouter.data.features import FeatureConfig
     from omnirouter.data.tokenizer import Tokenizer
+    from omnirouter.evaluate.beam import BeamDecoder, BeamRequest
 
 DEFAULT_CHUNK_SECONDS = 30.0
 _QUIET_FRAME_SECONDS = 0.02  # granularity of the search for a quiet cut
+# Shorter audio is not transcribed, with a warning: a short word lasts about a quarter second
+# (and the detector drops shorter bursts).
+MIN_AUDIO_SECONDS = 0.25
 
 
 class TranscriptionError(ValueError):
@@ -50,9 +59,11 @@ class Segment:
 @dataclass(frozen=True)
 class Transcript:
     text: str  # the segments' texts joined with spaces
-    segments: tuple[Segment, ...]  # one per chunk, in order, covering the whole audio
+    # One per stretch of speech decoded, in order (with `vad=None`: chunks covering the audio).
+    segments: tuple[Segment, ...]
     duration: float  # seconds
     source: str  # the file, or "<array>"
+    warnings: tuple[str, ...] = ()  # about input that was read but could not be transcribed
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -60,6 +71,7 @@ class Transcript:
             "text": self.text,
             "duration": self.duration,
             "segments": [vars(segment) for segment in self.segments],
+            "warnings": list(self.warnings),
         }
 
 
@@ -83,9 +95,7 @@ def chunk_spans(
     while len(samples) - start > chunk:
         end = start + chunk
         if search >= frame:
-            window = samples[end - search : end].reshape(-1, frame).astype(np.float64)
-            quietest = int(np.argmin(np.square(window).sum(axis=1)))
-            end = end - search + quietest * frame + frame // 2
+            end = quietest_point(samples, end - search, end, frame)
         yield range(start, end)
         start = end
     if start < len(samples):
@@ -102,6 +112,8 @@ class Transcriber:
         feature_config: FeatureConfig,
         device: torch.device | str = "cpu",
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+        vad: VadConfig | None = DEFAULT_VAD,
+        beam: BeamDecoder | None = None,
     ) -> None:
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
@@ -110,6 +122,8 @@ class Transcriber:
         self.tokenizer = tokenizer
         self.feature_config = feature_config
         self.chunk_seconds = chunk_seconds
+        self.vad = vad  # None: decode the whole recording, speech or not
+        self.beam = beam  # None: greedy decoding; else beam search with an LM (`beam.py`)
 
     @classmethod
     def from_pretrained(
@@ -117,11 +131,27 @@ class Transcriber:
         path: str | Path,
         device: torch.device | str = "cpu",
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+        vad: VadConfig | None = DEFAULT_VAD,
+        beam: BeamRequest | None = None,
     ) -> Transcriber:
-        """From an experiment directory (its best checkpoint, else its last) or a checkpoint."""
+        """From an experiment directory (its best checkpoint, else its last), a checkpoint, or
+        a directory written by `omnirouter export`."""
         loaded = load_inference_model(path, device=str(device))
+        decoder = None
+        if beam is not None:
+            from omnirouter.evaluate.beam import request_decoder
+
+            decoder = request_decoder(
+                beam, loaded.tokenizer, loaded.data_config.corpus_dir, loaded.experiment_dir
+            )
         return cls(
-            loaded.model, loaded.tokenizer, loaded.data_config.features, device, chunk_seconds
+            loaded.model,
+            loaded.tokenizer,
+            loaded.data_config.features,
+            device,
+            chunk_seconds,
+            vad,
+            decoder,
         )
 
     def transcribe(
@@ -139,12 +169,30 @@ class Transcriber:
         else:
             source = "<array>"
             samples = _prepare_array(audio, sample_rate)
-        segments = tuple(
-            self._transcribe_span(samples, span)
-            for span in chunk_spans(samples, SAMPLE_RATE, self.chunk_seconds)
-        )
+        duration = len(samples) / SAMPLE_RATE
+        if duration < MIN_AUDIO_SECONDS:
+            warning = (
+                f"{source}: {duration:.3g} s of audio is too short to transcribe "
+                f"(less than {MIN_AUDIO_SECONDS} s, shorter than a word)"
+            )
+            return Transcript("", (), duration, source, (warning,))
+        segments = tuple(self._transcribe_span(samples, span) for span in self.spans(samples))
         text = " ".join(segment.text for segment in segments if segment.text)
-        return Transcript(text, segments, len(samples) / SAMPLE_RATE, source)
+        return Transcript(text, segments, duration, source)
+
+    def spans(self, samples: np.ndarray) -> list[range]:
+        """The sample ranges of 16 kHz `samples` that are decoded, each at most a chunk long:
+        the stretches of speech, or with `vad=None` chunks covering everything."""
+        if self.vad is None:
+            return list(chunk_spans(samples, SAMPLE_RATE, self.chunk_seconds))
+        assert SAMPLE_RATE == VAD_SAMPLE_RATE
+        return [
+            range(speech.start + piece.start, speech.start + piece.stop)
+            for speech in speech_spans(samples, self.vad)
+            for piece in chunk_spans(
+                samples[speech.start : speech.stop], SAMPLE_RATE, self.chunk_seconds
+            )
+        ]
 
     def _transcribe_span(self, samples: np.ndarray, span: range) -> Segment:
         from omnirouter.data.features import compute_features
@@ -159,6 +207,10 @@ class Transcriber:
             with inference_context(self.model, self.device):
                 decoded = decode_features(self.model, features_BTF, feature_lens_B)
             text = self.tokenizer.decode(decoded.token_ids[0]).strip()
+            if self.beam is not None:
+                output = decoded.output
+                log_probs_TV = output.log_probs_BTV[0, : int(output.lengths_B[0])]
+                text = self.beam.decode([log_probs_TV.float().cpu().numpy()], processes=1)[0]
         return Segment(span.start / SAMPLE_RATE, span.stop / SAMPLE_RATE, text)
 
 

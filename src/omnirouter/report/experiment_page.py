@@ -30,6 +30,7 @@ from omnirouter.report.experiment_sections import (
     wer_sections,
 )
 from omnirouter.report.figures import draw_learning_curves, draw_training_loss
+from omnirouter.report.findings import Finding
 from omnirouter.report.inference_sections import (
     ProposalSweeps,
     offload_report_section,
@@ -167,20 +168,27 @@ def build_page(results: ExperimentResults, figures: ReportFigures, setup: Report
 
 
 VERDICTS = {True: "as in the paper", False: "differs from the paper", None: "not decided here"}
+ONE_SEED_VERDICT = " (one seed: the spread is not known)"
+
+
+def verdict(finding: Finding) -> str:
+    """The finding's verdict; a comparison made on one seed says so (its paragraph does too)."""
+    text = VERDICTS[finding.agrees]
+    return text + ONE_SEED_VERDICT if finding.one_seed and finding.agrees is not None else text
 
 
 def findings_section(results: ExperimentResults) -> Section:
     blocks: list = [
         Table(
             ("topic", "here"),
-            tuple((finding.topic, VERDICTS[finding.agrees]) for finding in results.findings),
+            tuple((finding.topic, verdict(finding)) for finding in results.findings),
             "The paper's findings (Gu, Likhomanenko and Jaitly 2025) and whether this "
             "experiment shows them; each is stated below.",
         )
     ]
     blocks += [
         Paragraph(
-            f"{finding.topic}: {VERDICTS[finding.agrees]}. The paper: {finding.paper}. "
+            f"{finding.topic}: {verdict(finding)}. The paper: {finding.paper}. "
             f"Here: {finding.observed}"
         )
         for finding in results.findings
@@ -248,7 +256,7 @@ def models_section(
                 _millions(model.total_parameters),
                 _millions(model.active_parameters),
                 f"{steps} of {model.max_steps}",
-                ", ".join(str(seed) for seed in model.seeds),
+                f"{len(model.seeds)} ({', '.join(str(seed) for seed in model.seeds)})",
                 " ".join(f"`{item}`" for item in changes) or "–",
             )
         )
@@ -260,7 +268,7 @@ def models_section(
         "parameters (M)",
         "active per frame (M)",
         "trained steps",
-        "seeds",
+        "seeds (their values)",
         "files and overrides on the shared run config",
     )
     text = Paragraph(

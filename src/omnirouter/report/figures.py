@@ -297,7 +297,7 @@ def draw_learning_curves(curves: Sequence[LossCurve], path: Path) -> Path:
                 label=curve.name,
             )
         loss_axes.set_yscale("log")
-        title = "Training (solid, smoothed) and dev (dots) CTC loss per token"
+        title = "CTC loss per token\ntraining (solid, smoothed), dev (dots)"
         _label_step_axes(loss_axes, "CTC loss per token", title, 8)
     return save_figure(figure, path)
 

@@ -41,6 +41,7 @@ class Finding:
     paper: str  # what the paper reports
     observed: str  # what this experiment measured, as sentences
     agrees: bool | None  # None: cannot be compared (a family missing, nothing measured)
+    one_seed: bool = False  # measured on one seed per model: the seed spread is not known
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def cramers_v_finding(chosen: dict[str, ModelSummary]) -> Finding:
             f"{switch.name} {switch_deep:.3f}"
             + ("." if omni_deep > switch_deep else ", not higher for Omni-router there.")
         )
-    return Finding("Cramér's V", paper, text + ONE_SEED_NOTE, agrees)
+    return Finding("Cramér's V", paper, text + ONE_SEED_NOTE, agrees, one_seed=True)
 
 
 def permutation_finding(chosen: dict[str, ModelSummary]) -> Finding:
@@ -181,7 +182,7 @@ def permutation_finding(chosen: dict[str, ModelSummary]) -> Finding:
         f"Relative WER change with a random expert at p = {probability:g}: "
         f"{omni.name} {omni_change:+.1f}%, {switch.name} {switch_change:+.1f}%; {verdict}"
     )
-    return Finding("Permutation test", paper, text + ONE_SEED_NOTE, agrees)
+    return Finding("Permutation test", paper, text + ONE_SEED_NOTE, agrees, one_seed=True)
 
 
 def spike_finding(chosen: dict[str, ModelSummary]) -> Finding:

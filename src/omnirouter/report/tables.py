@@ -66,12 +66,23 @@ def _eval_rows(table: EvalTable) -> list[list[str]]:
     return rows
 
 
+def _decoding(table: EvalTable) -> str:
+    """How the table's transcripts were decoded, as `omnirouter eval` recorded it."""
+    extra = table.extra or {}
+    if extra.get("decoder") != "beam":
+        return "Greedy CTC decoding"
+    return (
+        f"CTC beam search (beam {extra.get('beam_size')}) with the word LM {extra.get('lm')}, "
+        f"LM weight {extra.get('lm_weight')}, word score {extra.get('word_score')}"
+    )
+
+
 def eval_table_markdown(table: EvalTable) -> str:
     normalizer = f"{table.normalizer} {table.normalizer_version}".strip()
     header = [
         f"# WER and CER of {table.model}",
         "",
-        f"Greedy CTC decoding; references and hypotheses normalised with {normalizer}. "
+        f"{_decoding(table)}; references and hypotheses normalised with {normalizer}. "
         "Average: mean of the per-set WERs (CERs); pooled: all word errors over all reference "
         "words. CER: character errors over reference characters, spaces included.",
     ]

@@ -4,7 +4,8 @@
 
 1. check (and if possible install) the engines, voices and text sources the config names;
 2. plan every utterance from the seed (`plan.py`); an audio file's name hashes its decisions;
-3. synthesise the utterances whose audio file is missing, in worker processes;
+3. synthesise the utterances whose audio file is missing, in worker processes (training
+   utterances with their pauses, `pauses.py`);
 4. apply the acoustic effects whose output is missing;
 5. write `cuts_<set>.jsonl.gz` for every set whose plan changed, then `corpus.json`.
 
@@ -151,6 +152,7 @@ def _synthesis_job(utterance: PlannedUtterance) -> SynthesisJob:
         utterance.speed,
         utterance.pitch,
         utterance.audio_path,
+        utterance.pauses,
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from omnirouter.data.synth.config import Engine
+from omnirouter.data.synth.pauses import PauseSettings
 from omnirouter.data.synth.requirements import SOX, Requirement
 from omnirouter.data.synth.sox import store_wav
 
@@ -29,6 +30,7 @@ class SynthesisJob:
     speed: float  # speaking-rate factor, 1 = the engine's default
     pitch: int | None  # espeak-ng base pitch (0–99); None for engines without one
     path: Path  # where the 16 kHz mono WAV goes
+    pauses: PauseSettings | None = None  # added to the spoken audio by the task (tasks.py)
 
 
 class TextToSpeech(Protocol):

@@ -1,11 +1,12 @@
-"""The corpus plan: each utterance's sentence, voice, prosody, effect and audio file, from the seed.
+"""The corpus plan: each utterance's sentence, voice, prosody, pauses, effect and audio file, from
+the seed.
 
 Planning is pure and cheap: it runs before any synthesis, decides everything that makes an
 utterance, and gives each audio file a name that hashes those decisions. A file that exists is
 therefore the right one, which is what makes the build's cache and its resumption safe.
-Every set draws sentences, voices, prosody and effects from generators of their own, seeded by
-(seed, set name, aspect): resizing a set keeps its first utterances and leaves other sets alone,
-so a bigger build reuses a smaller one's audio.
+Every set draws sentences, voices, prosody, pauses and effects from generators of their own,
+seeded by (seed, set name, aspect): resizing a set keeps its first utterances and leaves other
+sets alone, so a bigger build reuses a smaller one's audio.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from omnirouter.data.synth.config import Engine, SetConfig, SynthConfig, parse_voice
+from omnirouter.data.synth.config import Engine, Role, SetConfig, SynthConfig, parse_voice
 from omnirouter.data.synth.effects import EffectSettings, draw_effect
+from omnirouter.data.synth.pauses import PauseSettings, draw_pauses
 from omnirouter.data.synth.text import sentence_pool
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class PlannedUtterance:
     effect: EffectSettings | None = None  # effect sets only
     source_id: str = ""  # effect sets: the synthesised utterance the effect is applied to
     source_path: Path | None = None
+    pauses: PauseSettings | None = None  # training sets (role train) when pauses are enabled
 
     @property
     def engine(self) -> Engine:
@@ -90,13 +93,18 @@ def _plan_synthesised_set(
     voice_pool = config.voice_pools[set_config.voice_pool]
     voices = balanced_voices(voice_pool, len(sentences), _generator(config, set_config, "voices"))
     rng = _generator(config, set_config, "prosody")
+    pause_rng = _generator(config, set_config, "pauses")
+    with_pauses = config.pauses.enabled and set_config.role is Role.train
     prosody = config.prosody
     utterances = []
     for index, (sentence, voice) in enumerate(zip(sentences, voices)):
         speed = round(float(rng.uniform(prosody.speed_min, prosody.speed_max)), 2)
         pitch = int(rng.integers(prosody.pitch_min, prosody.pitch_max + 1))
+        pauses = draw_pauses(config.pauses, pause_rng) if with_pauses else None
         utterance_id = f"{set_config.name}-{index:05d}"
-        decisions = [sentence, voice, speed, pitch, config.sample_rate, AUDIO_VERSION]
+        decisions: list = [sentence, voice, speed, pitch, config.sample_rate, AUDIO_VERSION]
+        if pauses is not None:  # audio without pauses keeps the name it had before them
+            decisions.append(pauses.describe())
         utterances.append(
             PlannedUtterance(
                 id=utterance_id,
@@ -107,6 +115,7 @@ def _plan_synthesised_set(
                 pitch=pitch if parse_voice(voice).engine is Engine.espeak else None,
                 text_source=set_config.text_source.value,
                 audio_path=_audio_path(corpus_dir, set_config.name, utterance_id, decisions),
+                pauses=pauses,
             )
         )
     return tuple(utterances)
@@ -141,6 +150,7 @@ def _plan_effect_set(
                 effect=effect,
                 source_id=original.id,
                 source_path=original.audio_path,
+                pauses=original.pauses,
             )
         )
     return tuple(utterances)

@@ -8,9 +8,10 @@ fork would copy in an undefined state.
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from omnirouter.data.synth.config import Engine
 from omnirouter.data.synth.effects import EffectSettings, apply_effect
 from omnirouter.data.synth.engines import SynthesisJob, engine_for
+from omnirouter.data.synth.pauses import store_with_pauses
 
 # Rough CPU seconds per second of audio, to start the slowest work first (measured on one core).
 ENGINE_COST = {Engine.piper: 0.12, Engine.festival: 0.03, Engine.flite: 0.02, Engine.espeak: 0.005}
@@ -39,7 +41,20 @@ class SynthesisTask:
         )
 
     def run(self) -> int:
-        engine_for(self.engine).synthesize(self.jobs, self.sample_rate)
+        """Speak every job; those with pauses are spoken to a scratch file first, so that their
+        final file appears (atomically) only once it holds the pauses."""
+        if all(job.pauses is None for job in self.jobs):
+            engine_for(self.engine).synthesize(self.jobs, self.sample_rate)
+            return len(self.jobs)
+        with tempfile.TemporaryDirectory(prefix="spoken-") as scratch:
+            spoken = tuple(
+                job if job.pauses is None else replace(job, path=Path(scratch) / f"{index}.wav")
+                for index, job in enumerate(self.jobs)
+            )
+            engine_for(self.engine).synthesize(spoken, self.sample_rate)
+            for job, raw in zip(self.jobs, spoken):
+                if job.pauses is not None:
+                    store_with_pauses(raw.path, job.path, job.pauses, self.sample_rate)
         return len(self.jobs)
 
 
