@@ -24,7 +24,7 @@ def test_offload_of_a_dense_model_is_refused_before_anything_is_decoded(
     def decode(*args, **kwargs):
         raise AssertionError("the set was loaded and decoded")
 
-    monkeypatch.setattr(routing, "recorded_routing", decode)
+    monkeypatch.setattr(routing, "measure_routing", decode)
     assert main(["offload", str(experiment), "--device", "cpu"]) == 2
     assert "no mixture-of-experts model" in capsys.readouterr().err
     # A mixture of experts goes on to decode.

@@ -17,7 +17,7 @@ from typing import Any
 from omnirouter.analysis.permutation import PermutationResult
 from omnirouter.analysis.records import RoutingRecords, load_records, save_records
 from omnirouter.analysis.training import LossCurve
-from omnirouter.jsonio import ResultFileError, number, plain, read_json, write_json
+from omnirouter.jsonio import ResultFileError, number, read_json, write_json
 from omnirouter.model.config import Family
 
 RESULTS_FILE = "results.json"
@@ -67,7 +67,7 @@ def save_results(results: AnalysisResults, directory: str | Path) -> Path:
                 "name": model.name,
                 "family": model.family,
                 "experiment": model.experiment,
-                "baseline_wer": plain(model.baseline_wer),
+                "baseline_wer": model.baseline_wer,  # write_json writes NaN as null
                 "records": records_path,
                 "permutation": _permutation_entry(model.permutation),
                 "loss_curve": None
@@ -137,6 +137,6 @@ def _permutation_entry(result: PermutationResult | None) -> dict[str, Any] | Non
         return None
     return {
         "probabilities": list(result.probabilities),
-        "wers": [plain(wer) for wer in result.wers],
-        "relative_change_percent": [plain(change) for change in result.relative_change_percent],
+        "wers": result.wers,
+        "relative_change_percent": result.relative_change_percent,
     }

@@ -22,13 +22,15 @@ from omnirouter.analysis.summary import SummaryConfig
 from omnirouter.config import load_config_section
 from omnirouter.evaluate import model_file
 from omnirouter.model.config import ModelConfig
-from omnirouter.offload.simulate import recorded_routing, save_study, simulate_study
+from omnirouter.offload.simulate import records_only, save_study, simulate_study
 from omnirouter.offload.study import OFFLOAD_FIGURE, OffloadStudy
 from omnirouter.report.offload_page import draw_hit_rates, offload_section, write_offload_page
 from omnirouter.report.page import PageFiles, write_page
 from omnirouter.report.routing_page import FigureFiles, build_page, draw_routing_figures
 
 logger = logging.getLogger(__name__)
+
+NO_MOE_MODEL = "no mixture-of-experts model among the experiments: nothing to offload"
 
 
 @dataclass(frozen=True)
@@ -105,16 +107,13 @@ def offload(
     """Record (or reload) the routing of the experiments, simulate the cache, write the page.
     Refused before any decoding when no model is a mixture of experts."""
     if not from_records and not any(is_moe(path) for path in [experiment, *compare]):
-        raise ValueError(
-            "no mixture-of-experts model among the experiments: nothing to offload "
-            "(a dense model has no experts)"
-        )
-    results, directory = recorded_routing(
-        experiment, config, compare, out_dir, from_records, command
+        raise ValueError(f"{NO_MOE_MODEL} (a dense model has no experts)")
+    results, directory = measure_routing(
+        experiment, records_only(config), compare, out_dir, from_records, command, "offload"
     )
     offload_study = simulate_study(results, slots_per_layer)
     if offload_study is None:
-        raise ValueError("no mixture-of-experts model among the experiments: nothing to offload")
+        raise ValueError(NO_MOE_MODEL)
     document = save_study(offload_study, directory)
     figure, page_files = write_offload_page(results, offload_study, directory)
     logger.info("offloading page: %s", page_files.html)

@@ -1,5 +1,6 @@
-"""`omnirouter offload`, its science half: record the routing of trained models on a set, then
-simulate an offloaded expert cache over it (`offload.study`) and save the study.
+"""`omnirouter offload`, its science half: record the routing of trained models on a set
+(`analysis.analyze.measure_routing` with `records_only`), then simulate an offloaded expert
+cache over it (`offload.study`) and save the study.
 
     OUT/results.json, OUT/records/    the routing records (the analysis's format, see
                                       `analysis.results`), reusable with --from-records
@@ -14,26 +15,16 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from omnirouter.analysis.analyze import measure_routing
 from omnirouter.analysis.config import AnalysisConfig
 from omnirouter.analysis.results import AnalysisResults
 from omnirouter.jsonio import read_json, write_json
 from omnirouter.offload.study import OFFLOAD_FILE, OffloadStudy, from_document, study, to_document
 
 
-def recorded_routing(
-    experiment: str | Path,
-    config: AnalysisConfig,
-    compare: Sequence[str | Path] = (),
-    out_dir: str | Path | None = None,
-    from_records: bool = False,
-    command: str = "",
-) -> tuple[AnalysisResults, Path]:
-    """The routing records of `experiment` (and `compare`): one recognition pass per model
-    (no permutation test, no figure utterances), saved in EXP/offload/<set> unless `out_dir`
-    says otherwise, or read back with `from_records`; and the directory they are in."""
-    config = dataclasses.replace(config, permutation_probabilities=[], num_shown_utterances=0)
-    return measure_routing(experiment, config, compare, out_dir, from_records, command, "offload")
+def records_only(config: AnalysisConfig) -> AnalysisConfig:
+    """`config` for recording the routing alone: one recognition pass per model, no
+    permutation test, no figure utterances."""
+    return dataclasses.replace(config, permutation_probabilities=[], num_shown_utterances=0)
 
 
 def simulate_study(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from omnirouter.analysis.records import RoutingRecords
-from omnirouter.jsonio import plain
 from omnirouter.model.config import Family
 from omnirouter.offload.cache import CacheStats, Eviction, Scope, simulate
 from omnirouter.offload.predict import PREDICTORS, predictions
@@ -92,7 +91,7 @@ def study(
 
 
 def to_document(offload: OffloadStudy) -> dict[str, Any]:
-    """The study as JSON: every simulation's counts and rates."""
+    """The study for `jsonio.write_json`: every simulation's counts and rates."""
     return {
         "num_experts": offload.num_experts,
         "num_layers": offload.num_layers,
@@ -104,9 +103,9 @@ def to_document(offload: OffloadStudy) -> dict[str, Any]:
                 "slots_per_layer": result.slots_per_layer,
                 "policy": result.policy,
                 **dataclasses.asdict(result.stats),
-                "hit_rate": plain(result.stats.hit_rate),
-                "loads_per_step": plain(result.stats.loads_per_step),
-                "prefetch_accuracy": plain(result.stats.prefetch_accuracy),
+                "hit_rate": result.stats.hit_rate,
+                "loads_per_step": result.stats.loads_per_step,
+                "prefetch_accuracy": result.stats.prefetch_accuracy,
             }
             for result in offload.results
         ],

@@ -10,7 +10,6 @@ from pathlib import Path
 from omnirouter.analysis.experiment_summary import ModelSummary, RoutingNumbers, SeedValues
 from omnirouter.data.corpus import CorpusInfo
 from omnirouter.evaluate.compare import CompareTable
-from omnirouter.jsonio import plain
 from omnirouter.report.findings import Finding
 
 
@@ -37,7 +36,8 @@ class ExperimentResults:
 
 
 def results_to_dict(results: ExperimentResults) -> dict[str, object]:
-    """The report's numbers as plain JSON (means and standard deviations included)."""
+    """The report's numbers for `jsonio.write_json` (means and standard deviations included;
+    an undefined number stays NaN here and is written as null)."""
     return {
         "name": results.name,
         "corpus_dir": str(results.corpus_dir),
@@ -86,8 +86,8 @@ def _model_dict(model: ModelSummary) -> dict[str, object]:
                 "skipped_nonfinite": loss.skipped_nonfinite,
                 "valid_steps": list(loss.curve.valid_steps),
                 "dev_wer_percent": list(loss.curve.dev_wer),
-                "dev_ctc_loss_per_token": [plain(value) for value in loss.curve.dev_loss_per_token],
-                "final_ctc_loss_per_token": plain(loss.final_loss_per_token),
+                "dev_ctc_loss_per_token": list(loss.curve.dev_loss_per_token),
+                "final_ctc_loss_per_token": loss.final_loss_per_token,
             }
             for loss in model.losses
         ],
@@ -101,14 +101,14 @@ def _per_set_dict(per_set: dict[str, SeedValues | None]) -> dict[str, object]:
 
 def _values_dict(values: SeedValues) -> dict[str, object]:
     return {
-        "mean": plain(values.mean),
+        "mean": values.mean,
         "std": values.std,
-        "values": [plain(value) for value in values.values],
+        "values": list(values.values),
     }
 
 
 def _routing_dict(routing: RoutingNumbers) -> dict[str, object]:
     return {
-        **{key: plain(value) for key, value in vars(routing).items()},
-        "mean_cramers_v": plain(routing.mean_cramers_v),
+        **vars(routing),
+        "mean_cramers_v": routing.mean_cramers_v,
     }

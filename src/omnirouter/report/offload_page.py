@@ -5,7 +5,6 @@ a saved `OffloadStudy`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -21,6 +20,7 @@ from omnirouter.offload.latency import (
 from omnirouter.offload.predict import PREDICTORS
 from omnirouter.offload.study import DEMAND_POLICIES, OFFLOAD_FIGURE, POLICIES, OffloadStudy
 from omnirouter.report.figures import save_figure
+from omnirouter.report.numbers import percent
 from omnirouter.report.page import (
     FigureBlock,
     Page,
@@ -62,12 +62,11 @@ def prefetch_table(offload: OffloadStudy) -> Table:
         slots = offload.latency_slots(model)
         for predictor in PREDICTORS:
             stats = offload.result(model, "per-layer", slots, f"prefetch:{predictor}").stats
-            accuracy = stats.prefetch_accuracy
             rows.append(
                 (
                     model,
                     predictor,
-                    "–" if math.isnan(accuracy) else f"{100 * accuracy:.1f}",
+                    percent(stats.prefetch_accuracy),
                     f"{stats.wasted_loads / stats.steps:.2f}",
                     f"{100 * stats.hit_rate:.1f}",
                 )

@@ -6,7 +6,6 @@ Layers and experts are numbered from 1 on the page, as in the figures.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,8 +406,3 @@ def _definitions_section(config: SummaryConfig, summaries: Sequence[RoutingSumma
         "`omnirouter analyze ... --from-records`).",
     )
     return Section("Definitions and files", tuple(Paragraph(text) for text in texts))
-
-
-def _nan_lowest(value: float) -> float:
-    """A sort key that puts NaN below every number."""
-    return -math.inf if math.isnan(value) else value
