@@ -89,6 +89,16 @@ def test_wide_beam_finds_the_label_sequence_with_the_largest_path_sum():
     assert found_difference  # the sum over paths, not the best path, decided somewhere
 
 
+def test_lone_word_starts_leave_single_spaces():
+    # "▁" alone, twice and at either end (a CTC model may emit it so): single spaces, none at
+    # the ends, as Tokenizer.decode writes it.
+    pieces = ["<blk>", "<unk>", "▁", "▁a", "b"]
+    labels = [2, 3, 0, 2, 0, 2, 4, 2]
+    log_probs = np.log(np.where(np.eye(len(pieces))[labels] > 0, 0.96, 0.01)).astype(np.float32)
+    decoder = BeamDecoder(pieces, None, BeamConfig(processes=1))
+    assert decoder.decode([log_probs]) == [pieces_text([2, 3, 2, 2, 4, 2], pieces)] == ["a b"]
+
+
 def spell(text: str, pieces: list[str], confusions: dict[int, dict[str, float]]) -> np.ndarray:
     """Posteriors that spell `text` letter by letter (a word starts with "▁"), one peaked step
     per label with a blank step after it; `confusions[i]` replaces the i-th letter's step."""

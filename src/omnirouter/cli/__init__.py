@@ -2,8 +2,9 @@
 
 The sub-commands of each area live in a module of this package, which defines
 `register(subparsers)`: it adds its parsers, each with `set_defaults(run=...)`, where `run`
-parses nothing more, builds a config and calls one library function. The library is imported inside `run`, so that `omnirouter --help` stays fast (torch
-and matplotlib take seconds to import). This package sits on top of the import graph: it may
+parses nothing more, builds a config and calls one library function. The library is imported
+inside `run`, so that `omnirouter --help` stays fast (torch and matplotlib take seconds to
+import). This package sits on top of the import graph: it may
 import every other package, and none imports it.
 """
 

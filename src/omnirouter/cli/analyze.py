@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from omnirouter.analysis.permutation import DEFAULT_PROBABILITIES
+from omnirouter.cli.arguments import add_device_argument, comma_separated, invoked_command
+
+if TYPE_CHECKING:
+    from omnirouter.analysis.config import AnalysisConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,46 +73,48 @@ def add_subject_arguments(parser: argparse.ArgumentParser) -> None:
         "--corpus", default=None, help="read the set from this corpus instead of the model's own"
     )
     parser.add_argument("--max-utterances", type=int, default=0, help="the first N only")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_device_argument(parser)
+
+
+def subject_config(args: argparse.Namespace, **settings: Any) -> AnalysisConfig:
+    """The analysis config of `add_subject_arguments`'s options, with the command's own
+    `settings`: shared by `analyze` and `offload`."""
+    from omnirouter.analysis.config import AnalysisConfig
+
+    return AnalysisConfig(
+        set_name=args.set_name,
+        max_utterances=args.max_utterances,
+        device=args.device,
+        corpus_dir=args.corpus,
+        **settings,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    from omnirouter.analysis.config import AnalysisConfig
     from omnirouter.analysis.summary import SummaryConfig
     from omnirouter.experiment.routing import analyze
 
-    config = AnalysisConfig(
-        set_name=args.set_name,
+    config = subject_config(
+        args,
         num_shown_utterances=args.utterances,
         permutation_probabilities=args.permutation_probabilities,
         seed=args.seed,
-        max_utterances=args.max_utterances,
         normalizer=args.normalizer,
-        device=args.device,
-        corpus_dir=args.corpus,
         summary=SummaryConfig(
             silence_threshold=args.silence_threshold, contingency_layers=args.contingency_layers
         ),
     )
-    command = shlex.join(["omnirouter", *sys.argv[1:]])
-    outputs = analyze(args.experiment, config, args.compare, args.out, args.from_records, command)
+    outputs = analyze(
+        args.experiment, config, args.compare, args.out, args.from_records, invoked_command()
+    )
     print(f"analysis written to {outputs.directory}")
     print(f"  page: {outputs.page.html}")
     return 0
 
 
 def _probabilities(text: str) -> list[float]:
-    try:
-        values = [float(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of numbers"
-        ) from None
-    bad = [value for value in values if not 0.0 <= value <= 1.0]
-    if not values or bad:
+    values = comma_separated(text, float, "0,0.1,0.5")
+    if any(not 0.0 <= value <= 1.0 for value in values):
         raise argparse.ArgumentTypeError(f"probabilities must lie in [0, 1], got {text!r}")
     return values
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omnirouter.cli.arguments import positive_int
+from omnirouter.cli.arguments import add_device_argument, comma_separated, positive_int
 from omnirouter.evaluate.normalize import NORMALIZER_NAMES, WHISPER_ENGLISH
 from omnirouter.evaluate.proposals import Aggregate, ProposalConfig
 from omnirouter.model.routing import ProposalMode
@@ -24,12 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_compare(subparsers)
     _register_word_errors(subparsers)
     _register_transcribe(subparsers)
-
-
-def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when available)"
-    )
 
 
 def _add_decoder(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +74,7 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--corpus", help="corpus directory (default: the experiment's)")
     parser.add_argument("--max-duration", type=float, help="seconds of audio per batch")
     parser.add_argument("--normalizer", choices=NORMALIZER_NAMES, default=WHISPER_ENGLISH)
-    _add_device(parser)
+    add_device_argument(parser)
     _add_decoder(parser)
     proposals = parser.add_argument_group(
         "routed proposals (MoE models; after RoE: several routings per frame, aggregated)"
@@ -175,7 +169,7 @@ def _register_transcribe(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="decode the whole recording, speech or not, in chunks cut at quiet points",
     )
-    _add_device(parser)
+    add_device_argument(parser)
     _add_decoder(parser)
     parser.set_defaults(run=run_transcribe)
 
@@ -185,11 +179,8 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 1,2,4") from None
-    if not counts or min(counts) < 1:
+    counts = comma_separated(text, int, "1,2,4")
+    if min(counts) < 1:
         raise argparse.ArgumentTypeError(f"proposal counts must be at least 1, got {text!r}")
     return list(dict.fromkeys(counts))
 

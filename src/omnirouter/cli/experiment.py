@@ -6,6 +6,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from omnirouter.cli.arguments import invoked_command
 from omnirouter.errors import InterruptedRunError, Terminated
 from omnirouter.experiment.ledger import STAGES
 
@@ -33,13 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import shlex
-    import sys
 
     from omnirouter.experiment.config import load_experiment_config
     from omnirouter.experiment.pipeline import run_experiment
 
     config = load_experiment_config(args.config, args.overrides)
-    command = shlex.join(["omnirouter", *sys.argv[1:]])
+    command = invoked_command()
     try:
         outputs = run_experiment(config, args.force_stage, command)
     except (KeyboardInterrupt, Terminated) as error:

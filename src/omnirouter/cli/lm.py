@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omnirouter.cli.arguments import positive_int
+from omnirouter.cli.arguments import add_device_argument, comma_separated, positive_int
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(item) for item in text.split(",") if item.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of numbers like 0,0.5,1"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("give at least one value")
-    return values
+    return tuple(comma_separated(text, float, "0,0.5,1"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +67,7 @@ def _register_tune(actions: argparse._SubParsersAction) -> None:
         metavar="W,W,...",
         help="word scores tried (default: evaluate/lm_tune.py's WORD_SCORES, -1 to 4)",
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto")
+    add_device_argument(parser)
     parser.set_defaults(run=run_tune)
 
 

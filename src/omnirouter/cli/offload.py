@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from omnirouter.cli.analyze import add_subject_arguments
+from omnirouter.cli.analyze import add_subject_arguments, subject_config
+from omnirouter.cli.arguments import comma_separated, invoked_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,27 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    from omnirouter.analysis.config import AnalysisConfig
     from omnirouter.experiment.routing import offload
 
-    config = AnalysisConfig(
-        set_name=args.set_name,
-        max_utterances=args.max_utterances,
-        device=args.device,
-        corpus_dir=args.corpus,
-    )
-    command = shlex.join(["omnirouter", *sys.argv[1:]])
     outputs = offload(
         args.experiment,
-        config,
+        subject_config(args),
         args.compare,
         args.out,
         args.cache_slots,
         args.from_records,
-        command,
+        invoked_command(),
     )
     print(f"offloading study written to {outputs.directory}")
     print(f"  page: {outputs.page.html}")
@@ -65,12 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _slots(text: str) -> list[int]:
-    try:
-        values = sorted({int(item) for item in text.split(",") if item.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of integers"
-        ) from None
-    if not values or values[0] < 1:
+    values = sorted(set(comma_separated(text, int, "1,2,4")))
+    if values[0] < 1:
         raise argparse.ArgumentTypeError(f"cache sizes must be positive integers, got {text!r}")
     return values

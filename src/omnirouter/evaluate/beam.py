@@ -215,7 +215,9 @@ class BeamDecoder:
         self.stats.seconds += time.perf_counter() - started
         self.stats.utterances += len(arrays)
         self.stats.processes.add(workers)
-        return [" ".join(best[0][0].split()) if best else "" for best in beams]
+        # The search's text is whitespace-normalised already (`PieceBeamSearch`), as
+        # `Tokenizer.decode`'s is.
+        return [best[0][0] if best else "" for best in beams]
 
     def describe(self) -> dict[str, object]:
         """The decoder's settings, as results record them."""

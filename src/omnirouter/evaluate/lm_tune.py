@@ -20,9 +20,9 @@ import numpy as np
 
 from omnirouter.evaluate.beam import BeamConfig, BeamDecoder, model_key
 from omnirouter.evaluate.lm import LM_DIR, lm_files
-from omnirouter.evaluate.model_file import load_inference_model
+from omnirouter.evaluate.model_file import LoadedModel, load_inference_model
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, get_normalizer
-from omnirouter.evaluate.recognize import recognize
+from omnirouter.evaluate.recognize import recognize, utterance_log_probs
 from omnirouter.evaluate.suite import LM_EVAL_DIR, load_eval_sets
 from omnirouter.evaluate.wer import Recognition, score_set
 from omnirouter.jsonio import read_json, write_json
@@ -71,7 +71,7 @@ class SetPosteriors:
 
 def set_posteriors(
     experiment_dir: str | Path, set_name: str, device: str = "cpu"
-) -> tuple[SetPosteriors, object]:
+) -> tuple[SetPosteriors, LoadedModel]:
     """The model's log-probabilities of a set, from EXP/eval-lm/ when cached for the same
     checkpoint, else computed and cached. Returns them and the loaded model."""
     loaded = load_inference_model(experiment_dir, device=device)
@@ -95,8 +95,7 @@ def set_posteriors(
 
     def keep(batch, output) -> None:  # type: ignore[no-untyped-def]
         frames[0] += int(batch.feature_lens_B.sum())
-        for row, length in enumerate(output.lengths_B):
-            log_probs.append(output.log_probs_BTV[row, : int(length)].float().cpu().numpy())
+        log_probs.extend(utterance_log_probs(output))
 
     recognitions = recognize(
         loaded.model, eval_set.batches, loaded.tokenizer, device, on_output=keep

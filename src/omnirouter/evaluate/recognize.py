@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -72,6 +73,15 @@ def decode_features(
     return DecodedBatch(output, greedy_ctc_decode(output.log_probs_BTV, output.lengths_B))
 
 
+def utterance_log_probs(output: ModelOutput) -> list[np.ndarray]:
+    """Each utterance's (T, V) log-probabilities, padding removed, as float32 arrays: what the
+    beam search (`evaluate.beam`) reads."""
+    return [
+        output.log_probs_BTV[row, : int(length)].float().cpu().numpy()
+        for row, length in enumerate(output.lengths_B)
+    ]
+
+
 def recognize(
     model: CtcModel,
     batches: Iterable[Batch],
@@ -89,7 +99,7 @@ def recognize(
     `beam`: beam search (`evaluate.beam`) instead of greedy decoding, over all utterances at
     once after the model has run, so that its worker pool decodes them in parallel."""
     recognitions: list[Recognition] = []
-    log_probs: list[torch.Tensor] = []  # per utterance (T, V), kept for the beam search
+    log_probs: list[np.ndarray] = []  # per utterance (T, V), kept for the beam search
     intervention: RoutingIntervention | None = override
     aggregate = Aggregate.probability
     if proposals is not None:
@@ -108,11 +118,7 @@ def recognize(
             if on_output is not None:
                 on_output(batch, decoded.output)
             if beam is not None:
-                output = decoded.output
-                log_probs.extend(
-                    output.log_probs_BTV[row, : int(length)].float().cpu()
-                    for row, length in enumerate(output.lengths_B)
-                )
+                log_probs.extend(utterance_log_probs(decoded.output))
             recognitions.extend(
                 Recognition(cut_id, reference, tokenizer.decode(token_ids))
                 for cut_id, reference, token_ids in zip(
@@ -120,7 +126,7 @@ def recognize(
                 )
             )
     if beam is not None:
-        texts = beam.decode([item.numpy() for item in log_probs])
+        texts = beam.decode(log_probs)
         recognitions = [
             Recognition(recognition.cut_id, recognition.reference, text)
             for recognition, text in zip(recognitions, texts, strict=True)
@@ -136,4 +142,5 @@ __all__ = [
     "inference_context",
     "recognize",
     "score_set",
+    "utterance_log_probs",
 ]

@@ -29,7 +29,11 @@ import torch
 from omnirouter.data.audio import SAMPLE_RATE, AudioError, load_audio
 from omnirouter.data.quiet import quietest_point
 from omnirouter.evaluate.model_file import load_inference_model
-from omnirouter.evaluate.recognize import decode_features, inference_context
+from omnirouter.evaluate.recognize import (
+    decode_features,
+    inference_context,
+    utterance_log_probs,
+)
 from omnirouter.evaluate.vad import DEFAULT_VAD, VAD_SAMPLE_RATE, VadConfig, speech_spans
 from omnirouter.model.ctc_model import CtcModel
 
@@ -206,11 +210,10 @@ class Transcriber:
             feature_lens_B = torch.tensor([features_TF.shape[0]], device=self.device)
             with inference_context(self.model, self.device):
                 decoded = decode_features(self.model, features_BTF, feature_lens_B)
-            text = self.tokenizer.decode(decoded.token_ids[0]).strip()
-            if self.beam is not None:
-                output = decoded.output
-                log_probs_TV = output.log_probs_BTV[0, : int(output.lengths_B[0])]
-                text = self.beam.decode([log_probs_TV.float().cpu().numpy()], processes=1)[0]
+            if self.beam is None:
+                text = self.tokenizer.decode(decoded.token_ids[0])
+            else:
+                text = self.beam.decode(utterance_log_probs(decoded.output), processes=1)[0]
         return Segment(span.start / SAMPLE_RATE, span.stop / SAMPLE_RATE, text)
 
 
