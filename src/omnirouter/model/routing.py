@@ -156,29 +156,7 @@ class RoutingProposals:
         top_k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(gates_NK, experts_NK) of every valid frame, each by the proposal its batch row is in."""
-        return self._choose_by_proposal(
-            logits_EN, probs_EN, self.proposal_of_frames(valid_BT), top_k
-        )
-
-    def proposal_of_frames(self, valid_BT: torch.Tensor) -> torch.Tensor:
-        """proposal_N: the proposal of every valid frame, in (b, t) order. The batch is `count`
-        copies of the utterances, proposal-major, so a frame's flat row tells its proposal."""
-        if valid_BT.shape[0] % self.count:
-            raise ValueError(
-                f"a batch of {valid_BT.shape[0]} is not {self.count} copies of a batch"
-            )
-        rows_per_proposal = valid_BT.numel() // self.count
-        valid_rows_N = valid_BT.reshape(-1).nonzero().squeeze(1)
-        return valid_rows_N // rows_per_proposal
-
-    def _choose_by_proposal(
-        self,
-        logits_EN: torch.Tensor,
-        probs_EN: torch.Tensor,
-        proposal_N: torch.Tensor,
-        top_k: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gates_NK, experts_NK) of every valid frame; `proposal_N` is each frame's proposal."""
+        proposal_N = self.proposal_of_frames(valid_BT)
         num_experts = logits_EN.shape[0]
         gates_KN, experts_KN = probs_EN.topk(top_k, dim=0)  # the clean routing (proposal 0)
         noisy_N = (proposal_N > 0).nonzero().squeeze(1)
@@ -195,6 +173,17 @@ class RoutingProposals:
             )
             experts_KN[:, noisy_N] = noisy_EN.topk(top_k, dim=0).indices
         return gates_KN.t(), experts_KN.t()
+
+    def proposal_of_frames(self, valid_BT: torch.Tensor) -> torch.Tensor:
+        """proposal_N: the proposal of every valid frame, in (b, t) order. The batch is `count`
+        copies of the utterances, proposal-major, so a frame's flat row tells its proposal."""
+        if valid_BT.shape[0] % self.count:
+            raise ValueError(
+                f"a batch of {valid_BT.shape[0]} is not {self.count} copies of a batch"
+            )
+        rows_per_proposal = valid_BT.numel() // self.count
+        valid_rows_N = valid_BT.reshape(-1).nonzero().squeeze(1)
+        return valid_rows_N // rows_per_proposal
 
 
 # What the MoE layer may be handed for one forward in place of its ordinary top-k choice.

@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from omnirouter.data.synth.config import EffectKind, EffectsConfig
-from omnirouter.data.synth.sox import PEAK_DB, run_sox, store_wav, written_atomically
+from omnirouter.data.synth.sox import PEAK_DB, read_stored, run_sox, store_wav, write_stored
 
 TELEPHONE_BAND_HZ = (300, 3400)  # the classic narrow-band telephone channel (ITU-T G.712)
 TELEPHONE_RATE = 8000
@@ -112,13 +111,10 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
 
 
 def _add_noise(settings: EffectSettings, source: Path, path: Path, sample_rate: int) -> None:
-    speech, source_rate = soundfile.read(source, dtype="float64")
-    if source_rate != sample_rate or speech.ndim != 1:
-        raise ValueError(f"{source}: expected mono audio at {sample_rate} Hz")
+    speech = read_stored(source, sample_rate)
     rng = np.random.default_rng(settings.noise_seed)
     noisy = mix_at_snr(
         speech, colored_noise(settings.noise_color, len(speech), rng), settings.snr_db
     )
     noisy *= 10 ** (PEAK_DB / 20) / max(float(np.abs(noisy).max()), 1e-12)
-    with written_atomically(path) as partial:
-        soundfile.write(partial, noisy, sample_rate, subtype="PCM_16", format="WAV")
+    write_stored(path, noisy, sample_rate)

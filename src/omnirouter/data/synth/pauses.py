@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from omnirouter.data.quiet import quietest_point
 from omnirouter.data.synth.config import PauseConfig
-from omnirouter.data.synth.sox import written_atomically
+from omnirouter.data.synth.sox import read_stored, write_stored
 
 # An inner pause is drawn at a point in the middle half of the speech, then moved to the
 # quietest 20 ms within half a second of it (most often a gap between words).
@@ -85,9 +84,5 @@ def add_pauses(speech_S: np.ndarray, sample_rate: int, settings: PauseSettings) 
 
 def store_with_pauses(source: Path, path: Path, settings: PauseSettings, sample_rate: int) -> None:
     """Write the stored recording `source` with its pauses to `path` (mono, 16-bit)."""
-    speech_S, source_rate = soundfile.read(source, dtype="float64")
-    if source_rate != sample_rate or speech_S.ndim != 1:
-        raise ValueError(f"{source}: expected mono audio at {sample_rate} Hz")
-    audio_S = np.clip(add_pauses(speech_S, sample_rate, settings), -1.0, 1.0)
-    with written_atomically(path) as partial:
-        soundfile.write(partial, audio_S, sample_rate, subtype="PCM_16", format="WAV")
+    speech_S = read_stored(source, sample_rate)
+    write_stored(path, np.clip(add_pauses(speech_S, sample_rate, settings), -1.0, 1.0), sample_rate)

@@ -8,6 +8,9 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import soundfile
+
 # -R: repeatable (fixed dither seed), so a rebuild writes the same samples.
 # -G: guard against clipping by lowering the gain where an effect would clip.
 _SOX = ("sox", "-R", "-G", "-V1")
@@ -24,6 +27,20 @@ def written_atomically(path: Path) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def read_stored(source: Path, sample_rate: int) -> np.ndarray:
+    """A stored recording's samples (float64), checked to be mono at `sample_rate`."""
+    samples_S, source_rate = soundfile.read(source, dtype="float64")
+    if source_rate != sample_rate or samples_S.ndim != 1:
+        raise ValueError(f"{source}: expected mono audio at {sample_rate} Hz")
+    return samples_S
+
+
+def write_stored(path: Path, samples_S: np.ndarray, sample_rate: int) -> None:
+    """Write float samples in [-1, 1] as a stored recording (16-bit mono WAV), atomically."""
+    with written_atomically(path) as partial:
+        soundfile.write(partial, samples_S, sample_rate, subtype="PCM_16", format="WAV")
 
 
 def run_sox(arguments: Sequence[str], input_bytes: bytes | None = None, context: str = "") -> bytes:

@@ -43,9 +43,6 @@ class SynthesisTask:
     def run(self) -> int:
         """Speak every job; those with pauses are spoken to a scratch file first, so that their
         final file appears (atomically) only once it holds the pauses."""
-        if all(job.pauses is None for job in self.jobs):
-            engine_for(self.engine).synthesize(self.jobs, self.sample_rate)
-            return len(self.jobs)
         with tempfile.TemporaryDirectory(prefix="spoken-") as scratch:
             spoken = tuple(
                 job if job.pauses is None else replace(job, path=Path(scratch) / f"{index}.wav")
