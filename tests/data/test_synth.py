@@ -20,9 +20,11 @@ from scipy import signal
 from omnirouter.config import ConfigError, config_from_dict, load_config
 from omnirouter.data.corpus import cuts_path, read_corpus_info
 from omnirouter.data.synth.config import (
+    ConditionsConfig,
     EffectKind,
     EffectsConfig,
     PauseConfig,
+    ProsodyConfig,
     SynthConfig,
     TextConfig,
     TextSource,
@@ -422,7 +424,12 @@ def test_built_training_audio_starts_and_ends_with_its_drawn_pauses(tmp_path: Pa
     from omnirouter.data.synth.build import build_corpus
     from omnirouter.data.synth.engines import EspeakEngine, SynthesisJob
 
-    config = replace(_three_set_config(), scale=0.05)
+    config = replace(
+        _three_set_config(),
+        scale=0.05,
+        prosody=ProsodyConfig(vary_training_voices=False),
+        conditions=ConditionsConfig(enabled=False),
+    )
     build_corpus(config, tmp_path / "corpus", jobs=1)
     cuts = list(CutSet.from_file(cuts_path(tmp_path / "corpus", "train")))
     planned = {u.id: u for u in plan_corpus(config, tmp_path / "corpus")[0].utterances}
@@ -558,6 +565,51 @@ def test_effect_sets_are_the_test_utterances_changed(tiny_corpus: Path) -> None:
             assert cut.supervisions[0].text == source.supervisions[0].text
             assert cut.supervisions[0].speaker == source.supervisions[0].speaker
             assert cut.recording.sources[0].source != source.recording.sources[0].source
+
+
+@pytest.mark.corpus
+def test_training_conditions_are_disjoint_from_the_test_sets(tiny_corpus: Path) -> None:
+    """The corpus record lists every noise signal, room and codec per set: the test sets'
+    are none of training's, so the acoustic test sets measure generalisation."""
+    info = read_corpus_info(tiny_corpus)
+    records = {name: info.extra["sets"][name]["conditions"] for name in info.set_names()}
+    train = records["train"]
+    assert set(train["shares"]) == {"clean", "babble", "noise", "reverb", "channel"}
+    assert train["noise_signals"] and train["rooms"] and train["codecs"]
+    for name in info.set_names("test"):
+        for aspect in ("noise_signals", "rooms", "codecs"):
+            assert not set(records[name][aspect]) & set(train[aspect]), (name, aspect)
+    assert records["test_noise"]["noise_signals"] and records["test_reverb"]["rooms"]
+    assert records["test_telephone"]["codecs"] == ["mulaw"]
+    # The noise samples themselves: no test seed is a training seed.
+    conditions = [c.supervisions[0].custom.get("condition") for c in _cuts(tiny_corpus, "train")]
+    train_seeds = {c["seed"] for c in conditions if c and c["kind"] in ("noise", "babble")}
+    test_seeds = {
+        c.supervisions[0].custom["effect"]["noise_seed"] for c in _cuts(tiny_corpus, "test_noise")
+    }
+    assert train_seeds and test_seeds and not train_seeds & test_seeds
+    # Held-out sets are spoken as the engines speak, without training's styles and conditions.
+    for name in ("dev", "test", "test_unseen_voices", "test_text_shift"):
+        assert records[name]["shares"] == {"clean": 1.0}
+        custom = [cut.supervisions[0].custom for cut in _cuts(tiny_corpus, name)]
+        assert not any("style" in c or "condition" in c for c in custom), name
+
+
+@pytest.mark.corpus
+def test_conditioned_training_audio_is_its_clean_audio_changed(tiny_corpus: Path) -> None:
+    config = _tiny_config()
+    train = plan_corpus(config, tiny_corpus)[0]
+    changed = [u for u in train.utterances if u.condition is not None]
+    assert changed and any(u.condition is None for u in train.utterances)
+    for utterance in changed[:6]:
+        clean, _ = soundfile.read(utterance.spoken_audio)
+        stored, _ = soundfile.read(utterance.audio_path)
+        assert utterance.spoken_audio != utterance.audio_path
+        assert abs(len(stored) - len(clean)) < 0.05 * RATE
+        assert not np.allclose(stored[: len(clean)], clean[: len(stored)], atol=1e-3)
+    styled = [u.style for u in train.utterances if u.style is not None]
+    assert any(s.speed_perturbation != 1.0 for s in styled)
+    assert any(s.pitch_range is not None for s in styled)
 
 
 def _normalised_manifest(corpus_dir: Path, set_name: str) -> list[tuple]:

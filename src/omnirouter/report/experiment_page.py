@@ -21,6 +21,7 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omnirouter.jsonio import write_json
 from omnirouter.report.experiment_results import ExperimentResults, results_to_dict
@@ -212,6 +213,7 @@ def corpus_section(results: ExperimentResults) -> Section:
             str(info.num_utterances),
             f"{info.hours:.3f}",
             _voices(voices.get(info.name)),  # type: ignore[union-attr]
+            _conditions(voices.get(info.name)),  # type: ignore[union-attr]
             info.description,
         )
         for info in corpus.sets
@@ -228,8 +230,13 @@ def corpus_section(results: ExperimentResults) -> Section:
             f"`{results.corpus_dir}`: corpus {corpus.name}, {built}; {total:.2f} h in all. "
             f"{corpus.description}".strip()
         ),
-        Table(("set", "role", "utterances", "hours", "voices", "what it tests"), rows),
+        Table(
+            ("set", "role", "utterances", "hours", "voices", "conditions", "what it tests"), rows
+        ),
     ]
+    overlap = _shared_conditions(corpus.sets, voices) if results.synthetic_corpus else None
+    if overlap is not None:
+        blocks.append(Paragraph(overlap))
     if results.corpus_config_differs:
         blocks.append(
             Paragraph(
@@ -338,6 +345,40 @@ def _voices(details: dict | None) -> str:
         return "–"
     engines = [voice.split(":", 1)[0] for voice in details["voices"]]
     return ", ".join(f"{engine} {engines.count(engine)}" for engine in dict.fromkeys(engines))
+
+
+def _conditions(details: dict | None) -> str:
+    """'clean 50%, babble 13%, …; codecs gsm, alaw' from a synthetic set's condition record."""
+    record = (details or {}).get("conditions")
+    if not record:
+        return "–"
+    shares = ", ".join(f"{kind} {share:.0%}" for kind, share in record["shares"].items())
+    codecs = f"; codecs {', '.join(record['codecs'])}" if record.get("codecs") else ""
+    return shares + codecs
+
+
+def _shared_conditions(sets: Sequence, details: dict) -> str | None:
+    """Whether any noise signal, room or codec of a training set is also in a test set."""
+    records = {info.name: (details.get(info.name) or {}).get("conditions") for info in sets}
+    if not any(records.values()):
+        return None
+    shared = []
+    for aspect in ("noise_signals", "rooms", "codecs"):
+        trained = {
+            x for info in sets if info.role == "train" for x in _aspect(records, info, aspect)
+        }
+        tested = {x for info in sets if info.role == "test" for x in _aspect(records, info, aspect)}
+        shared += sorted(trained & tested)
+    if shared:
+        return "Conditions both in training and in a test set: " + ", ".join(shared) + "."
+    return (
+        "No noise signal, room or codec of the training sets occurs in a test set: the noise, "
+        "reverberation and telephone sets measure conditions training never saw."
+    )
+
+
+def _aspect(records: dict, info: Any, aspect: str) -> list[str]:
+    return list((records.get(info.name) or {}).get(aspect, ()))
 
 
 def _millions(count: int) -> str:

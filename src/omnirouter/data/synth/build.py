@@ -5,8 +5,9 @@
 1. check (and if possible install) the engines, voices and text sources the config names;
 2. plan every utterance from the seed (`plan.py`); an audio file's name hashes its decisions;
 3. synthesise the utterances whose audio file is missing, in worker processes (training
-   utterances with their pauses, `pauses.py`);
-4. apply the acoustic effects whose output is missing;
+   utterances in their style, `style.py`, and with their pauses, `pauses.py`);
+4. apply the training conditions (`conditions.py`) and the test sets' acoustic effects whose
+   output is missing;
 5. write `cuts_<set>.jsonl.gz` for every set whose plan changed, then `corpus.json`.
 
 A re-run finds every file in place and only re-reads the plan; a killed run loses at most the
@@ -19,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from omnirouter.data.corpus import (
     read_corpus_info,
     write_corpus_info,
 )
+from omnirouter.data.synth.conditions import condition_record
 from omnirouter.data.synth.config import Engine, SynthConfig, TextConfig, TextSource, parse_voice
 from omnirouter.data.synth.engines import SynthesisJob, engine_for
 from omnirouter.data.synth.manifest import manifest_exists, write_set_manifest
@@ -44,7 +47,15 @@ from omnirouter.data.synth.plan import (
     plan_corpus,
 )
 from omnirouter.data.synth.requirements import Requirement, ensure_requirements
-from omnirouter.data.synth.tasks import EffectJob, EffectTask, SynthesisTask, Task, run_tasks
+from omnirouter.data.synth.tasks import (
+    ConditionJob,
+    ConditionTask,
+    EffectJob,
+    EffectTask,
+    SynthesisTask,
+    Task,
+    run_tasks,
+)
 from omnirouter.data.synth.text import sentence_pool
 
 logger = logging.getLogger(__name__)
@@ -64,10 +75,13 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
     plans = plan_corpus(config, corpus_dir)
     previous = _previous_build(corpus_dir)
     synthesis = _synthesis_tasks(plans, config.sample_rate, config.batch_size, jobs)
-    effects = _effect_tasks(plans, config.sample_rate, config.batch_size)
+    effects = [
+        *_condition_tasks(plans, config.sample_rate, config.batch_size),
+        *_effect_tasks(plans, config.sample_rate, config.batch_size),
+    ]
     touched = {job.path for task in [*synthesis, *effects] for job in task.jobs}
     logger.info(
-        "%s: %d sets, %d utterances planned; %d to synthesise, %d effects to apply",
+        "%s: %d sets, %d utterances planned; %d to synthesise, %d conditions and effects to apply",
         corpus_dir,
         len(plans),
         sum(len(plan.utterances) for plan in plans),
@@ -75,7 +89,7 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
         sum(map(len, effects)),
     )
     num_synthesised = run_tasks(synthesis, jobs, "synthesis")
-    num_effects = run_tasks(effects, jobs, "effects")
+    num_effects = run_tasks(effects, jobs, "conditions and effects")
     set_infos = []
     for plan in plans:
         if _is_current(plan, previous, corpus_dir, touched):
@@ -131,7 +145,7 @@ def _synthesis_tasks(
         for plan in plans
         if not plan.config.is_effect_set
         for utterance in plan.utterances
-        if not utterance.audio_path.is_file()
+        if not utterance.spoken_audio.is_file()
     ]
     # Small builds get smaller batches, so that every worker has several to take.
     batch_size = max(1, min(batch_size, math.ceil(len(missing) / (4 * jobs))))
@@ -151,9 +165,25 @@ def _synthesis_job(utterance: PlannedUtterance) -> SynthesisJob:
         utterance.engine_voice,
         utterance.speed,
         utterance.pitch,
-        utterance.audio_path,
+        utterance.spoken_audio,
         utterance.pauses,
+        utterance.style,
     )
+
+
+def _condition_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -> list[Task]:
+    jobs = [
+        ConditionJob(
+            utterance.condition,
+            utterance.spoken_audio,
+            utterance.audio_path,
+            utterance.babble_paths,
+        )
+        for plan in plans
+        for utterance in plan.utterances
+        if utterance.condition is not None and not utterance.audio_path.is_file()
+    ]
+    return [ConditionTask(tuple(batch), sample_rate) for batch in chunked(jobs, batch_size)]
 
 
 def _effect_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -> list[Task]:
@@ -206,7 +236,12 @@ def _remove_stale_files(
 ) -> None:
     """Delete this builder's audio that no plan names (older plans, interrupted writes), and
     the manifests of sets the last build had and this one dropped. Other files are left alone."""
-    wanted = {utterance.audio_path for plan in plans for utterance in plan.utterances}
+    wanted = {
+        path
+        for plan in plans
+        for utterance in plan.utterances
+        for path in (utterance.audio_path, utterance.spoken_audio)
+    }
     for set_name in {plan.config.name for plan in plans} | set(previous.set_infos):
         set_dir = corpus_dir / AUDIO_DIR / set_name
         for path in set_dir.iterdir() if set_dir.is_dir() else ():
@@ -216,6 +251,21 @@ def _remove_stale_files(
             set_dir.rmdir()
     for set_name in set(previous.set_infos) - {plan.config.name for plan in plans}:
         Path(cuts_path(corpus_dir, set_name)).unlink(missing_ok=True)
+
+
+def _conditions_summary(plan: SetPlan) -> dict[str, object]:
+    """What acoustic conditions a set holds: the share of its utterances of each kind (clean:
+    none) and every noise signal, room and codec in it (`conditions.condition_record`)."""
+    described = [
+        (utterance.condition or utterance.effect).describe()  # type: ignore[union-attr]
+        for utterance in plan.utterances
+        if utterance.condition is not None or utterance.effect is not None
+    ]
+    kinds = Counter(str(entry["kind"]) for entry in described)
+    total = max(len(plan.utterances), 1)
+    shares = {"clean": round(1 - len(described) / total, 4)} if len(described) < total else {}
+    shares.update({kind: round(count / total, 4) for kind, count in sorted(kinds.items())})
+    return {"shares": shares, **condition_record(described)}
 
 
 def _extra(
@@ -231,6 +281,7 @@ def _extra(
             "text_split": plan.config.text_split.value,
             "effect": plan.config.effect.value if plan.config.effect else None,
             "source_set": plan.config.source_set or None,
+            "conditions": _conditions_summary(plan),
         }
     texts = {(s.text_source, s.text_split) for s in config.sets if not s.is_effect_set}
     sentences = {

@@ -74,11 +74,39 @@ class ProsodyConfig:
     )
     pitch_max: int = 70
 
+    # More of a voice drawn per utterance, so that each accent or voice sounds like many
+    # speakers. espeak-ng: the pitch range (SSML prosody range, 0 = monotone, 50 = its default,
+    # 100 = twice as wide) and the pause between words (units of 10 ms). flite: the mean F0 in
+    # Hz (`int_f0_target_mean`). Training sets (role train) only; held-out sets speak with the
+    # engines' defaults for these, as before.
+    vary_training_voices: bool = True
+    pitch_range_min: int = 20
+    pitch_range_max: int = 100
+    word_gap_max: int = 4
+    flite_f0_min: float = 80.0
+    flite_f0_max: float = 170.0
+    # Signal-level speaker perturbation of training utterances (Kaldi's speed perturbation,
+    # sox `speed`): resampling scales pitch, formants (vocal-tract length) and tempo together.
+    # A factor is drawn for this share of the training utterances; the rest keep 1.
+    speed_perturbation_share: float = 0.67
+    speed_perturbation_min: float = 0.9
+    speed_perturbation_max: float = 1.1
+
     def __post_init__(self) -> None:
         if not 0 < self.speed_min <= self.speed_max:
             raise ValueError("prosody: need 0 < speed_min <= speed_max")
         if not 0 <= self.pitch_min <= self.pitch_max <= 99:
             raise ValueError("prosody: need 0 <= pitch_min <= pitch_max <= 99")
+        if not 0 <= self.pitch_range_min <= self.pitch_range_max <= 100:
+            raise ValueError("prosody: need 0 <= pitch_range_min <= pitch_range_max <= 100")
+        if not 0 <= self.word_gap_max <= 50:
+            raise ValueError("prosody: need 0 <= word_gap_max <= 50")
+        if not 0 < self.flite_f0_min <= self.flite_f0_max:
+            raise ValueError("prosody: need 0 < flite_f0_min <= flite_f0_max")
+        if not 0 <= self.speed_perturbation_share <= 1:
+            raise ValueError("prosody.speed_perturbation_share must be in [0, 1]")
+        if not 0 < self.speed_perturbation_min <= self.speed_perturbation_max:
+            raise ValueError("prosody: need 0 < speed_perturbation_min <= speed_perturbation_max")
 
 
 @dataclass(frozen=True)
@@ -107,6 +135,80 @@ class EffectsConfig:
         ):
             if low > high:
                 raise ValueError(f"effects.{key}_min must not exceed effects.{key}_max")
+
+
+class ConditionKind(str, Enum):
+    """Acoustic conditions of multi-condition training. Each is of a kind the test sets do not
+    use: babble and spectrally tilted noise (tests: white, pink, brown noise), rooms simulated as
+    exponentially decaying noise (tests: sox's reverberator), and codecs other than μ-law."""
+
+    babble = "babble"  # other training utterances spoken at once under this one
+    noise = "noise"  # Gaussian noise with power spectral density ∝ f^-exponent, drawn exponent
+    reverb = "reverb"  # a simulated room impulse response of drawn RT60 and direct-path share
+    channel = "channel"  # a drawn band limit, then perhaps a codec (GSM, AMR-NB, A-law, Vorbis)
+
+
+class Codec(str, Enum):
+    none = "none"  # the band limit alone, at the corpus rate
+    gsm = "gsm"  # GSM 06.10 full rate, 8 kHz
+    amr_nb = "amr_nb"  # AMR narrow band, 8 kHz
+    alaw = "alaw"  # G.711 A-law, 8 kHz (the telephone test uses μ-law)
+    vorbis = "vorbis"  # Ogg Vorbis at its lowest quality, at the corpus rate
+
+    @property
+    def narrow_band(self) -> bool:
+        return self in (Codec.gsm, Codec.amr_nb, Codec.alaw)
+
+
+@dataclass(frozen=True)
+class ConditionsConfig:
+    # Multi-condition training: this share of every training set's utterances (role train) is
+    # stored with one acoustic condition, chosen uniformly from `kinds`, with settings drawn per
+    # utterance from the ranges below; the rest stay as spoken. The clean audio of a changed
+    # utterance is kept beside it (babble is made from it, and a rebuild reuses it).
+    enabled: bool = True
+    share: float = 0.5
+    kinds: list[ConditionKind] = field(default_factory=lambda: list(ConditionKind))
+    snr_min_db: float = 0.0  # babble and noise: speech-to-interference power ratio
+    snr_max_db: float = 25.0
+    babble_talkers_min: int = 3
+    babble_talkers_max: int = 7
+    noise_exponent_min: float = 0.4  # spectral tilt, between the tests' white (0) and brown (2)
+    noise_exponent_max: float = 1.6
+    rt60_min: float = 0.15  # reverb: seconds for the reverberant tail to decay by 60 dB
+    rt60_max: float = 0.9
+    direct_ratio_min_db: float = -3.0  # reverb: direct path over reverberant energy
+    direct_ratio_max_db: float = 12.0
+    low_cut_min_hz: float = 60.0  # channel: the band limit's edges
+    low_cut_max_hz: float = 400.0
+    high_cut_min_hz: float = 2800.0
+    high_cut_max_hz: float = 7500.0
+    codecs: list[Codec] = field(
+        default_factory=lambda: [Codec.none, Codec.gsm, Codec.amr_nb, Codec.alaw, Codec.vorbis]
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.share <= 1:
+            raise ValueError("conditions.share must be in [0, 1]")
+        if self.enabled and self.share > 0 and not self.kinds:
+            raise ValueError("conditions.kinds is empty")
+        if self.enabled and ConditionKind.channel in self.kinds and not self.codecs:
+            raise ValueError("conditions.codecs is empty")
+        for low, high, key in (
+            (self.snr_min_db, self.snr_max_db, "snr"),
+            (self.babble_talkers_min, self.babble_talkers_max, "babble_talkers"),
+            (self.noise_exponent_min, self.noise_exponent_max, "noise_exponent"),
+            (self.rt60_min, self.rt60_max, "rt60"),
+            (self.direct_ratio_min_db, self.direct_ratio_max_db, "direct_ratio"),
+            (self.low_cut_min_hz, self.low_cut_max_hz, "low_cut"),
+            (self.high_cut_min_hz, self.high_cut_max_hz, "high_cut"),
+        ):
+            if low > high:
+                raise ValueError(f"conditions.{key}_min must not exceed conditions.{key}_max")
+        if self.babble_talkers_min < 1 or self.rt60_min <= 0:
+            raise ValueError("conditions: need babble_talkers_min >= 1 and rt60_min > 0")
+        if not 0 < self.low_cut_max_hz < self.high_cut_min_hz:
+            raise ValueError("conditions: need 0 < low_cut_max_hz < high_cut_min_hz")
 
 
 @dataclass(frozen=True)
@@ -174,6 +276,7 @@ class SynthConfig:
     prosody: ProsodyConfig = field(default_factory=ProsodyConfig)
     effects: EffectsConfig = field(default_factory=EffectsConfig)
     pauses: PauseConfig = field(default_factory=PauseConfig)
+    conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     voice_pools: dict[str, list[str]] = field(default_factory=dict)  # name -> ["engine:voice"]
     sets: list[SetConfig] = field(default_factory=list)
 

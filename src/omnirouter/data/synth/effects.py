@@ -92,11 +92,18 @@ def apply_effect(settings: EffectSettings, source: Path, path: Path, sample_rate
 
 
 def colored_noise(color: str, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink or brown Gaussian noise (`NOISE_EXPONENTS`), scaled to unit RMS."""
+    return colored_noise_exponent(NOISE_EXPONENTS[color], num_samples, rng)
+
+
+def colored_noise_exponent(
+    exponent: float, num_samples: int, rng: np.random.Generator
+) -> np.ndarray:
     """Gaussian noise with power spectral density ∝ f^-exponent, scaled to unit RMS."""
     spectrum = np.fft.rfft(rng.standard_normal(num_samples))
     frequencies = np.fft.rfftfreq(num_samples)
     frequencies[0] = frequencies[1] if num_samples > 1 else 1.0  # no infinite gain at DC
-    spectrum *= frequencies ** (-NOISE_EXPONENTS[color] / 2)
+    spectrum *= frequencies ** (-exponent / 2)
     noise = np.fft.irfft(spectrum, n=num_samples)
     noise -= noise.mean()
     return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
+from xml.sax.saxutils import escape as xml_escape
 
 from omnirouter.data.synth.config import Engine
 from omnirouter.data.synth.pauses import PauseSettings
 from omnirouter.data.synth.requirements import SOX, Requirement
 from omnirouter.data.synth.sox import store_wav
+from omnirouter.data.synth.style import VoiceStyle
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class SynthesisJob:
     pitch: int | None  # espeak-ng base pitch (0–99); None for engines without one
     path: Path  # where the 16 kHz mono WAV goes
     pauses: PauseSettings | None = None  # added to the spoken audio by the task (tasks.py)
+    style: VoiceStyle | None = None  # training utterances: engine knobs and speed perturbation
 
 
 class TextToSpeech(Protocol):
@@ -88,8 +91,15 @@ class EspeakEngine:
     def synthesize(self, jobs: Sequence[SynthesisJob], sample_rate: int) -> None:
         for job in jobs:
             rate = round(self.words_per_minute * job.speed)
-            pitch = [] if job.pitch is None else ["-p", str(job.pitch)]
-            command = ["espeak-ng", "-v", job.voice, "-s", str(rate), *pitch, "--stdout", job.text]
+            options = [] if job.pitch is None else ["-p", str(job.pitch)]
+            text = job.text
+            if job.style is not None and job.style.word_gap is not None:
+                options += ["-g", str(job.style.word_gap)]
+            if job.style is not None and job.style.pitch_range is not None:
+                options.append("-m")  # SSML: the pitch range has no command-line option
+                range_ = job.style.pitch_range
+                text = f'<speak><prosody range="{range_}">{xml_escape(text)}</prosody></speak>'
+            command = ["espeak-ng", "-v", job.voice, "-s", str(rate), *options, "--stdout", text]
             wav = _run(command, f"espeak-ng on {job.text!r}")
             store_wav(wav, job.path, sample_rate, context=f"espeak-ng {job.voice}")
 
@@ -126,7 +136,10 @@ class FliteEngine:
             native = Path(scratch) / "native.wav"
             for job in jobs:
                 stretch = f"duration_stretch={1 / job.speed:.4f}"
-                command = ["flite", "-voice", job.voice, "--setf", stretch, "-t", job.text]
+                command = ["flite", "-voice", job.voice, "--setf", stretch]
+                if job.style is not None and job.style.f0_mean is not None:
+                    command += ["--setf", f"int_f0_target_mean={job.style.f0_mean:g}"]
+                command += ["-t", job.text]
                 result = subprocess.run([*command, "-o", str(native)], capture_output=True)
                 if result.returncode != 0 or not native.is_file():
                     message = result.stderr.decode(errors="replace").strip()

@@ -1,8 +1,8 @@
 """Lhotse manifests of planned sets whose audio is on disk: one cut, recording and supervision each.
 
 The supervision carries the transcript and, as `speaker`, the voice (`engine:voice`); its
-`custom` field keeps what made the utterance (engine, prosody, text source, pauses, effect
-settings), so analyses can group utterances by any of them.
+`custom` field keeps what made the utterance (engine, prosody, voice style, text source, pauses,
+training condition or test effect settings), so analyses can group utterances by any of them.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ def _details(utterance: PlannedUtterance) -> dict[str, object]:
         details["pitch"] = utterance.pitch
     if utterance.pauses is not None:
         details["pauses"] = utterance.pauses.describe()
+    if utterance.style is not None and utterance.style.describe():
+        details["style"] = utterance.style.describe()
+    if utterance.condition is not None:
+        details["condition"] = utterance.condition.describe()
     if utterance.effect is not None:
         details["effect"] = utterance.effect.describe()
         details["source_id"] = utterance.source_id

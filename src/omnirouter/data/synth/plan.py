@@ -1,10 +1,11 @@
-"""The corpus plan: each utterance's sentence, voice, prosody, pauses, effect and audio file, from
-the seed.
+"""The corpus plan: each utterance's sentence, voice, prosody, style, pauses, condition or effect
+and audio file, from the seed.
 
 Planning is pure and cheap: it runs before any synthesis, decides everything that makes an
 utterance, and gives each audio file a name that hashes those decisions. A file that exists is
 therefore the right one, which is what makes the build's cache and its resumption safe.
-Every set draws sentences, voices, prosody, pauses and effects from generators of their own,
+Every set draws sentences, voices, prosody, styles, pauses, conditions and effects from
+generators of their own,
 seeded by (seed, set name, aspect): resizing a set keeps its first utterances and leaves other
 sets alone, so a bigger build reuses a smaller one's audio.
 """
@@ -17,14 +18,16 @@ import logging
 import re
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from omnirouter.data.synth.conditions import ConditionSettings, draw_condition
 from omnirouter.data.synth.config import Engine, Role, SetConfig, SynthConfig, parse_voice
 from omnirouter.data.synth.effects import EffectSettings, draw_effect
 from omnirouter.data.synth.pauses import PauseSettings, draw_pauses
+from omnirouter.data.synth.style import VoiceStyle, draw_style
 from omnirouter.data.synth.text import sentence_pool
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,18 @@ class PlannedUtterance:
     source_id: str = ""  # effect sets: the synthesised utterance the effect is applied to
     source_path: Path | None = None
     pauses: PauseSettings | None = None  # training sets (role train) when pauses are enabled
+    style: VoiceStyle | None = None  # training sets when prosody.vary_training_voices
+    # Training utterances with a condition (multi-condition training): the condition, where the
+    # clean spoken audio is kept, and the clean audio of the babble talkers.
+    condition: ConditionSettings | None = None
+    spoken_path: Path | None = None
+    babble_paths: tuple[Path, ...] = ()
+
+    @property
+    def spoken_audio(self) -> Path:
+        """Where the engine's speech (with style and pauses) is stored: the utterance's own
+        audio file, unless a condition is applied to it afterwards."""
+        return self.spoken_path or self.audio_path
 
     @property
     def engine(self) -> Engine:
@@ -94,31 +109,76 @@ def _plan_synthesised_set(
     voices = balanced_voices(voice_pool, len(sentences), _generator(config, set_config, "voices"))
     rng = _generator(config, set_config, "prosody")
     pause_rng = _generator(config, set_config, "pauses")
-    with_pauses = config.pauses.enabled and set_config.role is Role.train
+    style_rng = _generator(config, set_config, "style")
+    condition_rng = _generator(config, set_config, "conditions")
+    trains = set_config.role is Role.train
+    with_pauses = config.pauses.enabled and trains
+    with_styles = config.prosody.vary_training_voices and trains
+    with_conditions = config.conditions.enabled and trains
+    ids = [f"{set_config.name}-{index:05d}" for index in range(len(sentences))]
     prosody = config.prosody
     utterances = []
     for index, (sentence, voice) in enumerate(zip(sentences, voices)):
+        engine = parse_voice(voice).engine
         speed = round(float(rng.uniform(prosody.speed_min, prosody.speed_max)), 2)
         pitch = int(rng.integers(prosody.pitch_min, prosody.pitch_max + 1))
         pauses = draw_pauses(config.pauses, pause_rng) if with_pauses else None
-        utterance_id = f"{set_config.name}-{index:05d}"
+        style = draw_style(prosody, engine, style_rng) if with_styles else None
+        # Babble talkers come from earlier utterances only, so that a smaller build of the set
+        # plans its utterances exactly as a bigger one plans its first ones.
+        condition = (
+            draw_condition(config.conditions, condition_rng, ids[:index])
+            if with_conditions
+            else None
+        )
         decisions: list = [sentence, voice, speed, pitch, config.sample_rate, AUDIO_VERSION]
         if pauses is not None:  # audio without pauses keeps the name it had before them
             decisions.append(pauses.describe())
+        if style is not None:
+            decisions.append(style.describe())
+        spoken_path = _audio_path(corpus_dir, set_config.name, ids[index], decisions)
         utterances.append(
             PlannedUtterance(
-                id=utterance_id,
+                id=ids[index],
                 set_name=set_config.name,
                 text=sentence,
                 voice=voice,
                 speed=speed,
-                pitch=pitch if parse_voice(voice).engine is Engine.espeak else None,
+                pitch=pitch if engine is Engine.espeak else None,
                 text_source=set_config.text_source.value,
-                audio_path=_audio_path(corpus_dir, set_config.name, utterance_id, decisions),
+                audio_path=spoken_path,
                 pauses=pauses,
+                style=style,
+                condition=condition,
             )
         )
-    return tuple(utterances)
+    return tuple(_with_condition_files(utterances, corpus_dir, config.sample_rate))
+
+
+def _with_condition_files(
+    utterances: Sequence[PlannedUtterance], corpus_dir: Path, sample_rate: int
+) -> Iterator[PlannedUtterance]:
+    """Utterances with a condition get their own audio file, named by the condition and the
+    clean files it is made from; their clean audio keeps the name it has without one."""
+    spoken = {utterance.id: utterance.audio_path for utterance in utterances}
+    for utterance in utterances:
+        if utterance.condition is None:
+            yield utterance
+            continue
+        babble_paths = tuple(spoken[other] for other in utterance.condition.babble_ids)
+        decisions = [
+            utterance.audio_path.name,
+            utterance.condition.describe(),
+            [path.name for path in babble_paths],
+            sample_rate,
+            AUDIO_VERSION,
+        ]
+        yield replace(
+            utterance,
+            audio_path=_audio_path(corpus_dir, utterance.set_name, utterance.id, decisions),
+            spoken_path=utterance.audio_path,
+            babble_paths=babble_paths,
+        )
 
 
 def _plan_effect_set(

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from omnirouter.data.synth.conditions import ConditionSettings, apply_condition
 from omnirouter.data.synth.config import Engine
 from omnirouter.data.synth.effects import EffectSettings, apply_effect
 from omnirouter.data.synth.engines import SynthesisJob, engine_for
 from omnirouter.data.synth.pauses import store_with_pauses
+from omnirouter.data.synth.sox import store_wav
 
 # Rough CPU seconds per second of audio, to start the slowest work first (measured on one core).
 ENGINE_COST = {Engine.piper: 0.12, Engine.festival: 0.03, Engine.flite: 0.02, Engine.espeak: 0.005}
@@ -41,18 +43,40 @@ class SynthesisTask:
         )
 
     def run(self) -> int:
-        """Speak every job; those with pauses are spoken to a scratch file first, so that their
-        final file appears (atomically) only once it holds the pauses."""
+        """Speak every job; those with pauses or speed perturbation are spoken to a scratch file
+        first, so that their final file appears (atomically) only once it holds them."""
         with tempfile.TemporaryDirectory(prefix="spoken-") as scratch:
             spoken = tuple(
-                job if job.pauses is None else replace(job, path=Path(scratch) / f"{index}.wav")
+                replace(job, path=Path(scratch) / f"{index}.wav") if _is_changed(job) else job
                 for index, job in enumerate(self.jobs)
             )
             engine_for(self.engine).synthesize(spoken, self.sample_rate)
             for job, raw in zip(self.jobs, spoken):
-                if job.pauses is not None:
-                    store_with_pauses(raw.path, job.path, job.pauses, self.sample_rate)
+                if _is_changed(job):
+                    _finish(raw.path, job, self.sample_rate)
         return len(self.jobs)
+
+
+def _perturbation(job: SynthesisJob) -> float:
+    return 1.0 if job.style is None else job.style.speed_perturbation
+
+
+def _is_changed(job: SynthesisJob) -> bool:
+    return job.pauses is not None or _perturbation(job) != 1.0
+
+
+def _finish(raw: Path, job: SynthesisJob, sample_rate: int) -> None:
+    """Store the engine's audio `raw` as `job.path`: speed-perturbed (sox `speed`, resampled
+    back to the corpus rate), then with the job's pauses."""
+    factor = _perturbation(job)
+    if factor != 1.0:
+        perturbed = raw.with_name(f"{raw.stem}.perturbed.wav")
+        target = perturbed if job.pauses is not None else job.path
+        speed = ["speed", f"{factor:g}", "rate", str(sample_rate)]  # resampled before `norm`
+        store_wav(raw, target, sample_rate, effects=speed, context="speed perturbation")
+        raw = perturbed
+    if job.pauses is not None:
+        store_with_pauses(raw, job.path, job.pauses, sample_rate)
 
 
 @dataclass(frozen=True)
@@ -80,7 +104,35 @@ class EffectTask:
         return len(self.jobs)
 
 
-Task = SynthesisTask | EffectTask
+@dataclass(frozen=True)
+class ConditionJob:
+    settings: ConditionSettings
+    source: Path  # the clean spoken audio
+    path: Path
+    babble_sources: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConditionTask:
+    jobs: tuple[ConditionJob, ...]
+    sample_rate: int
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def cost(self) -> float:
+        return float(len(self.jobs))
+
+    def run(self) -> int:
+        for job in self.jobs:
+            apply_condition(
+                job.settings, job.source, job.path, self.sample_rate, job.babble_sources
+            )
+        return len(self.jobs)
+
+
+Task = SynthesisTask | EffectTask | ConditionTask
 
 
 def run_tasks(tasks: Sequence[Task], jobs: int, description: str) -> int:
