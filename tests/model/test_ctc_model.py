@@ -1,11 +1,13 @@
 """Whole-model properties: batch invariance, lengths, routing in the output, positions."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from omnirouter.model import build_model
 from omnirouter.model.config import PositionEncoding
-from omnirouter.model.frontend import ConvolutionalPositions, stacked_lengths
+from omnirouter.model.frontend import ConvolutionalPositions, stacked_lengths, valid_mask
 from tests.models import tiny_config
 
 
@@ -100,3 +102,60 @@ def test_convolution_positions_need_an_odd_kernel_and_use_groups_dividing_the_wi
         tiny_config("dense", position=PositionEncoding.convolution, conv_position_kernel=4)
     config = tiny_config("dense", model_dim=30, num_heads=2, conv_position_groups=16)
     assert build_model(config, vocab_size=12).positions.conv.groups == 2  # gcd(30, 16)
+
+
+def _with_intermediate(layers: list[int], conditioning: bool):
+    torch.manual_seed(0)
+    config = dataclasses.replace(
+        tiny_config("omni", dropout=0.0),
+        intermediate_ctc_layers=layers,
+        self_conditioning=conditioning,
+    )
+    return build_model(config, vocab_size=12)
+
+
+def test_intermediate_ctc_predicts_with_the_shared_head_and_leaves_the_output_alone() -> None:
+    torch.manual_seed(0)
+    plain = build_model(tiny_config("omni", dropout=0.0), vocab_size=12).train()
+    inner = _with_intermediate([0, 1], conditioning=False).train()
+    inner.load_state_dict(plain.state_dict())  # no parameter of its own
+    features, lengths = torch.randn(2, 40, 80), torch.tensor([40, 27])
+    reference, output = plain(features, lengths), inner(features, lengths)
+    torch.testing.assert_close(output.log_probs_BTV, reference.log_probs_BTV)
+    assert len(output.intermediate_log_probs_BTV) == 2 and not reference.intermediate_log_probs_BTV
+    # By hand: the blocks up to layer 1, then the final norm and head.
+    x, step_lengths = inner.frontend(features, lengths)
+    x = inner.positions(x, step_lengths)
+    valid = valid_mask(step_lengths, x.shape[1])
+    for block in inner.blocks[:2]:
+        x, _ = block(x, valid)
+    expected = inner.head(inner.final_norm(x)).log_softmax(-1)
+    torch.testing.assert_close(output.intermediate_log_probs_BTV[1], expected)
+    assert not inner.eval()(features, lengths).intermediate_log_probs_BTV  # not at inference
+
+
+def test_self_conditioning_feeds_the_prediction_back_and_learns_its_projection() -> None:
+    model = _with_intermediate([1], conditioning=True).train()
+    features, lengths = torch.randn(2, 40, 80), torch.tensor([40, 27])
+    output = model(features, lengths)
+    assert model.conditioning is not None
+    without = model.conditioning.weight.detach().clone()
+    torch.nn.init.zeros_(model.conditioning.weight)
+    torch.nn.init.zeros_(model.conditioning.bias)
+    unconditioned = model(features, lengths)
+    assert not torch.allclose(output.log_probs_BTV, unconditioned.log_probs_BTV)
+    model.conditioning.weight.data.copy_(without)
+    model(features, lengths).log_probs_BTV.sum().backward()
+    assert model.conditioning.weight.grad.abs().sum() > 0
+    assert len(model.eval()(features, lengths).intermediate_log_probs_BTV) == 1
+
+
+@pytest.mark.parametrize(
+    ("layers", "conditioning", "message"),
+    [([3], False, "intermediate_ctc_layers"), ([], True, "self_conditioning")],
+)
+def test_intermediate_ctc_configs_are_checked(layers, conditioning, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(
+            tiny_config("dense"), intermediate_ctc_layers=layers, self_conditioning=conditioning
+        )

@@ -195,3 +195,20 @@ def test_total_loss_sums_layers_with_weights() -> None:
     assert terms.load_balance.item() == pytest.approx(balance, rel=1e-6)
     expected = terms.ctc.item() + 10.0 * balance + 0.1 * terms.z_loss.item()
     assert terms.total.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_intermediate_ctc_is_weighted_into_the_total_but_not_the_reported_ctc() -> None:
+    torch.manual_seed(3)
+    final, inner_a, inner_b = (torch.randn(2, 9, 5).log_softmax(-1) for _ in range(3))
+    lengths, targets, target_lens = [9, 7], torch.tensor([[1, 2], [3, 0]]), torch.tensor([2, 1])
+    output = ModelOutput(final, torch.tensor(lengths), (), (inner_a, inner_b))
+    terms = total_loss(output, targets, target_lens, intermediate_ctc_weight=0.3)
+
+    def ctc(log_probs):
+        return ctc_loss(make_output(log_probs, lengths), targets, target_lens).item()
+
+    expected = 0.7 * ctc(final) + 0.3 * (ctc(inner_a) + ctc(inner_b)) / 2
+    assert terms.total.item() == pytest.approx(expected, rel=1e-6)
+    assert terms.ctc.item() == pytest.approx(ctc(final), rel=1e-6)
+    unweighted = total_loss(output, targets, target_lens, intermediate_ctc_weight=0.0)
+    assert unweighted.total.item() == pytest.approx(ctc(final), rel=1e-6)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from omnirouter.config import require
@@ -71,6 +71,12 @@ class ModelConfig:
     )
     router_jitter: float = 0.0  # training only: router input × U(1-ε, 1+ε) (Switch Transformer)
     dispatch: Dispatch = Dispatch.auto  # how frames reach their experts
+    # Intermediate CTC (Lee & Watanabe 2021): 0-based blocks after which the final LayerNorm and
+    # head also predict the tokens, trained with weight `train.loss.intermediate_ctc_weight`.
+    # Self-conditioned CTC (Nozaki & Komatsu 2021) adds that prediction's softmax back to the
+    # block's output through one Linear(V, D). Empty (the default): the paper's architecture.
+    intermediate_ctc_layers: list[int] = field(default_factory=list)
+    self_conditioning: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -115,6 +121,14 @@ class ModelConfig:
                 raise ValueError("model.conv_position_groups must be >= 1")
         if self.router_group_size < 0:
             raise ValueError("model.router_group_size must be >= 0")
+        bad = [i for i in self.intermediate_ctc_layers if not 0 <= i < self.num_layers - 1]
+        if bad:
+            raise ValueError(
+                f"model.intermediate_ctc_layers {bad} outside [0, num_layers - 1 = "
+                f"{self.num_layers - 1}): the last block's prediction is the model's output"
+            )
+        if self.self_conditioning and not self.intermediate_ctc_layers:
+            raise ValueError("model.self_conditioning needs model.intermediate_ctc_layers")
 
     @property
     def is_moe(self) -> bool:

@@ -2,6 +2,8 @@
 
 features → stack 4 frames → Linear → positions → N pre-LN blocks (attention, FFN | MoE)
 → LayerNorm → Linear to the vocabulary (index 0 is the CTC blank) → log-softmax.
+Optionally (`ModelConfig.intermediate_ctc_layers`) the same LayerNorm and head also predict after
+some blocks, for intermediate CTC losses, and with self-conditioning that prediction is fed back.
 
 Shape legend: B batch, T frames, F feature bins, D model dim, V vocabulary (blank included).
 """
@@ -9,6 +11,7 @@ Shape legend: B batch, T frames, F feature bins, D model dim, V vocabulary (blan
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +37,9 @@ class ModelOutput:
     log_probs_BTV: torch.Tensor  # fp32 log-softmax over the vocabulary
     lengths_B: torch.Tensor  # valid output steps per utterance
     routing: tuple[RoutingInfo, ...]  # one per MoE layer, in depth order; empty for dense
+    # Intermediate CTC: fp32 log-probs after each `intermediate_ctc_layers` block, in depth
+    # order, while training or self-conditioning (empty otherwise).
+    intermediate_log_probs_BTV: tuple[torch.Tensor, ...] = ()
 
     @property
     def valid_BT(self) -> torch.Tensor:
@@ -50,6 +56,8 @@ class CtcModel(nn.Module):
         model_dim: int,
         vocab_size: int,
         dropout: float,
+        intermediate_ctc_layers: Sequence[int] = (),
+        self_conditioning: bool = False,
     ) -> None:
         super().__init__()
         self.frontend = frontend
@@ -61,6 +69,9 @@ class CtcModel(nn.Module):
         self.routers = nn.ModuleList(routers)
         self.final_norm = nn.LayerNorm(model_dim)
         self.head = nn.Linear(model_dim, vocab_size)
+        self.intermediate_ctc_layers = frozenset(intermediate_ctc_layers)
+        # One projection for every conditioned block, as in Nozaki & Komatsu's recipe.
+        self.conditioning = nn.Linear(vocab_size, model_dim) if self_conditioning else None
 
     def forward(
         self,
@@ -72,14 +83,21 @@ class CtcModel(nn.Module):
         x_BTD = self.input_dropout(self.positions(x_BTD, lengths_B))
         valid_BT = valid_mask(lengths_B, x_BTD.shape[1])
         routing: list[RoutingInfo] = []
-        for block in self.blocks:
+        intermediate: list[torch.Tensor] = []
+        predicts_inside = self.training or self.conditioning is not None
+        for layer, block in enumerate(self.blocks):
             x_BTD, layer_routing = block(x_BTD, valid_BT, override)
             if layer_routing is not None:
                 routing.append(layer_routing)
+            if predicts_inside and layer in self.intermediate_ctc_layers:
+                logits_BTV = self.head(self.final_norm(x_BTD))
+                intermediate.append(logits_BTV.float().log_softmax(dim=-1))
+                if self.conditioning is not None:
+                    x_BTD = x_BTD + self.conditioning(logits_BTV.softmax(dim=-1))
         logits_BTV = self.head(self.final_norm(x_BTD))
         # CTC wants fp32 log-probs even when the body ran in bf16.
         log_probs_BTV = logits_BTV.float().log_softmax(dim=-1)
-        return ModelOutput(log_probs_BTV, lengths_B, tuple(routing))
+        return ModelOutput(log_probs_BTV, lengths_B, tuple(routing), tuple(intermediate))
 
 
 def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
@@ -143,7 +161,15 @@ def build_model(config: ModelConfig, vocab_size: int) -> CtcModel:
         positions = SinusoidalPositions(config.model_dim)
     frontend = FrameStacker(config.input_dim, config.stack_frames, config.model_dim)
     return CtcModel(
-        frontend, positions, blocks, routers, config.model_dim, vocab_size, config.dropout
+        frontend,
+        positions,
+        blocks,
+        routers,
+        config.model_dim,
+        vocab_size,
+        config.dropout,
+        config.intermediate_ctc_layers,
+        config.self_conditioning,
     )
 
 

@@ -52,11 +52,16 @@ class LossConfig:
     balance_form: BalanceLoss = BalanceLoss.paper  # eq. (4) as written, or the Switch original
     z_loss_weight: float = 0.0  # ST-MoE router z-loss; off in the paper
     ctc_reduction: CtcReduction = CtcReduction.utterance_mean  # see CtcReduction
+    # With model.intermediate_ctc_layers: the CTC term is (1 - w) · final CTC + w · the mean of
+    # the intermediate CTCs (Lee & Watanabe 2021 use w = 0.3 for one intermediate layer).
+    intermediate_ctc_weight: float = 0.3
 
     def __post_init__(self) -> None:
         for name in ("load_balance_weight", "z_loss_weight"):
             value = getattr(self, name)
             require(value >= 0, f"train.loss.{name}", ">= 0", value)
+        weight = self.intermediate_ctc_weight
+        require(0 <= weight < 1, "train.loss.intermediate_ctc_weight", "in [0, 1)", weight)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Shape legend: B batch, T frames, V vocabulary, U target tokens, N valid frames, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -125,17 +125,35 @@ def total_loss(
     balance_form: BalanceLoss = BalanceLoss.paper,
     z_loss_weight: float = 0.0,
     ctc_reduction: CtcReduction = CtcReduction.utterance_mean,
+    intermediate_ctc_weight: float = 0.0,
 ) -> LossTerms:
-    """CTC + w_lb · Σ_layers load_balance (+ w_z · Σ_layers z_loss), paper §III-C and §V-C."""
+    """CTC + w_lb · Σ_layers load_balance (+ w_z · Σ_layers z_loss), paper §III-C and §V-C.
+
+    With intermediate predictions (`ModelOutput.intermediate_log_probs_BTV`) the CTC term of
+    the total is (1 - w) · final CTC + w · their mean CTC; `LossTerms.ctc` stays the final one."""
     nll_B = utterance_nll(output, targets_BU, target_lens_B)
     ctc = reduce_ctc(nll_B, target_lens_B, ctc_reduction)
+    trained_ctc = ctc
+    if output.intermediate_log_probs_BTV and intermediate_ctc_weight > 0:
+        inner = [
+            reduce_ctc(
+                utterance_nll(
+                    replace(output, log_probs_BTV=log_probs_BTV), targets_BU, target_lens_B
+                ),
+                target_lens_B,
+                ctc_reduction,
+            )
+            for log_probs_BTV in output.intermediate_log_probs_BTV
+        ]
+        weight = intermediate_ctc_weight
+        trained_ctc = (1 - weight) * ctc + weight * torch.stack(inner).mean()
     balance = _sum_over_layers(output.routing, lambda r: load_balance_loss(r, balance_form), ctc)
     z_loss = (
         _sum_over_layers(output.routing, router_z_loss, ctc)
         if z_loss_weight > 0
         else ctc.new_zeros(())
     )
-    total = ctc + load_balance_weight * balance + z_loss_weight * z_loss
+    total = trained_ctc + load_balance_weight * balance + z_loss_weight * z_loss
     return LossTerms(total=total, ctc=ctc, ctc_sum=nll_B.sum(), load_balance=balance, z_loss=z_loss)
 
 

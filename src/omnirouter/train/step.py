@@ -147,6 +147,7 @@ def train_step(
                 balance_form=loss_config.balance_form,
                 z_loss_weight=loss_config.z_loss_weight,
                 ctc_reduction=loss_config.ctc_reduction,
+                intermediate_ctc_weight=loss_config.intermediate_ctc_weight,
             )
             # Backward even when not finite: every DDP rank must join the same all-reduce.
             # nan_to_num is the identity on a finite loss, so no host sync is needed to choose.
