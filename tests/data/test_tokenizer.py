@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import multiprocessing
 import pickle
 from pathlib import Path
 
@@ -122,3 +124,22 @@ def test_config_checks_and_default_directory() -> None:
     assert TokenizerConfig(path="elsewhere").directory("corpus") == Path("elsewhere")
     with pytest.raises(ValueError, match="model_type"):
         TokenizerConfig(model_type="wordpiece")
+
+
+def _train_in(out_dir: str) -> list[int]:
+    return Tokenizer.train(SENTENCES * 1000, out_dir, vocab_size=40).encode(SENTENCES[0])
+
+
+def test_two_processes_training_one_tokenizer_at_once_both_succeed(tmp_path: Path) -> None:
+    """An experiment's side-by-side runs may train their corpus's tokenizer at the same time:
+    neither may read or delete the other's files half-written."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=3, mp_context=context) as pool:
+        results = list(pool.map(_train_in, [str(tmp_path / "tok")] * 6))
+    assert all(result == results[0] for result in results)
+    assert sorted(path.name for path in (tmp_path / "tok").iterdir()) == [
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer.vocab",
+    ]
+    assert not [path for path in tmp_path.iterdir() if path.name != "tok"]  # no scratch left

@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -122,23 +123,29 @@ class Tokenizer:
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        sample_path = out_dir / "training_text.txt"
-        num_sentences = _write_sample(texts, sample_path, max_sentences, seed)
-        if num_sentences == 0:
-            raise TokenizerError(f"no non-empty transcripts to train a tokenizer in {out_dir}")
-        size = _train_clamped(sample_path, out_dir / MODEL_FILE, vocab_size, model_type)
-        sample_path.unlink()
-        info = {
-            "model_type": model_type,
-            "requested_vocab_size": vocab_size,
-            "vocab_size": size,
-            "training_sentences": num_sentences,
-            "blank_id": 0,
-            "unk_id": UNK_ID,
-            "normalization": "omnirouter.data.tokenizer.normalize_transcript",
-            **(details or {}),
-        }
-        (out_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        # Trained in a scratch folder of its own and moved in file by file, the model last: two
+        # runs that train the same corpus's tokenizer at once (an experiment's side-by-side
+        # runs) never read or delete each other's half-written files.
+        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as tmp:
+            scratch = Path(tmp)
+            sample_path = scratch / "training_text.txt"
+            num_sentences = _write_sample(texts, sample_path, max_sentences, seed)
+            if num_sentences == 0:
+                raise TokenizerError(f"no non-empty transcripts to train a tokenizer in {out_dir}")
+            size = _train_clamped(sample_path, scratch / MODEL_FILE, vocab_size, model_type)
+            info = {
+                "model_type": model_type,
+                "requested_vocab_size": vocab_size,
+                "vocab_size": size,
+                "training_sentences": num_sentences,
+                "blank_id": 0,
+                "unk_id": UNK_ID,
+                "normalization": "omnirouter.data.tokenizer.normalize_transcript",
+                **(details or {}),
+            }
+            (scratch / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+            for name in (Path(MODEL_FILE).with_suffix(".vocab").name, INFO_FILE, MODEL_FILE):
+                os.replace(scratch / name, out_dir / name)
         return cls(out_dir / MODEL_FILE)
 
     @property
