@@ -26,7 +26,8 @@ from omnirouter.data.synth.config import (
     ProsodyConfig,
 )
 from omnirouter.data.synth.effects import colored_noise_exponent
-from omnirouter.data.synth.style import draw_style
+from omnirouter.data.synth.sox import store_wav
+from omnirouter.data.synth.style import VoiceStyle, draw_style
 
 RATE = 16000
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
@@ -182,3 +183,38 @@ def test_condition_record_names_signals_rooms_and_codecs() -> None:
     }
     telephone = condition_record([{"kind": "telephone"}])
     assert telephone["codecs"] == ["mulaw"]
+
+
+def test_timbre_shifts_are_drawn_only_when_configured() -> None:
+    def draws(config: ProsodyConfig) -> list:
+        rng = np.random.default_rng(4)
+        return [draw_style(config, Engine.flite, rng) for _ in range(200)]
+
+    plain, shifted = draws(ProsodyConfig()), draws(ProsodyConfig(timbre_share=0.5))
+    assert all(style.timbre_cents == 0 for style in plain)
+    cents = [style.timbre_cents for style in shifted if style.timbre_cents]
+    assert abs(len(cents) / len(shifted) - 0.5) < 0.1
+    assert all(-200 <= value <= 450 for value in cents)
+
+
+@needs_sox
+@pytest.mark.parametrize(
+    ("style", "frequency", "duration"),
+    [
+        (VoiceStyle(timbre_cents=1200), 400.0, 1.0),  # an octave up, the same length
+        (VoiceStyle(speed_perturbation=1.25), 250.0, 0.8),  # faster: higher and shorter
+    ],
+)
+def test_style_sox_effects_move_pitch_and_keep_or_scale_time(
+    tmp_path: Path, style: VoiceStyle, frequency: float, duration: float
+) -> None:
+    time = np.arange(RATE) / RATE
+    source = tmp_path / "tone.wav"
+    soundfile.write(source, 0.5 * np.sin(2 * np.pi * 200 * time), RATE, "PCM_16")
+    out = tmp_path / "styled.wav"
+    store_wav(source, out, RATE, effects=[*style.sox_effects(), "rate", str(RATE)])
+    styled, rate = soundfile.read(out)
+    assert rate == RATE and len(styled) / RATE == pytest.approx(duration, abs=0.03)
+    spectrum = np.abs(np.fft.rfft(styled * np.hanning(len(styled))))
+    peak = np.fft.rfftfreq(len(styled), 1 / RATE)[np.argmax(spectrum)]
+    assert peak == pytest.approx(frequency, rel=0.03)

@@ -91,6 +91,13 @@ class ProsodyConfig:
     speed_perturbation_share: float = 0.67
     speed_perturbation_min: float = 0.9
     speed_perturbation_max: float = 1.1
+    # Timbre shift (sox `pitch`: pitch and spectral envelope moved together, duration kept) of
+    # this share of the training utterances, by a number of cents drawn from the range. Every
+    # flite and festival training voice is male; +300 to +450 cents (x1.2-1.3) moves their
+    # formants to where women's are.
+    timbre_share: float = 0.0
+    timbre_min_cents: int = -200
+    timbre_max_cents: int = 450
 
     def __post_init__(self) -> None:
         if not 0 < self.speed_min <= self.speed_max:
@@ -107,6 +114,10 @@ class ProsodyConfig:
             raise ValueError("prosody.speed_perturbation_share must be in [0, 1]")
         if not 0 < self.speed_perturbation_min <= self.speed_perturbation_max:
             raise ValueError("prosody: need 0 < speed_perturbation_min <= speed_perturbation_max")
+        if not 0 <= self.timbre_share <= 1:
+            raise ValueError("prosody.timbre_share must be in [0, 1]")
+        if not -1200 <= self.timbre_min_cents <= self.timbre_max_cents <= 1200:
+            raise ValueError("prosody: need -1200 <= timbre_min_cents <= timbre_max_cents <= 1200")
 
 
 @dataclass(frozen=True)

@@ -57,24 +57,20 @@ class SynthesisTask:
         return len(self.jobs)
 
 
-def _perturbation(job: SynthesisJob) -> float:
-    return 1.0 if job.style is None else job.style.speed_perturbation
-
-
 def _is_changed(job: SynthesisJob) -> bool:
-    return job.pauses is not None or _perturbation(job) != 1.0
+    return job.pauses is not None or (job.style is not None and job.style.changes_audio)
 
 
 def _finish(raw: Path, job: SynthesisJob, sample_rate: int) -> None:
-    """Store the engine's audio `raw` as `job.path`: speed-perturbed (sox `speed`, resampled
-    back to the corpus rate), then with the job's pauses."""
-    factor = _perturbation(job)
-    if factor != 1.0:
-        perturbed = raw.with_name(f"{raw.stem}.perturbed.wav")
-        target = perturbed if job.pauses is not None else job.path
-        speed = ["speed", f"{factor:g}", "rate", str(sample_rate)]  # resampled before `norm`
-        store_wav(raw, target, sample_rate, effects=speed, context="speed perturbation")
-        raw = perturbed
+    """Store the engine's audio `raw` as `job.path`: in its style (sox speed perturbation and
+    timbre shift, resampled back to the corpus rate), then with the job's pauses."""
+    if job.style is not None and job.style.changes_audio:
+        styled = raw.with_name(f"{raw.stem}.styled.wav")
+        target = styled if job.pauses is not None else job.path
+        # The rate effect resamples before `norm`.
+        effects = [*job.style.sox_effects(), "rate", str(sample_rate)]
+        store_wav(raw, target, sample_rate, effects=effects, context="voice style")
+        raw = styled
     if job.pauses is not None:
         store_with_pauses(raw, job.path, job.pauses, sample_rate)
 
