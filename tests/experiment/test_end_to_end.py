@@ -97,6 +97,9 @@ def test_every_report_file_is_written(experiment: Experiment) -> None:
         assert f"## {heading}" in readme
     assert "routing/offload_hit_rate.png" in linked
     assert "omnirouter experiment tiny.yaml" in readme
+    # The corpus table says which conditions each set holds, and that the tests' are new.
+    assert "| conditions |" in readme and "; codecs " in readme
+    assert "No noise signal, room or codec of the training sets occurs in a test set" in readme
     assert "openai-whisper" in readme
 
 
