@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-                   sox libsox-fmt-all fortunes fortunes-min bible-kjv ffmpeg
+                   sox libsox-fmt-all fortunes fortunes-min bible-kjv dict-devil ffmpeg
 # KenLM (word n-gram LMs for beam search): its Python module and its lmplz/build_binary tools
 # are compiled from the `kenlm` source package.
 SYSTEM_PACKAGES += g++ make cmake python3-dev zlib1g-dev libboost-program-options-dev \

@@ -47,6 +47,8 @@ from omnirouter.data.synth.requirements import (
 from omnirouter.data.synth.text import (
     clean_sentence,
     load_sentences,
+    plain_sentences,
+    read_dictd_prose,
     read_fortunes,
     sentence_pool,
     split_of,
@@ -690,3 +692,43 @@ def test_cli_synth_on_a_built_corpus(tiny_corpus: Path, capsys: pytest.CaptureFi
     assert args.run(args) == 0
     printed = capsys.readouterr().out
     assert "test_unseen_voices" in printed and "0 utterances synthesised" in printed
+
+
+def test_dictd_prose_drops_headwords_verse_and_cross_references(tmp_path: Path) -> None:
+    entries = (
+        "00-database-short\n     The Devil's Dictionary\n\n"
+        "ABSTAINER, n.  A weak person who yields to the temptation of denying\n"
+        "himself a pleasure.\n\n"
+        "    Said a man to a crapulent youth:  I thought\n"
+        "        You a total abstainer, my son.\n"
+        "                                          G.J.\n\n"
+        "ACADEMY, n.  [from {ACADEME}]   A modern school where football is\ntaught.\n\n"
+        "ABRIDGE, v.t.  To shorten.\n"
+    )
+    path = tmp_path / "devil.dict.dz"
+    path.write_bytes(gzip.compress(entries.encode()))
+    passages = read_dictd_prose(path)
+    assert "A weak person who yields to the temptation of denying himself a pleasure." in passages
+    assert any(p.strip() == "A modern school where football is taught." for p in passages)
+    assert not any("crapulent" in p or "ABSTAINER" in p or "ACADEME" in p for p in passages)
+    sentences = list(plain_sentences(passages, 5, 25))
+    assert sentences == [
+        "A weak person who yields to the temptation of denying himself a pleasure.",
+        "A modern school where football is taught.",
+    ]
+
+
+def test_sources_trained_on_must_keep_their_splits() -> None:
+    values = yaml.safe_load(TINY_CONFIG.read_text())
+    values["sets"] = [
+        {
+            "name": "train",
+            "role": "train",
+            "voice_pool": "training",
+            "text_source": "devil",
+            "text_split": "test",
+        }
+    ]
+    with pytest.raises(ConfigError, match="split of the devil text"):
+        config_from_dict(SynthConfig, values)
+    assert not TextSource.bible.is_split and TextSource.devil.is_split

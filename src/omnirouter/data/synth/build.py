@@ -120,6 +120,8 @@ def prepare_engines(config: SynthConfig) -> None:
     sources = {set_config.text_source for set_config in config.sets if not set_config.is_effect_set}
     if TextSource.bible in sources:
         requirements.append(Requirement("bible-kjv", executable="bible"))
+    if TextSource.devil in sources and config.text.devil_path == TextConfig().devil_path:
+        requirements.append(Requirement("dict-devil", path=config.text.devil_path))
     if TextSource.fortunes in sources and config.text.fortunes_dir == DEBIAN_FORTUNES_DIR:
         # Package `fortunes` holds most collections; `computers` is one of them.
         requirements.append(Requirement("fortunes", path=f"{DEBIAN_FORTUNES_DIR}/computers"))

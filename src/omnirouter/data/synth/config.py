@@ -22,6 +22,14 @@ class Engine(str, Enum):
 class TextSource(str, Enum):
     fortunes = "fortunes"  # Debian fortunes: short quotes and jokes, the in-domain text
     bible = "bible"  # Debian bible-kjv: King James English, the text-shift domain
+    # Debian dict-devil: Ambrose Bierce's The Devil's Dictionary (1911, public domain), witty
+    # definitions in the fortunes' register; more training sentences for large corpora
+    devil = "devil"
+
+    @property
+    def is_split(self) -> bool:
+        """Whether its sentences are split into train / dev / test (sources trained on)."""
+        return self is not TextSource.bible
 
 
 class TextSplit(str, Enum):
@@ -46,6 +54,7 @@ class EffectKind(str, Enum):
 @dataclass(frozen=True)
 class TextConfig:
     fortunes_dir: str = "/usr/share/games/fortunes"  # every fortune file in it is read
+    devil_path: str = "/usr/share/dictd/devil.dict.dz"  # the `devil` source (dictd format)
     min_words: int = 5  # shorter sentences are dropped
     max_words: int = 25  # longer sentences are dropped
     dev_fraction: float = 0.05  # share of fortunes sentences held out for dev sets
@@ -359,14 +368,15 @@ def _check_sets(config: SynthConfig) -> None:
 
 
 def _check_split(set_config: SetConfig, key: str) -> None:
-    """Fortunes sentences are split so that no held-out sentence is ever trained on."""
-    if set_config.text_source is not TextSource.fortunes:
+    """Sentences of sources trained on are split so that no held-out one is ever trained on."""
+    source = set_config.text_source
+    if not source.is_split:
         return
     if set_config.text_split is TextSplit.all:
-        raise ValueError(f"{key}: fortunes sets must use a train, dev or test split")
+        raise ValueError(f"{key}: {source.value} sets must use a train, dev or test split")
     trains = set_config.role is Role.train
     if trains != (set_config.text_split is TextSplit.train):
         raise ValueError(
             f"{key}: a {set_config.role.value} set cannot use the "
-            f"{set_config.text_split.value} split of the fortunes text"
+            f"{set_config.text_split.value} split of the {source.value} text"
         )

@@ -5,9 +5,8 @@ Planning is pure and cheap: it runs before any synthesis, decides everything tha
 utterance, and gives each audio file a name that hashes those decisions. A file that exists is
 therefore the right one, which is what makes the build's cache and its resumption safe.
 Every set draws sentences, voices, prosody, styles, pauses, conditions and effects from
-generators of their own,
-seeded by (seed, set name, aspect): resizing a set keeps its first utterances and leaves other
-sets alone, so a bigger build reuses a smaller one's audio.
+generators of their own, seeded by (seed, set name, aspect): resizing a set keeps its first
+utterances and leaves other sets alone, so a bigger build reuses a smaller one's audio.
 """
 
 from __future__ import annotations

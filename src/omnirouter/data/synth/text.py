@@ -2,13 +2,15 @@
 
 A kept sentence is what every engine reads the same way and what the transcript says: English
 words only (no digits, acronyms, symbols or ellipses), 5–25 words, starting with a capital
-letter and ending with `.`, `!` or `?`. Fortunes sentences are split into train / dev / test by a
-hash of the sentence, so the split of a sentence never depends on which other sentences exist.
+letter and ending with `.`, `!` or `?`. Fortunes and Devil's Dictionary sentences are split into
+train / dev / test by a hash of the sentence, so the split of a sentence never depends on which
+other sentences exist.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import re
 import shutil
@@ -99,6 +101,30 @@ def read_fortunes(directory: str | Path) -> list[str]:
     return fortunes
 
 
+# "ABSTAINER, n.  A weak person ..." and "ACADEMY, n.  [from {ACADEME}]  A modern school ...":
+# the headword and its part of speech open an entry of the Devil's Dictionary.
+_HEADWORD = re.compile(r"^[A-Z][A-Z'. -]*, (?:[a-z]+\.)+(?:,? ?(?:and )?(?:[a-z]+\.)+)*\s+")
+_BRACKETED = re.compile(r"\[[^\]]*\]|\{|\}")
+
+
+def read_dictd_prose(path: str | Path) -> list[str]:
+    """The prose of a dictd dictionary file (`.dict.dz`, gzip, or plain): one passage per
+    paragraph, with the entry's headword and part of speech, bracketed cross-references and
+    indented lines (verse, attributions) removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no dictionary at {path} (Debian package `dict-devil`)")
+    raw = path.read_bytes()
+    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "replace")
+    passages: list[str] = []
+    for paragraph in text.split("\n\n"):
+        lines = [line for line in paragraph.splitlines() if line and not line[0].isspace()]
+        passage = _BRACKETED.sub(" ", _HEADWORD.sub("", " ".join(lines)))
+        if passage.strip():
+            passages.append(passage)
+    return passages
+
+
 def read_bible() -> list[str]:
     """Every verse of the King James Bible, through the `bible` program of Debian `bible-kjv`."""
     program = shutil.which("bible")
@@ -116,7 +142,12 @@ def read_bible() -> list[str]:
 @functools.cache
 def load_sentences(source: TextSource, config: TextConfig) -> tuple[str, ...]:
     """The plain sentences of a source, deduplicated (ignoring case) and sorted."""
-    passages = read_fortunes(config.fortunes_dir) if source is TextSource.fortunes else read_bible()
+    if source is TextSource.fortunes:
+        passages = read_fortunes(config.fortunes_dir)
+    elif source is TextSource.devil:
+        passages = read_dictd_prose(config.devil_path)
+    else:
+        passages = read_bible()
     unique: dict[str, str] = {}
     for sentence in plain_sentences(passages, config.min_words, config.max_words):
         unique.setdefault(sentence.lower(), sentence)
