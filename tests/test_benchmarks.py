@@ -11,7 +11,8 @@ import torch
 from omnirouter.model.config import Activation
 from omnirouter.model.moe import Experts, MoEFeedForward, Router
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "moe_layer.py"
+REPO = Path(__file__).parents[1]
+SCRIPT = REPO / "benchmarks" / "moe_layer.py"
 
 
 def load_benchmark():
@@ -61,3 +62,32 @@ def test_the_train_step_benchmark_prints_each_family_against_dense(tmp_path: Pat
         # 4 experts: the MoE models hold about 2.8x the dense one's parameters at this size.
         assert 2.5 < float(rows[family][1].rstrip("M")) / dense_parameters < 3.1
     assert "loader" in output  # a missing corpus is said, not a crash
+
+
+@pytest.mark.corpus
+def test_the_conditions_benchmark_prints_a_rate_for_every_condition(tmp_path: Path) -> None:
+    import yaml
+
+    from omnirouter.config import load_config
+    from omnirouter.data.synth.build import build_corpus
+    from omnirouter.data.synth.config import SynthConfig
+
+    values = yaml.safe_load((REPO / "configs" / "data" / "builtin-tiny.yaml").read_text())
+    values["voice_pools"]["training"] = ["espeak:en-us", "espeak:en-gb"]
+    values["sets"] = [s for s in values["sets"] if s["name"] == "train"]
+    values["scale"] = 0.5
+    config_path = tmp_path / "corpus.yaml"
+    config_path.write_text(yaml.safe_dump(values))
+    build_corpus(load_config(SynthConfig, [config_path]), tmp_path / "corpus", jobs=2)
+    command = [sys.executable, str(REPO / "benchmarks" / "conditions.py")]
+    command += ["--corpus", str(tmp_path / "corpus"), "--config", str(config_path)]
+    output = subprocess.run(
+        [*command, "--utterances", "3"], capture_output=True, text=True, check=True
+    ).stdout
+    rates = {
+        line.rsplit(maxsplit=1)[0]: float(line.split()[-1])
+        for line in output.splitlines()[2:]
+        if line.strip()
+    }
+    assert {"babble (5 talkers, 10 dB)", "channel, gsm", "speed perturbation (sox)"} <= set(rates)
+    assert len(rates) == 10 and all(rate > 0 for rate in rates.values())
