@@ -21,7 +21,7 @@ from omnirouter.data.corpus import cuts_path
 from omnirouter.data.errors import SetExistsError
 from omnirouter.data.features import FeatureConfig, FeatureNormalization
 from omnirouter.data.loader import build_eval_loader, build_train_loader, eval_cuts
-from omnirouter.data.manifests import cut_text
+from omnirouter.data.manifests import cut_text, read_manifest
 from omnirouter.data.prepare import store_corpus_features
 from omnirouter.data.shar import (
     SharFields,
@@ -77,7 +77,7 @@ def tokenizer(config: DataConfig) -> Tokenizer:
 
 
 def corpus_cuts(corpus: Path, set_name: str) -> CutSet:
-    return CutSet.from_file(cuts_path(corpus, set_name))
+    return read_manifest(cuts_path(corpus, set_name)).to_eager()
 
 
 def by_cut(batches: list[Batch]) -> dict[str, tuple[torch.Tensor, list[int], str]]:

@@ -28,7 +28,7 @@ def test_stored_features_equal_computed_ones_and_are_stored_once(small_corpus: P
     computed_config = FeatureConfig()
     before = {
         cut.id: cut_features(cut, computed_config)
-        for cut in CutSet.from_file(cuts_path(small_corpus, "train"))
+        for cut in read_manifest(cuts_path(small_corpus, "train"))
     }
 
     assert store_corpus_features(small_corpus, FeatureConfig()) == ["train", "dev"]
@@ -57,7 +57,7 @@ def test_the_settings_are_recorded_and_other_settings_refuse_stored_features(
         "high_freq": -400.0,
     }
     # What every Lhotse manifest records (mel bins, frame shift) is checked utterance by utterance.
-    cut = next(iter(CutSet.from_file(cuts_path(small_corpus, "train"))))
+    cut = next(iter(read_manifest(cuts_path(small_corpus, "train"))))
     for other in (FeatureConfig(num_mel_bins=40), FeatureConfig(frame_shift_ms=20.0)):
         with pytest.raises(ValueError, match="store them again"):
             cut_features(cut, replace(other, use_stored=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.util
+import json
 import os
 import shutil
 from collections import Counter
@@ -19,6 +20,7 @@ from scipy import signal
 
 from omnirouter.config import ConfigError, config_from_dict, load_config
 from omnirouter.data.corpus import cuts_path, read_corpus_info
+from omnirouter.data.manifests import read_set_cuts
 from omnirouter.data.synth.config import (
     ConditionsConfig,
     EffectKind,
@@ -421,7 +423,6 @@ def _three_set_config() -> SynthConfig:
 @needs_fortunes
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_built_training_audio_starts_and_ends_with_its_drawn_pauses(tmp_path: Path) -> None:
-    from lhotse import CutSet
 
     from omnirouter.data.synth.build import build_corpus
     from omnirouter.data.synth.engines import EspeakEngine, SynthesisJob
@@ -433,7 +434,7 @@ def test_built_training_audio_starts_and_ends_with_its_drawn_pauses(tmp_path: Pa
         conditions=ConditionsConfig(enabled=False),
     )
     build_corpus(config, tmp_path / "corpus", jobs=1)
-    cuts = list(CutSet.from_file(cuts_path(tmp_path / "corpus", "train")))
+    cuts = list(read_set_cuts(tmp_path / "corpus", ["train"]))
     planned = {u.id: u for u in plan_corpus(config, tmp_path / "corpus")[0].utterances}
     assert 0 < len(cuts) == len(planned)
     for cut in cuts[:3]:
@@ -486,9 +487,8 @@ def tiny_corpus_again(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def _cuts(corpus_dir: Path, set_name: str) -> list:
-    from lhotse import CutSet
 
-    return list(CutSet.from_file(cuts_path(corpus_dir, set_name)))
+    return list(read_set_cuts(corpus_dir, [set_name]))
 
 
 def _pool(config: SynthConfig, set_name: str) -> set[str]:
@@ -732,3 +732,17 @@ def test_sources_trained_on_must_keep_their_splits() -> None:
     with pytest.raises(ConfigError, match="split of the devil text"):
         config_from_dict(SynthConfig, values)
     assert not TextSource.bible.is_split and TextSource.devil.is_split
+
+
+@pytest.mark.corpus
+def test_a_copied_corpus_reads_its_own_audio(tiny_corpus: Path, tmp_path: Path) -> None:
+    """Manifests name the audio relative to the corpus: a copy is a corpus of its own."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_corpus, copy)
+    with gzip.open(cuts_path(copy, "train"), "rt") as file:
+        stored = [json.loads(line)["recording"]["sources"][0]["source"] for line in file]
+    assert stored and not any(Path(source).is_absolute() for source in stored)
+    for cut in _cuts(copy, "train")[:3]:
+        source = Path(cut.recording.sources[0].source)
+        assert source.is_relative_to(copy) and source.is_file()
+        assert cut.load_audio().shape[1] == cut.recording.num_samples

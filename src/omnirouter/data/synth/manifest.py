@@ -12,6 +12,7 @@ from pathlib import Path
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 from omnirouter.data.corpus import SetInfo, cuts_path
+from omnirouter.data.manifests import portable_paths
 from omnirouter.data.synth.plan import PlannedUtterance, SetPlan
 from omnirouter.data.synth.sox import written_atomically
 
@@ -21,7 +22,8 @@ def write_set_manifest(plan: SetPlan, corpus_dir: Path) -> SetInfo:
     cuts = [_cut(utterance) for utterance in plan.utterances]
     path = cuts_path(corpus_dir, plan.config.name)
     with written_atomically(path) as partial:
-        CutSet.from_cuts(cuts).to_file(partial)
+        # Audio named relative to the corpus, so that the directory can be moved or copied.
+        CutSet.from_cuts(portable_paths(cut, corpus_dir) for cut in cuts).to_file(partial)
     return SetInfo(
         name=plan.config.name,
         role=plan.config.role.value,
