@@ -8,6 +8,9 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -746,3 +749,35 @@ def test_a_copied_corpus_reads_its_own_audio(tiny_corpus: Path, tmp_path: Path) 
         source = Path(cut.recording.sources[0].source)
         assert source.is_relative_to(copy) and source.is_file()
         assert cut.load_audio().shape[1] == cut.recording.num_samples
+
+
+def test_build_workers_end_when_the_build_is_killed(tmp_path: Path) -> None:
+    """SIGKILL gives the build no chance to stop its pool: the workers notice and exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.data.killed_build", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [int(path.name) for path in tmp_path.iterdir()]
+        assert len(workers) == 2
+    finally:
+        process.kill()
+        process.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        status = Path(f"/proc/{pid}/status")
+        return not (status.is_file() and "zombie" in status.read_text())
+
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)

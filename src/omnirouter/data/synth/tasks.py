@@ -8,7 +8,10 @@ fork would copy in an undefined state.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -23,6 +26,7 @@ from omnirouter.data.synth.engines import SynthesisJob, engine_for
 from omnirouter.data.synth.pauses import store_with_pauses
 from omnirouter.data.synth.sox import store_wav
 
+PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that the build's process still runs
 # Rough CPU seconds per second of audio, to start the slowest work first (measured on one core).
 ENGINE_COST = {Engine.piper: 0.12, Engine.festival: 0.03, Engine.flite: 0.02, Engine.espeak: 0.005}
 
@@ -145,7 +149,12 @@ def run_tasks(tasks: Sequence[Task], jobs: int, description: str) -> int:
                 bar.update(len(task))
             return done
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=min(jobs, len(tasks)),
+            mp_context=context,
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         try:
             futures = [pool.submit(_run, task) for task in ordered]
             for future in as_completed(futures):
@@ -160,3 +169,16 @@ def run_tasks(tasks: Sequence[Task], jobs: int, description: str) -> int:
 
 def _run(task: Task) -> int:
     return task.run()
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """A worker's initializer: end the worker once the process that started it is gone (killed
+    with SIGKILL, say, which leaves it no chance to shut its pool down), rather than leave it
+    waiting for work that never comes."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
