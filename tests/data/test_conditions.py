@@ -67,6 +67,9 @@ def test_no_condition_when_disabled_by_share_and_no_babble_without_talkers() -> 
     assert all(draw_condition(ConditionsConfig(share=0.0), rng, OTHERS) is None for _ in range(50))
     only_babble = ConditionsConfig(share=1.0, kinds=[ConditionKind.babble])
     assert draw_condition(only_babble, rng, []) is None
+    # Fewer earlier utterances than babble_talkers_min (3): no babble of one or two talkers.
+    assert draw_condition(only_babble, rng, OTHERS[:2]) is None
+    assert len(draw_condition(only_babble, rng, OTHERS[:3]).babble_ids) == 3
 
 
 def test_style_draws_are_seeded_and_use_only_the_engines_knobs() -> None:
@@ -172,17 +175,32 @@ def test_condition_record_names_signals_rooms_and_codecs() -> None:
     training = [
         ConditionSettings(ConditionKind.noise, snr_db=3.0, seed=7, noise_exponent=0.9).describe(),
         ConditionSettings(ConditionKind.reverb, rt60=0.4, direct_ratio_db=2.0, seed=8).describe(),
-        ConditionSettings(ConditionKind.channel, low_cut_hz=100.0, codec=Codec.gsm).describe(),
-        ConditionSettings(ConditionKind.channel, low_cut_hz=100.0, codec=Codec.none).describe(),
+        ConditionSettings(
+            ConditionKind.channel, low_cut_hz=100.0, high_cut_hz=3000.0, codec=Codec.gsm
+        ).describe(),
+        ConditionSettings(
+            ConditionKind.channel, low_cut_hz=100.0, high_cut_hz=3000.0, codec=Codec.none
+        ).describe(),
     ]
     record = condition_record(training)
     assert record == {
-        "noise_signals": ["tilt 0.9 noise, seed 7"],
+        "noise_signals": ["noise f^-0.9, seed 7"],
         "rooms": ["simulated room rt60=0.4 direct=2.0 seed 8"],
+        "bands": ["100-3000 Hz"],
         "codecs": ["gsm"],
     }
     telephone = condition_record([{"kind": "telephone"}])
-    assert telephone["codecs"] == ["mulaw"]
+    assert telephone["codecs"] == ["mulaw"] and telephone["bands"] == ["300-3400 Hz"]
+    # A test set's noise is written as training's is: the same signal on both sides shows.
+    pink = {"kind": "noise", "noise_color": "pink", "snr_db": 9.0, "noise_seed": 7}
+    same = ConditionSettings(ConditionKind.noise, snr_db=3.0, seed=7, noise_exponent=1.0)
+    assert (
+        condition_record([pink])["noise_signals"]
+        == condition_record([same.describe()])["noise_signals"]
+        == ["noise f^-1, seed 7"]
+    )
+    band = ConditionSettings(ConditionKind.channel, low_cut_hz=300.0, high_cut_hz=3400.0)
+    assert condition_record([band.describe()])["bands"] == telephone["bands"]
 
 
 def test_timbre_shifts_are_drawn_only_when_configured() -> None:

@@ -580,9 +580,9 @@ def test_training_conditions_are_disjoint_from_the_test_sets(tiny_corpus: Path) 
     records = {name: info.extra["sets"][name]["conditions"] for name in info.set_names()}
     train = records["train"]
     assert set(train["shares"]) == {"clean", "babble", "noise", "reverb", "channel"}
-    assert train["noise_signals"] and train["rooms"] and train["codecs"]
+    assert train["noise_signals"] and train["rooms"] and train["bands"] and train["codecs"]
     for name in info.set_names("test"):
-        for aspect in ("noise_signals", "rooms", "codecs"):
+        for aspect in ("noise_signals", "rooms", "bands", "codecs"):
             assert not set(records[name][aspect]) & set(train[aspect]), (name, aspect)
     assert records["test_noise"]["noise_signals"] and records["test_reverb"]["rooms"]
     assert records["test_telephone"]["codecs"] == ["mulaw"]

@@ -99,7 +99,7 @@ def test_every_report_file_is_written(experiment: Experiment) -> None:
     assert "omnirouter experiment tiny.yaml" in readme
     # The corpus table says which conditions each set holds, and that the tests' are new.
     assert "| conditions |" in readme and "; codecs " in readme
-    assert "No noise signal, room or codec of the training sets occurs in a test set" in readme
+    assert "No noise signal, room, band limit or codec of the training sets occurs" in readme
     assert "openai-whisper" in readme
 
 

@@ -30,7 +30,7 @@ def test_the_corpus_table_names_conditions_and_any_shared_with_training() -> Non
     disjoint = _shared_conditions(
         sets, {"train": {"conditions": train}, "phone": {"conditions": test}}
     )
-    assert disjoint.startswith("No noise signal, room or codec")
+    assert disjoint.startswith("No noise signal, room, band limit or codec")
     leaky = {**test, "codecs": ["gsm"]}
     shared = _shared_conditions(
         sets, {"train": {"conditions": train}, "phone": {"conditions": leaky}}

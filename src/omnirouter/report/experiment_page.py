@@ -358,12 +358,13 @@ def _conditions(details: dict | None) -> str:
 
 
 def _shared_conditions(sets: Sequence, details: dict) -> str | None:
-    """Whether any noise signal, room or codec of a training set is also in a test set."""
+    """Whether any noise signal, room, band limit or codec of a training set is also in a test
+    set."""
     records = {info.name: (details.get(info.name) or {}).get("conditions") for info in sets}
     if not any(records.values()):
         return None
     shared = []
-    for aspect in ("noise_signals", "rooms", "codecs"):
+    for aspect in ("noise_signals", "rooms", "bands", "codecs"):
         trained = {
             x for info in sets if info.role == "train" for x in _aspect(records, info, aspect)
         }
@@ -372,8 +373,8 @@ def _shared_conditions(sets: Sequence, details: dict) -> str | None:
     if shared:
         return "Conditions both in training and in a test set: " + ", ".join(shared) + "."
     return (
-        "No noise signal, room or codec of the training sets occurs in a test set: the noise, "
-        "reverberation and telephone sets measure conditions training never saw."
+        "No noise signal, room, band limit or codec of the training sets occurs in a test set "
+        "(kinds may be near: see the corpus config)."
     )
 
 

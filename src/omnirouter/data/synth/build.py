@@ -75,21 +75,21 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
     plans = plan_corpus(config, corpus_dir)
     previous = _previous_build(corpus_dir)
     synthesis = _synthesis_tasks(plans, config.sample_rate, config.batch_size, jobs)
-    effects = [
-        *_condition_tasks(plans, config.sample_rate, config.batch_size),
-        *_effect_tasks(plans, config.sample_rate, config.batch_size),
-    ]
-    touched = {job.path for task in [*synthesis, *effects] for job in task.jobs}
+    conditions = _condition_tasks(plans, config.sample_rate, config.batch_size)
+    effects = _effect_tasks(plans, config.sample_rate, config.batch_size)
+    touched = {job.path for task in [*synthesis, *conditions, *effects] for job in task.jobs}
     logger.info(
         "%s: %d sets, %d utterances planned; %d to synthesise, %d conditions and effects to apply",
         corpus_dir,
         len(plans),
         sum(len(plan.utterances) for plan in plans),
         sum(map(len, synthesis)),
-        sum(map(len, effects)),
+        sum(map(len, conditions)) + sum(map(len, effects)),
     )
     num_synthesised = run_tasks(synthesis, jobs, "synthesis")
-    num_effects = run_tasks(effects, jobs, "conditions and effects")
+    # Conditions first: an effect set may take its utterances from a training set.
+    num_effects = run_tasks(conditions, jobs, "conditions")
+    num_effects += run_tasks(effects, jobs, "effects")
     set_infos = []
     for plan in plans:
         if _is_current(plan, previous, corpus_dir, touched):

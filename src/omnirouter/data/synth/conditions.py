@@ -4,17 +4,17 @@ Kaldi, icefall and ESPnet train on copies of their speech with noise, reverberat
 effects added. Here a share of every training set's utterances is stored with one such
 condition, drawn when the corpus is planned (so it follows from the seed) and applied once the
 clean audio of every training utterance exists (babble is made from other training
-utterances). The test sets must measure generalisation, so no condition here is of a kind a
-test set uses (`effects.py`):
+utterances). The test sets must measure generalisation: their noise signals, SNR draws, rooms
+and telephone codec occur nowhere in training (`effects.py`), though some kinds are near:
 
-| test set       | its condition                      | training's nearest condition            |
-|----------------|------------------------------------|-----------------------------------------|
-| test_noise     | white, pink or brown noise         | babble; noise of tilt 0.4–1.6, own seeds |
-| test_reverb    | sox's reverberator (freeverb)      | rooms simulated as decaying noise        |
-| test_telephone | 300–3400 Hz, 8 kHz μ-law           | band limits; GSM, AMR-NB, A-law, Vorbis  |
+| test set       | its condition                      | training's nearest condition              |
+|----------------|------------------------------------|-------------------------------------------|
+| test_noise     | white, pink or brown noise         | babble; noise of tilt 0.4–1.6 (pink is 1) |
+| test_reverb    | sox's reverberator (freeverb)      | rooms simulated as decaying noise          |
+| test_telephone | 300–3400 Hz, 8 kHz μ-law           | band limits; GSM, AMR-NB, A-law, Vorbis    |
 
-`condition_record` lists the noise signals, rooms and codecs a set holds, so a test (and the
-report) can show the two sides disjoint.
+`condition_record` lists the noise signals, rooms, band limits and codecs a set holds, written
+alike for both sides, so that a test (and the report) can show which of them are shared.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ import scipy.signal
 import soundfile
 
 from omnirouter.data.synth.config import Codec, ConditionKind, ConditionsConfig
-from omnirouter.data.synth.effects import colored_noise_exponent, mix_at_snr
+from omnirouter.data.synth.effects import (
+    NOISE_EXPONENTS,
+    TELEPHONE_BAND_HZ,
+    colored_noise_exponent,
+    mix_at_snr,
+)
 from omnirouter.data.synth.sox import PEAK_DB, read_stored, run_sox, write_stored
 
 NARROW_BAND_RATE = 8000
@@ -102,7 +107,8 @@ def draw_condition(
     low = round(float(rng.uniform(config.low_cut_min_hz, config.low_cut_max_hz)))
     high = round(float(rng.uniform(config.high_cut_min_hz, config.high_cut_max_hz)))
     codec = config.codecs[int(rng.integers(len(config.codecs)))] if config.codecs else Codec.none
-    if not conditioned or kind is None or (kind is ConditionKind.babble and not others):
+    too_few_talkers = len(others) < config.babble_talkers_min
+    if not conditioned or kind is None or (kind is ConditionKind.babble and too_few_talkers):
         return None
     if codec.narrow_band:
         high = min(high, round(NARROW_BAND_HIGH_CUT_HZ))
@@ -199,16 +205,21 @@ def _store_channel(settings: ConditionSettings, source: Path, path: Path, sample
 
 
 def condition_record(kind_and_settings: Sequence[dict[str, object]]) -> dict[str, list[str]]:
-    """The noise signals, rooms and codecs of a set's utterances, each as one string, from the
-    `describe()` of their conditions (training) or effects (test sets): what a test compares
-    between training and the test sets, and what the report lists."""
-    noise, rooms, codecs = set(), set(), set()
+    """The noise signals, rooms, band limits and codecs of a set's utterances, each as one
+    string, from the `describe()` of their conditions (training) or effects (test sets). A noise
+    signal is written alike for both (its spectral exponent and seed), and so is a band limit,
+    so that the same signal or band on both sides shows up in the intersection that a test and
+    the report take; the rooms of the two reverberators are of different kinds by construction,
+    and a codec is named by its format."""
+    noise, rooms, bands, codecs = set(), set(), set(), set()
     for described in kind_and_settings:
         kind = described["kind"]
-        if kind == "noise" and "noise_color" in described:  # a test set's effect
-            noise.add(f"{described['noise_color']} noise, seed {described['noise_seed']}")
-        elif kind == "noise":
-            noise.add(f"tilt {described['noise_exponent']} noise, seed {described['seed']}")
+        if kind == "noise":
+            exponent = described.get("noise_exponent")
+            if exponent is None:  # a test set's effect: white, pink or brown
+                exponent = NOISE_EXPONENTS[str(described["noise_color"])]
+            seed = described.get("seed", described.get("noise_seed"))
+            noise.add(f"noise f^-{float(exponent):g}, seed {seed}")  # type: ignore[arg-type]
         elif kind == "babble":
             noise.add(f"babble of {len(described['babble_ids'])} talkers, seed {described['seed']}")
         elif kind == "reverb" and "reverberance" in described:
@@ -220,7 +231,16 @@ def condition_record(kind_and_settings: Sequence[dict[str, object]]) -> dict[str
                 f"direct={described['direct_ratio_db']} seed {described['seed']}"
             )
         elif kind == "telephone":
+            low, high = TELEPHONE_BAND_HZ
+            bands.add(f"{low:g}-{high:g} Hz")
             codecs.add("mulaw")
-        elif kind == "channel" and described["codec"] != Codec.none.value:
-            codecs.add(str(described["codec"]))
-    return {"noise_signals": sorted(noise), "rooms": sorted(rooms), "codecs": sorted(codecs)}
+        elif kind == "channel":
+            bands.add(f"{described['low_cut_hz']:g}-{described['high_cut_hz']:g} Hz")
+            if described["codec"] != Codec.none.value:
+                codecs.add(str(described["codec"]))
+    return {
+        "noise_signals": sorted(noise),
+        "rooms": sorted(rooms),
+        "bands": sorted(bands),
+        "codecs": sorted(codecs),
+    }

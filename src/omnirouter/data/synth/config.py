@@ -158,9 +158,10 @@ class EffectsConfig:
 
 
 class ConditionKind(str, Enum):
-    """Acoustic conditions of multi-condition training. Each is of a kind the test sets do not
-    use: babble and spectrally tilted noise (tests: white, pink, brown noise), rooms simulated as
-    exponentially decaying noise (tests: sox's reverberator), and codecs other than μ-law."""
+    """Acoustic conditions of multi-condition training, chosen so that the test sets' noise
+    signals, rooms and codec do not occur in training: babble and spectrally tilted noise of
+    seeds of their own (tests: white, pink, brown noise), rooms simulated as exponentially
+    decaying noise (tests: sox's reverberator), and codecs other than μ-law."""
 
     babble = "babble"  # other training utterances spoken at once under this one
     noise = "noise"  # Gaussian noise with power spectral density ∝ f^-exponent, drawn exponent
@@ -304,6 +305,11 @@ class SynthConfig:
         if self.seed < 0 or self.scale <= 0 or self.words_per_second <= 0 or self.batch_size < 1:
             raise ValueError(
                 "synth config: need seed >= 0, scale > 0, words_per_second > 0, batch_size >= 1"
+            )
+        if self.conditions.high_cut_max_hz >= self.sample_rate / 2:
+            raise ValueError(
+                f"conditions.high_cut_max_hz={self.conditions.high_cut_max_hz} must lie below "
+                f"half the sample rate ({self.sample_rate / 2:g} Hz)"
             )
         for pool_name, voices in self.voice_pools.items():
             for voice in voices:

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 AUDIO_DIR = "audio"
 # Part of every audio file's hash: bump it when the engines' output changes for the same inputs.
 AUDIO_VERSION = 1
+# Part of every set's fingerprint: bump it when what a manifest holds changes, so that a rebuild
+# rewrites the manifests of older builds (2: audio named relative to the corpus).
+MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _plan_synthesised_set(
         decisions: list = [sentence, voice, speed, pitch, config.sample_rate, AUDIO_VERSION]
         if pauses is not None:  # audio without pauses keeps the name it had before them
             decisions.append(pauses.describe())
-        if style is not None:
+        if style is not None and style.describe():  # an unchanged voice keeps its audio's name
             decisions.append(style.describe())
         spoken_path = _audio_path(corpus_dir, set_config.name, ids[index], decisions)
         utterances.append(
@@ -273,7 +276,7 @@ def is_planned_audio_name(set_name: str, file_name: str) -> bool:
 
 
 def _fingerprint(set_config: SetConfig, utterances: Sequence[PlannedUtterance]) -> str:
-    digest = hashlib.sha1(repr(set_config).encode())
+    digest = hashlib.sha1(f"{MANIFEST_VERSION}\n{set_config!r}".encode())
     for utterance in utterances:
         digest.update(f"{utterance.id}\t{utterance.audio_path}\n".encode())
     return digest.hexdigest()
