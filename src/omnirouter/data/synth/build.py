@@ -48,10 +48,9 @@ from omnirouter.data.synth.plan import (
 )
 from omnirouter.data.synth.requirements import Requirement, ensure_requirements
 from omnirouter.data.synth.tasks import (
+    AudioEditTask,
     ConditionJob,
-    ConditionTask,
     EffectJob,
-    EffectTask,
     SynthesisTask,
     Task,
     run_tasks,
@@ -185,7 +184,7 @@ def _condition_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int
         for utterance in plan.utterances
         if utterance.condition is not None and not utterance.audio_path.is_file()
     ]
-    return [ConditionTask(tuple(batch), sample_rate) for batch in chunked(jobs, batch_size)]
+    return [AudioEditTask(tuple(batch), sample_rate) for batch in chunked(jobs, batch_size)]
 
 
 def _effect_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -> list[Task]:
@@ -197,7 +196,7 @@ def _effect_tasks(plans: Sequence[SetPlan], sample_rate: int, batch_size: int) -
         and utterance.source_path is not None
         and not utterance.audio_path.is_file()
     ]
-    return [EffectTask(tuple(batch), sample_rate) for batch in chunked(jobs, batch_size)]
+    return [AudioEditTask(tuple(batch), sample_rate) for batch in chunked(jobs, batch_size)]
 
 
 def _is_current(

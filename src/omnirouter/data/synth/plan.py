@@ -136,8 +136,9 @@ def _plan_synthesised_set(
         decisions: list = [sentence, voice, speed, pitch, config.sample_rate, AUDIO_VERSION]
         if pauses is not None:  # audio without pauses keeps the name it had before them
             decisions.append(pauses.describe())
-        if style is not None and style.describe():  # an unchanged voice keeps its audio's name
-            decisions.append(style.describe())
+        styled = style.describe() if style is not None else {}
+        if styled:  # an unchanged voice keeps its audio's name
+            decisions.append(styled)
         spoken_path = _audio_path(corpus_dir, set_config.name, ids[index], decisions)
         utterances.append(
             PlannedUtterance(

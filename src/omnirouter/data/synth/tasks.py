@@ -81,40 +81,34 @@ def _finish(raw: Path, job: SynthesisJob, sample_rate: int) -> None:
 
 @dataclass(frozen=True)
 class EffectJob:
+    """A test set's acoustic effect on one stored recording."""
+
     settings: EffectSettings
     source: Path
     path: Path
 
-
-@dataclass(frozen=True)
-class EffectTask:
-    jobs: tuple[EffectJob, ...]
-    sample_rate: int
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    @property
-    def cost(self) -> float:
-        return float(len(self.jobs))
-
-    def run(self) -> int:
-        for job in self.jobs:
-            apply_effect(job.settings, job.source, job.path, self.sample_rate)
-        return len(self.jobs)
+    def run(self, sample_rate: int) -> None:
+        apply_effect(self.settings, self.source, self.path, sample_rate)
 
 
 @dataclass(frozen=True)
 class ConditionJob:
+    """A training condition on one utterance's clean spoken audio."""
+
     settings: ConditionSettings
     source: Path  # the clean spoken audio
     path: Path
     babble_sources: tuple[Path, ...] = ()
 
+    def run(self, sample_rate: int) -> None:
+        apply_condition(self.settings, self.source, self.path, sample_rate, self.babble_sources)
+
 
 @dataclass(frozen=True)
-class ConditionTask:
-    jobs: tuple[ConditionJob, ...]
+class AudioEditTask:
+    """Effects or conditions applied to stored recordings, one job after another."""
+
+    jobs: tuple[EffectJob | ConditionJob, ...]
     sample_rate: int
 
     def __len__(self) -> int:
@@ -126,13 +120,11 @@ class ConditionTask:
 
     def run(self) -> int:
         for job in self.jobs:
-            apply_condition(
-                job.settings, job.source, job.path, self.sample_rate, job.babble_sources
-            )
+            job.run(self.sample_rate)
         return len(self.jobs)
 
 
-Task = SynthesisTask | EffectTask | ConditionTask
+Task = SynthesisTask | AudioEditTask
 
 
 def run_tasks(tasks: Sequence[Task], jobs: int, description: str) -> int:
