@@ -97,3 +97,13 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory, spoken: dict[str, Path
     import_corpus(corpus_dir, "tiny", sources)
     train_corpus_tokenizer(corpus_dir, TokenizerConfig(vocab_size=60))
     return corpus_dir
+
+
+def measured_snr_db(mixed, clean) -> float:
+    """SNR of `mixed` (peak-normalised speech + interference) against the clean speech: the
+    speech's gain found by least squares, the rest counted as interference."""
+    import numpy as np
+
+    gain = np.dot(mixed, clean) / np.dot(clean, clean)
+    residual = mixed - gain * clean
+    return float(10 * np.log10(np.mean((gain * clean) ** 2) / np.mean(residual**2)))

@@ -28,6 +28,7 @@ from omnirouter.data.synth.config import (
 from omnirouter.data.synth.effects import colored_noise_exponent
 from omnirouter.data.synth.sox import store_wav
 from omnirouter.data.synth.style import VoiceStyle, draw_style
+from tests.data.conftest import measured_snr_db
 
 RATE = 16000
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
@@ -146,10 +147,7 @@ def test_babble_condition_mixes_the_talkers_at_the_drawn_snr(tmp_path: Path) -> 
     clean, _ = soundfile.read(source)
     mixed, rate = soundfile.read(tmp_path / "out.wav")
     assert rate == RATE and mixed.shape == clean.shape
-    gain = np.dot(mixed, clean) / np.dot(clean, clean)
-    residual = mixed - gain * clean
-    snr = 10 * np.log10(np.mean((gain * clean) ** 2) / np.mean(residual**2))
-    assert snr == pytest.approx(6.0, abs=0.5)
+    assert measured_snr_db(mixed, clean) == pytest.approx(6.0, abs=0.5)
 
 
 @needs_sox
