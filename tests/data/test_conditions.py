@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -234,3 +235,17 @@ def test_style_sox_effects_move_pitch_and_keep_or_scale_time(
     spectrum = np.abs(np.fft.rfft(styled * np.hanning(len(styled))))
     peak = np.fft.rfftfreq(len(styled), 1 / RATE)[np.argmax(spectrum)]
     assert peak == pytest.approx(frequency, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"rt60_min": 2.0}, "conditions.rt60_min must not exceed conditions.rt60_max"),
+        ({"snr_min_db": 30.0}, "conditions.snr_min_db must not exceed conditions.snr_max_db"),
+        ({"share": 1.5}, "conditions.share must be in"),
+        ({"low_cut_max_hz": 3000.0}, "low_cut_max_hz < high_cut_min_hz"),
+    ],
+)
+def test_bad_condition_ranges_name_their_keys(values: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ConditionsConfig(**values)

@@ -51,6 +51,13 @@ class EffectKind(str, Enum):
     telephone = "telephone"  # 300–3400 Hz band, 8 kHz μ-law, back to the corpus rate
 
 
+def _require_ordered(section: object, prefix: str, *ranges: tuple[str, str]) -> None:
+    """Each (low, high) pair of fields of a config section must satisfy low <= high."""
+    for low, high in ranges:
+        if getattr(section, low) > getattr(section, high):
+            raise ValueError(f"{prefix}.{low} must not exceed {prefix}.{high}")
+
+
 @dataclass(frozen=True)
 class TextConfig:
     fortunes_dir: str = "/usr/share/games/fortunes"  # every fortune file in it is read
@@ -147,14 +154,14 @@ class EffectsConfig:
         unknown = sorted(set(self.noise_colors) - {"white", "pink", "brown"})
         if unknown or not self.noise_colors:
             raise ValueError(f"effects.noise_colors: use white, pink and/or brown, not {unknown}")
-        for low, high, key in (
-            (self.snr_min_db, self.snr_max_db, "snr"),
-            (self.reverberance_min, self.reverberance_max, "reverberance"),
-            (self.room_scale_min, self.room_scale_max, "room_scale"),
-            (self.damping_min, self.damping_max, "damping"),
-        ):
-            if low > high:
-                raise ValueError(f"effects.{key}_min must not exceed effects.{key}_max")
+        _require_ordered(
+            self,
+            "effects",
+            ("snr_min_db", "snr_max_db"),
+            ("reverberance_min", "reverberance_max"),
+            ("room_scale_min", "room_scale_max"),
+            ("damping_min", "damping_max"),
+        )
 
 
 class ConditionKind(str, Enum):
@@ -215,17 +222,17 @@ class ConditionsConfig:
             raise ValueError("conditions.kinds is empty")
         if self.enabled and ConditionKind.channel in self.kinds and not self.codecs:
             raise ValueError("conditions.codecs is empty")
-        for low, high, key in (
-            (self.snr_min_db, self.snr_max_db, "snr"),
-            (self.babble_talkers_min, self.babble_talkers_max, "babble_talkers"),
-            (self.noise_exponent_min, self.noise_exponent_max, "noise_exponent"),
-            (self.rt60_min, self.rt60_max, "rt60"),
-            (self.direct_ratio_min_db, self.direct_ratio_max_db, "direct_ratio"),
-            (self.low_cut_min_hz, self.low_cut_max_hz, "low_cut"),
-            (self.high_cut_min_hz, self.high_cut_max_hz, "high_cut"),
-        ):
-            if low > high:
-                raise ValueError(f"conditions.{key}_min must not exceed conditions.{key}_max")
+        _require_ordered(
+            self,
+            "conditions",
+            ("snr_min_db", "snr_max_db"),
+            ("babble_talkers_min", "babble_talkers_max"),
+            ("noise_exponent_min", "noise_exponent_max"),
+            ("rt60_min", "rt60_max"),
+            ("direct_ratio_min_db", "direct_ratio_max_db"),
+            ("low_cut_min_hz", "low_cut_max_hz"),
+            ("high_cut_min_hz", "high_cut_max_hz"),
+        )
         if self.babble_talkers_min < 1 or self.rt60_min <= 0:
             raise ValueError("conditions: need babble_talkers_min >= 1 and rt60_min > 0")
         if not 0 < self.low_cut_max_hz < self.high_cut_min_hz:
