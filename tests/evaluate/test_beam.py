@@ -1,8 +1,10 @@
 """CTC beam search (evaluate/beam.py): greedy at beam size 1, the exact sum over CTC paths with
-a wide beam, and the LM's pull towards words it knows."""
+a wide beam, the LM's pull towards words it knows, and the search over the LM's words only
+(flashlight-text), checked against sums over every CTC path and KenLM's own scores."""
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -129,17 +131,101 @@ def letters_lm(tmp_path_factory):
 def test_lm_prefers_a_known_word_only_when_weighted(letters_lm):
     # "the cax": the acoustics favour the unseen "cax" over "cat" (x 0.55, t 0.40).
     log_probs = spell("the cax", LETTER_PIECES, {7: {"x": 0.55, "t": 0.40}})
-    acoustic = BeamDecoder(LETTER_PIECES, letters_lm, BeamConfig(lm_weight=0.0, processes=1))
+    open_search = BeamConfig(lm_weight=0.0, processes=1, lexicon=False)
+    acoustic = BeamDecoder(LETTER_PIECES, letters_lm, open_search)
+    assert acoustic.search == "open"
     assert acoustic.decode([log_probs]) == ["the cax"]
-    weighted = BeamDecoder(LETTER_PIECES, letters_lm, BeamConfig(lm_weight=1.0, processes=1))
+    weighted = BeamDecoder(LETTER_PIECES, letters_lm, replace(open_search, lm_weight=1.0))
     assert weighted.decode([log_probs]) == ["the cat"]
 
 
-def test_pool_decodes_as_one_process_does(letters_lm):
+def test_lexicon_search_spells_only_lm_words(letters_lm):
+    # The same "the cax": over the LM's words, "cat" is the closest even with no LM weight.
+    log_probs = spell("the cax", LETTER_PIECES, {7: {"x": 0.55, "t": 0.40}})
+    decoder = BeamDecoder(LETTER_PIECES, letters_lm, BeamConfig(lm_weight=0.0, processes=1))
+    assert decoder.search == "lexicon"
+    assert decoder.decode([log_probs]) == ["the cat"]
+
+
+@pytest.fixture(scope="module")
+def ab_lm(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ablm") / "lm"
+    build_lm(["a b", "ab ba", "a ab", "ba b a", "b ab ba"], directory, order=2)
+    return load_lm(directory)
+
+
+AB_PIECES = ["<blk>", "<unk>", "▁a", "▁b", "a", "b"]
+
+
+def lexicon_brute_force(
+    log_probs: np.ndarray, words: set[str], lm, lm_weight: float, word_score: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Every text made of `words` that some CTC path spells, with its scores: the log of the
+    sum over its paths and the log-probability of its best path, each plus lm_weight · ln P_lm
+    (KenLM, sentence ends included) and word_score per word. Paths that hold a word's last
+    piece for more than one step are left out, as flashlight's search leaves them out."""
+    totals: dict[str, float] = {}
+    best_paths: dict[str, float] = {}
+    steps, vocab = log_probs.shape
+    for path in itertools.product([0, *range(2, vocab)], repeat=steps):
+        runs = [(label, len(list(run))) for label, run in itertools.groupby(path) if label != 0]
+        collapsed = [label for label, _ in runs]
+        text = pieces_text(collapsed, AB_PIECES)
+        if not text or not set(text.split()) <= words or not AB_PIECES[collapsed[0]][0] == "▁":
+            continue  # not LM words, spelled as the lexicon spells them
+        # flashlight ends a word as its last piece arrives, and the piece cannot go on after
+        # that (it was written for models that end words with a silence token).
+        word_ends = [
+            index + 1 == len(runs) or AB_PIECES[runs[index + 1][0]].startswith("▁")
+            for index in range(len(runs))
+        ]
+        if any(end and length > 1 for end, (_, length) in zip(word_ends, runs)):
+            continue
+        logp = float(sum(log_probs[step, label] for step, label in enumerate(path)))
+        totals[text] = totals.get(text, 0.0) + math.exp(logp)
+        best_paths[text] = max(best_paths.get(text, -math.inf), logp)
+
+    def linguistic(text: str) -> float:
+        lm_log10 = lm.model.score(text, bos=True, eos=True)
+        return lm_weight * math.log(10.0) * lm_log10 + word_score * len(text.split())
+
+    sums = {text: math.log(total) + linguistic(text) for text, total in totals.items()}
+    return sums, {text: logp + linguistic(text) for text, logp in best_paths.items()}
+
+
+@pytest.mark.parametrize("lm_weight, word_score", [(0.0, 0.0), (0.7, 1.5)])
+@pytest.mark.parametrize("log_add", [False, True])
+def test_lexicon_search_finds_the_best_text_of_lm_words(ab_lm, lm_weight, word_score, log_add):
+    # Viterbi (no log_add): the text of the best path over LM words, and exactly its score.
+    # Summing, flashlight keeps a word's paths that end in a blank apart from those that end in
+    # its last piece: its score sums part of its text's paths, between the best and all.
+    from omnirouter.evaluate.lexicon_search import LexiconSearch, LexiconSettings
+
+    words = set(ab_lm.unigrams)
+    assert words == {"a", "b", "ab", "ba"}
+    spellings = {"a": [2], "b": [3], "ab": [2, 5], "ba": [3, 4]}
+    search = LexiconSearch(len(AB_PIECES), ab_lm, spellings)
+    search.configure(LexiconSettings(1000, lm_weight, word_score, log_add=log_add))
+    for seed in range(6):
+        log_probs = random_log_probs(5, len(AB_PIECES), seed, 1.0)
+        log_probs[:, 1] = -50.0
+        sums, best_paths = lexicon_brute_force(
+            log_probs.astype(np.float64), words, ab_lm, lm_weight, word_score
+        )
+        text, score = search.decode(log_probs)
+        if log_add:
+            assert best_paths[text] - 1e-4 <= score <= sums[text] + 1e-4
+        else:
+            assert text == max(best_paths, key=best_paths.__getitem__)
+            assert score == pytest.approx(best_paths[text], abs=1e-4)
+
+
+@pytest.mark.parametrize("lexicon", [True, False])
+def test_pool_decodes_as_one_process_does(letters_lm, lexicon):
     log_probs = [
         spell(text, LETTER_PIECES, {}) for text in ["the cat sat", "a rat", "the mat", "on"]
     ]
-    decoder = BeamDecoder(LETTER_PIECES, letters_lm, BeamConfig(processes=1))
+    decoder = BeamDecoder(LETTER_PIECES, letters_lm, BeamConfig(processes=1, lexicon=lexicon))
     one = decoder.decode(log_probs, processes=1)
     assert (
         decoder.decode(log_probs, processes=2) == one == ["the cat sat", "a rat", "the mat", "on"]

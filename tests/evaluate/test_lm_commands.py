@@ -2,6 +2,7 @@
 untrained model: the files each writes, and the tuned weights used afterwards."""
 
 import json
+import os
 
 import pytest
 
@@ -44,7 +45,10 @@ def test_tune_then_eval_uses_the_tuned_weights(lm_dir, experiment, capsys):  # n
     out = capsys.readouterr().out
     assert "real-time factor" in out and "tuned:" in out
     tuning = json.loads((lm_dir / "tuning.json").read_text())
-    (entry,) = tuning.values()
+    (key,) = tuning
+    assert key == os.path.relpath(experiment.resolve(), lm_dir.resolve())  # moves with both
+    (search, entry), = tuning[key].items()
+    assert search == entry["search"] == "lexicon"
     assert entry["set_name"] == "dev" and len(entry["grid"]) == 4
     assert entry["wer"] == min(point["wer"] for point in entry["grid"])
 
@@ -55,6 +59,7 @@ def test_tune_then_eval_uses_the_tuned_weights(lm_dir, experiment, capsys):  # n
     assert table["extra"]["lm_weight"] == entry["lm_weight"]
     assert table["extra"]["word_score"] == entry["word_score"]
     assert table["extra"]["beam_size"] == 4
+    assert table["extra"]["search"] == "lexicon"
     assert "--decoder beam" in table["command"]
     assert "CTC beam search (beam 4)" in (experiment / "eval-lm" / "wer.md").read_text()
     assert not (experiment / "eval" / "wer.json").exists()  # greedy results stay apart
@@ -72,6 +77,8 @@ def test_eval_with_a_missing_lm_names_it_and_writes_nothing(experiment, tmp_path
 def test_lm_options_need_the_beam_decoder(experiment):  # noqa: F811
     with pytest.raises(ValueError, match="--decoder beam"):
         run("eval", str(experiment), "--device", "cpu", "--lm-weight", "1")
+    with pytest.raises(ValueError, match="--decoder beam"):
+        run("eval", str(experiment), "--device", "cpu", "--open-vocabulary")
 
 
 def test_transcribe_with_the_beam_decoder(lm_dir, experiment, mini_corpus):  # noqa: F811
@@ -83,6 +90,8 @@ def test_transcribe_with_the_beam_decoder(lm_dir, experiment, mini_corpus):  # n
     assert transcriber.beam is not None and transcriber.beam.config.beam_size == 4
     transcript = transcriber.transcribe(mini_corpus / "test0.wav")
     assert set(transcript.text) <= set("abcdefghijklmnopqrstuvwxyz0123456789' ⁇")
+    words = set(lm_dir.joinpath("unigrams.txt").read_text().split())
+    assert set(transcript.text.split()) <= words  # the lexicon search writes LM words only
 
 
 def test_build_takes_extra_text(mini_corpus, tmp_path):

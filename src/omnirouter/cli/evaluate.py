@@ -28,19 +28,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_decoder(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "decoding (greedy by default; beam: CTC beam search with a word n-gram LM)"
+        "decoding (greedy by default; beam: CTC beam search over the words of a word n-gram LM)"
     )
     group.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
     group.add_argument(
         "--lm", help="LM directory or file (`omnirouter lm build`; default: the corpus's lm/)"
     )
     group.add_argument(
-        "--beam-size", type=positive_int, help="hypotheses kept (default: tuned, else 32)"
+        "--beam-size", type=positive_int, help="hypotheses kept (default: tuned, else 64)"
     )
     group.add_argument(
         "--lm-weight", type=float, help="LM weight (default: `omnirouter lm tune`'s, else 0.5)"
     )
     group.add_argument("--word-score", type=float, help="score per word (default: tuned, else 0)")
+    group.add_argument(
+        "--open-vocabulary",
+        action="store_true",
+        help="let the beam search spell words outside the LM (pyctcdecode's prefix search) "
+        "instead of the LM's words only (flashlight-text's lexicon search)",
+    )
 
 
 def beam_request(args: argparse.Namespace) -> BeamRequest | None:
@@ -49,10 +55,15 @@ def beam_request(args: argparse.Namespace) -> BeamRequest | None:
 
     if args.decoder != "beam":
         given = [args.lm, args.beam_size, args.lm_weight, args.word_score]
-        if any(value is not None for value in given):
-            raise ValueError("--lm, --beam-size, --lm-weight and --word-score need --decoder beam")
+        if any(value is not None for value in given) or args.open_vocabulary:
+            raise ValueError(
+                "--lm, --beam-size, --lm-weight, --word-score and --open-vocabulary need "
+                "--decoder beam"
+            )
         return None
-    return BeamRequest(args.lm, args.beam_size, args.lm_weight, args.word_score)
+    return BeamRequest(
+        args.lm, args.beam_size, args.lm_weight, args.word_score, not args.open_vocabulary
+    )
 
 
 def _register_eval(subparsers: argparse._SubParsersAction) -> None:

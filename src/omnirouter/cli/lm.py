@@ -54,18 +54,23 @@ def _register_tune(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("experiment", metavar="EXP")
     parser.add_argument("--set", default="dev", help="the set to tune on (default: dev)")
     parser.add_argument("--lm", help="LM directory or file (default: the corpus's lm/)")
-    parser.add_argument("--beam-size", type=positive_int, default=32)
+    parser.add_argument("--beam-size", type=positive_int, default=64)
+    parser.add_argument(
+        "--open-vocabulary",
+        action="store_true",
+        help="tune the open-vocabulary search (`eval --decoder beam --open-vocabulary`)",
+    )
     parser.add_argument(
         "--lm-weights",
         type=_floats,
         metavar="A,A,...",
-        help="LM weights tried (default: evaluate/lm_tune.py's LM_WEIGHTS, 0 to 1.5)",
+        help="LM weights tried (default: evaluate/lm_tune.py's LM_WEIGHTS, 0.25 to 1.5)",
     )
     parser.add_argument(
         "--word-scores",
         type=_floats,
         metavar="W,W,...",
-        help="word scores tried (default: evaluate/lm_tune.py's WORD_SCORES, -1 to 4)",
+        help="word scores tried (default: evaluate/lm_tune.py's WORD_SCORES, 0 to 4)",
     )
     add_device_argument(parser)
     parser.set_defaults(run=run_tune)
@@ -97,7 +102,9 @@ def run_tune(args: argparse.Namespace) -> int:
         beam_size=args.beam_size,
         lm_weights=args.lm_weights or LM_WEIGHTS,
         word_scores=args.word_scores or WORD_SCORES,
+        lexicon=not args.open_vocabulary,
     )
+    print(f"{result.search} search, beam {result.beam_size}")
     print(f"| lm_weight | word_score | WER {result.set_name} % |")
     print("|---:|---:|---:|")
     for point in result.grid:

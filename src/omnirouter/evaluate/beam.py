@@ -1,6 +1,11 @@
-"""CTC prefix beam search with a word n-gram LM, through pyctcdecode.
+"""CTC beam search with a word n-gram LM: over the LM's words (flashlight-text), or open.
 
-The decoder's labels are the tokenizer's pieces by id, the blank (id 0) written "" as
+With an LM the search is, by default, restricted to the LM's words (`lexicon_search.py`,
+flashlight-text's C++ lexicon decoder): the usual setup of wav2letter, torchaudio and fairseq,
+and on the demo's models both the more accurate and the faster (docs/lm-decoding.md). With
+`lexicon=False`, or without an LM, it is the open-vocabulary prefix search below.
+
+The open search's labels are the tokenizer's pieces by id, the blank (id 0) written "" as
 pyctcdecode expects; a leading `▁` starts a word (sentencepiece's marker) and `<unk>` is the
 word `⁇`. The search is pyctcdecode's, with its reading of word pieces corrected
 (`prefix_search.py`). A hypothesis scores
@@ -21,19 +26,27 @@ Shape legend: T output steps, V vocabulary (blank included).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from omnirouter.data.tokenizer import UNK_PIECE
+from omnirouter.evaluate.lexicon_search import (
+    LexiconSearch,
+    LexiconSettings,
+    lexicon_spellings,
+    longest_match_speller,
+)
 from omnirouter.evaluate.lm import LmFiles, LoadedLm, load_lm
 from omnirouter.jsonio import read_json
 
@@ -50,12 +63,13 @@ UNKNOWN_WORD_LOG10 = -10.0
 
 @dataclass(frozen=True)
 class BeamConfig:
-    beam_size: int = 32  # hypotheses kept after each step
+    beam_size: int = 64  # hypotheses kept after each step
     lm_weight: float = 0.5  # α: scale of the LM's natural-log probability
     word_score: float = 0.0  # β: added per word (counters the LM's pull to short outputs)
     beam_prune_logp: float = -10.0  # drop hypotheses this far (log) below the best
     token_min_logp: float = -5.0  # labels below this log-probability at a step are not tried
     processes: int = 0  # decoding processes; 0: one per core
+    lexicon: bool = True  # with an LM: output only the LM's words (False: any spelling)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -84,17 +98,27 @@ class BeamRequest:
     beam_size: int | None = None
     lm_weight: float | None = None
     word_score: float | None = None
+    lexicon: bool = True  # the LM's words only (False: open vocabulary)
 
 
-def model_key(experiment_dir: str | Path) -> str:
-    return str(Path(experiment_dir).resolve())
+def search_name(lexicon: bool) -> str:
+    return "lexicon" if lexicon else "open"
 
 
-def tuned_values(files: LmFiles, experiment_dir: str | Path | None) -> dict | None:
-    """What `lm tune` stored for this model beside the LM, or None."""
+def model_key(experiment_dir: str | Path, files: LmFiles) -> str:
+    """The model's key in the LM's tuning.json: its experiment directory relative to the LM's,
+    so that a corpus and experiments copied or cloned together keep their tuning."""
+    return os.path.relpath(Path(experiment_dir).resolve(), files.directory.resolve())
+
+
+def tuned_values(
+    files: LmFiles, experiment_dir: str | Path | None, lexicon: bool = True
+) -> dict | None:
+    """What `lm tune` stored for this model and search beside the LM, or None."""
     if experiment_dir is None or not files.tuning.is_file():
         return None
-    return read_json(files.tuning, "LM tuning file").get(model_key(experiment_dir))
+    stored = read_json(files.tuning, "LM tuning file").get(model_key(experiment_dir, files), {})
+    return stored.get(search_name(lexicon)) if isinstance(stored, dict) else None
 
 
 def beam_config(
@@ -103,13 +127,19 @@ def beam_config(
     beam_size: int | None = None,
     lm_weight: float | None = None,
     word_score: float | None = None,
+    lexicon: bool = True,
 ) -> BeamConfig:
-    """The given values, else those tuned for this model (tuning.json), else the defaults."""
-    tuned = tuned_values(files, experiment_dir) or {}
+    """The given values, else those tuned for this model and search (tuning.json), else the
+    defaults."""
+    tuned = tuned_values(files, experiment_dir, lexicon) or {}
     if tuned:
         logger.info("using the LM weights tuned on %s (%s)", tuned["set_name"], files.tuning)
     elif lm_weight is None or word_score is None:
-        logger.info("no tuning for this model in %s: run `omnirouter lm tune`", files.tuning)
+        logger.info(
+            "no %s-search tuning for this model in %s: run `omnirouter lm tune`",
+            search_name(lexicon),
+            files.tuning,
+        )
     defaults = BeamConfig()
 
     def pick(name: str, given: float | None) -> float:
@@ -119,6 +149,7 @@ def beam_config(
         beam_size=int(pick("beam_size", beam_size)),
         lm_weight=pick("lm_weight", lm_weight),
         word_score=pick("word_score", word_score),
+        lexicon=lexicon,
     )
 
 
@@ -138,21 +169,48 @@ def decoder_labels(pieces: Sequence[str]) -> list[str]:
     return labels
 
 
+# The lexicon search and the arrays of the `decode` call in progress, for forked workers (a
+# flashlight decoder cannot be pickled; a forked worker inherits it).
+_FORKED: tuple[LexiconSearch, list[np.ndarray]] | None = None
+
+
+def _decode_forked(index: int) -> str:
+    assert _FORKED is not None
+    search, arrays = _FORKED
+    return search.decode(arrays[index])[0]
+
+
 class BeamDecoder:
-    """Beam search over the tokenizer's pieces, with an LM or without (`lm=None`)."""
+    """Beam search over the tokenizer's pieces, with an LM or without (`lm=None`); with an LM
+    and `config.lexicon`, over the LM's words only (`spell`: a word's piece ids, by default the
+    longest pieces that spell it)."""
 
     def __init__(
-        self, pieces: Sequence[str], lm: LoadedLm | None, config: BeamConfig = BeamConfig()
+        self,
+        pieces: Sequence[str],
+        lm: LoadedLm | None,
+        config: BeamConfig = BeamConfig(),
+        spell: Callable[[str], list[int]] | None = None,
     ) -> None:
+        self.config = config
+        self.lm = lm
+        self.stats = DecodeStats()
+        self.vocab_size = len(pieces)
+        self._lexicon: LexiconSearch | None = None
+        self._decoder = None
+        if lm is not None and config.lexicon:
+            spellings = lexicon_spellings(
+                lm.unigrams, spell or longest_match_speller(pieces), len(pieces)
+            )
+            self._lexicon = LexiconSearch(len(pieces), lm, spellings)
+            self._configure_lexicon()
+            return
         from omnirouter.evaluate.prefix_search import (
             PieceBeamSearch,
             WeightedLanguageModel,
             piece_alphabet,
         )
 
-        self.config = config
-        self.lm = lm
-        self.stats = DecodeStats()
         language_model = None
         if lm is not None:
             language_model = WeightedLanguageModel(
@@ -169,14 +227,25 @@ class BeamDecoder:
         cls, tokenizer: Tokenizer, lm_path: str | Path | None, config: BeamConfig = BeamConfig()
     ) -> BeamDecoder:
         lm = None if lm_path is None else load_lm(lm_path, tokenizer)
-        return cls(tokenizer.pieces(), lm, config)
+        return cls(tokenizer.pieces(), lm, config, spell=tokenizer.encode)
+
+    @property
+    def search(self) -> str:
+        """"lexicon" (the LM's words only) or "open" (any spelling)."""
+        return search_name(self._lexicon is not None)
+
+    def _configure_lexicon(self) -> None:
+        assert self._lexicon is not None
+        self._lexicon.configure(
+            LexiconSettings(self.config.beam_size, self.config.lm_weight, self.config.word_score)
+        )
 
     def set_weights(self, lm_weight: float, word_score: float) -> None:
         """Change α and β without reloading the LM (dev-set tuning)."""
-        from dataclasses import replace
-
         self.config = replace(self.config, lm_weight=lm_weight, word_score=word_score)
-        if self.lm is not None:
+        if self._lexicon is not None:
+            self._configure_lexicon()
+        elif self.lm is not None:
             self._decoder.reset_params(alpha=float(lm_weight), beta=float(word_score))
 
     def decode(self, log_probs: Sequence[np.ndarray], processes: int | None = None) -> list[str]:
@@ -184,15 +253,43 @@ class BeamDecoder:
         decoded by `processes` forked workers (default: the config's)."""
         arrays = [np.asarray(item, dtype=np.float32) for item in log_probs]
         for array in arrays:
-            if array.ndim != 2 or array.shape[1] != len(self._decoder._idx2vocab):
+            if array.ndim != 2 or array.shape[1] != self.vocab_size:
                 raise ValueError(
                     f"log-probs of shape {array.shape} do not fit a vocabulary of "
-                    f"{len(self._decoder._idx2vocab)} labels"
+                    f"{self.vocab_size} labels"
                 )
         workers = min(processes or self.config.num_processes(), max(1, len(arrays)))
         if "fork" not in multiprocessing.get_all_start_methods():
             workers = 1
         started = time.perf_counter()
+        if self._lexicon is not None:
+            texts = self._decode_lexicon(arrays, workers)
+        else:
+            texts = self._decode_open(arrays, workers)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.utterances += len(arrays)
+        self.stats.processes.add(workers)
+        return texts
+
+    def _decode_lexicon(self, arrays: list[np.ndarray], workers: int) -> list[str]:
+        global _FORKED
+        assert self._lexicon is not None
+        if workers == 1:
+            return [self._lexicon.decode(array)[0] for array in arrays]
+        _FORKED = (self._lexicon, arrays)
+        try:
+            with _worker_pool(workers) as pool:
+                # Longest first, so that no worker is left with a long one at the end.
+                order = sorted(range(len(arrays)), key=lambda index: -len(arrays[index]))
+                decoded = pool.map(_decode_forked, order, chunksize=1)
+        finally:
+            _FORKED = None
+        texts = [""] * len(arrays)
+        for index, text in zip(order, decoded):
+            texts[index] = text
+        return texts
+
+    def _decode_open(self, arrays: list[np.ndarray], workers: int) -> list[str]:
         options = {
             "beam_width": self.config.beam_size,
             "beam_prune_logp": self.config.beam_prune_logp,
@@ -201,20 +298,10 @@ class BeamDecoder:
             "prune_history": False,
         }
         if workers > 1:
-            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
-            try:
+            with _worker_pool(workers) as pool:
                 beams = self._decoder.decode_beams_batch(pool, arrays, **options)
-            except BaseException:
-                pool.terminate()
-                pool.join()
-                raise
-            pool.close()  # the workers finish their queue and exit on their own
-            pool.join()
         else:
             beams = self._decoder.decode_beams_batch(None, arrays, **options)
-        self.stats.seconds += time.perf_counter() - started
-        self.stats.utterances += len(arrays)
-        self.stats.processes.add(workers)
         # The search's text is whitespace-normalised already (`PieceBeamSearch`), as
         # `Tokenizer.decode`'s is.
         return [best[0][0] if best else "" for best in beams]
@@ -223,6 +310,7 @@ class BeamDecoder:
         """The decoder's settings, as results record them."""
         return {
             "decoder": "beam",
+            "search": self.search,
             "lm": str(self.lm.model_path) if self.lm is not None else "",
             "beam_size": self.config.beam_size,
             "lm_weight": self.config.lm_weight,
@@ -231,7 +319,22 @@ class BeamDecoder:
 
     def close(self) -> None:
         """Drop the LM from pyctcdecode's class-level table."""
-        self._decoder.cleanup()
+        if self._decoder is not None:
+            self._decoder.cleanup()
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of forked decoding workers; ended at once on an error, else left to finish."""
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()  # the workers finish their queue and exit on their own
+    pool.join()
 
 
 def request_decoder(
@@ -248,6 +351,11 @@ def request_decoder(
         raise LanguageModelError("this model has no corpus to find an LM in: pass --lm PATH")
     files = lm_files(request.lm or Path(str(corpus_dir)) / LM_DIR)
     config = beam_config(
-        files, experiment_dir, request.beam_size, request.lm_weight, request.word_score
+        files,
+        experiment_dir,
+        request.beam_size,
+        request.lm_weight,
+        request.word_score,
+        request.lexicon,
     )
     return BeamDecoder.from_tokenizer(tokenizer, request.lm or files.directory, config)

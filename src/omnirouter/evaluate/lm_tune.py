@@ -3,8 +3,9 @@
 `tune_lm` runs the model over the set once, keeps its log-probabilities (cached in
 EXP/eval-lm/), then re-runs only the beam search over a small grid of (lm_weight, word_score)
 and keeps the pair with the lowest WER. The result goes into the LM's tuning.json under the
-model's experiment directory; `beam_config` reads it back, so `omnirouter eval --decoder beam`
-uses the tuned values unless given others. The grid's last step times the beam search with the
+model's experiment directory (relative to the LM's) and the search (lexicon or open);
+`beam_config` reads it back, so `omnirouter eval --decoder beam` uses the tuned values unless
+given others. The grid's last step times the beam search with the
 tuned values on one core: its real-time factor (seconds of decoding per second of audio).
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnirouter.evaluate.beam import BeamConfig, BeamDecoder, model_key
+from omnirouter.evaluate.beam import BeamConfig, BeamDecoder, model_key, search_name
 from omnirouter.evaluate.lm import LM_DIR, lm_files
 from omnirouter.evaluate.model_file import LoadedModel, load_inference_model
 from omnirouter.evaluate.normalize import WHISPER_ENGLISH, get_normalizer
@@ -29,8 +30,10 @@ from omnirouter.jsonio import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-LM_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
-WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
+# The default grid, wide enough for the demo's models under both searches (docs/lm-decoding.md:
+# their optima lie at LM weight 0.4-1 and word score 1-4).
+LM_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5)
+WORD_SCORES = (0.0, 1.0, 2.0, 3.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class GridPoint:
 
 @dataclass(frozen=True)
 class TuningResult:
-    model: str  # the experiment directory, the key in tuning.json
+    model: str  # the experiment directory relative to the LM's, the key in tuning.json
+    search: str  # "lexicon" or "open", the key under the model's
     checkpoint: str
     step: int
     set_name: str
@@ -128,6 +132,8 @@ def tune_lm(
     beam_size: int = BeamConfig.beam_size,
     lm_weights: Sequence[float] = LM_WEIGHTS,
     word_scores: Sequence[float] = WORD_SCORES,
+    lexicon: bool = True,
+    processes: int = 0,
 ) -> TuningResult:
     """`omnirouter lm tune`: the grid search of the module docstring; the result is stored
     in the LM's tuning.json and returned."""
@@ -135,7 +141,9 @@ def tune_lm(
     files = lm_files(lm_path or Path(loaded.data_config.corpus_dir) / LM_DIR)
     normalizer = get_normalizer(WHISPER_ENGLISH)
     decoder = BeamDecoder.from_tokenizer(
-        loaded.tokenizer, files.directory, BeamConfig(beam_size=beam_size)
+        loaded.tokenizer,
+        files.directory,
+        BeamConfig(beam_size=beam_size, lexicon=lexicon, processes=processes),
     )
 
     def score(hypotheses: Sequence[str]) -> tuple[float, float]:
@@ -168,7 +176,8 @@ def tune_lm(
     one_core = time.perf_counter() - started
     decoder.close()
     result = TuningResult(
-        model=model_key(loaded.experiment_dir),
+        model=model_key(loaded.experiment_dir, files),
+        search=search_name(lexicon),
         checkpoint=str(loaded.checkpoint_path),
         step=loaded.step,
         set_name=set_name,
@@ -183,7 +192,9 @@ def tune_lm(
         real_time_factor=one_core / max(posteriors.audio_seconds, 1e-9),
     )
     stored = read_json(files.tuning, "LM tuning file") if files.tuning.is_file() else {}
-    stored[result.model] = result
+    entry = stored.get(result.model)
+    searches = {key: value for key, value in (entry or {}).items() if key in ("lexicon", "open")}
+    stored[result.model] = {**searches, result.search: result}
     write_json(files.tuning, stored)
     return result
 
