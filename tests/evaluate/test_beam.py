@@ -171,7 +171,7 @@ def lexicon_brute_force(
         runs = [(label, len(list(run))) for label, run in itertools.groupby(path) if label != 0]
         collapsed = [label for label, _ in runs]
         text = pieces_text(collapsed, AB_PIECES)
-        if not text or not set(text.split()) <= words or not AB_PIECES[collapsed[0]][0] == "▁":
+        if not text or not set(text.split()) <= words or AB_PIECES[collapsed[0]][0] != "▁":
             continue  # not LM words, spelled as the lexicon spells them
         # flashlight ends a word as its last piece arrives, and the piece cannot go on after
         # that (it was written for models that end words with a silence token).

@@ -47,7 +47,7 @@ def test_tune_then_eval_uses_the_tuned_weights(lm_dir, experiment, capsys):  # n
     tuning = json.loads((lm_dir / "tuning.json").read_text())
     (key,) = tuning
     assert key == os.path.relpath(experiment.resolve(), lm_dir.resolve())  # moves with both
-    (search, entry), = tuning[key].items()
+    ((search, entry),) = tuning[key].items()
     assert search == entry["search"] == "lexicon"
     assert entry["set_name"] == "dev" and len(entry["grid"]) == 4
     assert entry["wer"] == min(point["wer"] for point in entry["grid"])

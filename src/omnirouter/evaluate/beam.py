@@ -231,7 +231,7 @@ class BeamDecoder:
 
     @property
     def search(self) -> str:
-        """"lexicon" (the LM's words only) or "open" (any spelling)."""
+        """ "lexicon" (the LM's words only) or "open" (any spelling)."""
         return search_name(self._lexicon is not None)
 
     def _configure_lexicon(self) -> None:
