@@ -554,6 +554,25 @@ def test_sets_use_their_own_voices_and_texts(tiny_corpus: Path) -> None:
 
 
 @pytest.mark.corpus
+def test_training_text_holds_the_training_split_and_no_evaluation_sentence(
+    tiny_corpus: Path,
+) -> None:
+    from omnirouter.data.synth.text import TRAINING_TEXT_FILE, split_of
+
+    config = _tiny_config()
+    lines = (tiny_corpus / TRAINING_TEXT_FILE).read_text().splitlines()
+    texts = {
+        name: {c.supervisions[0].text for c in _cuts(tiny_corpus, name)}
+        for name in ("train", "dev", "test", "test_unseen_voices", "test_text_shift")
+    }
+    assert len(lines) == len(set(lines)) > len(texts["train"])  # more than was spoken
+    assert texts["train"] <= set(lines)
+    evaluation = texts["dev"] | texts["test"] | texts["test_unseen_voices"]
+    assert not set(lines) & (evaluation | texts["test_text_shift"])
+    assert {split_of(line, config.text) for line in lines} == {TextSplit.train}
+
+
+@pytest.mark.corpus
 def test_effect_sets_are_the_test_utterances_changed(tiny_corpus: Path) -> None:
     test = {cut.id: cut for cut in _cuts(tiny_corpus, "test")}
     for name, kind in (

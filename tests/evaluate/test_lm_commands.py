@@ -3,6 +3,7 @@ untrained model: the files each writes, and the tuned weights used afterwards.""
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -114,3 +115,19 @@ def test_build_takes_extra_text(mini_corpus, tmp_path):
     )
     words = set(out.joinpath("unigrams.txt").read_text().split())
     assert {"zebras", "zebra's", "smith"} <= words and "shells" not in words  # test set left out
+
+
+def test_build_reads_a_synthetic_corpus_training_text_by_default(mini_corpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(mini_corpus, corpus, ignore=shutil.ignore_patterns("lm"))
+    (corpus / "training_text.txt").write_text("Zebras graze.\nA zebra's stripes.\n")
+    assert run("lm", "build", str(corpus), "--order", "2") == 0
+    words = set((corpus / "lm" / "unigrams.txt").read_text().split())
+    assert words == {"zebras", "graze", "a", "zebra's", "stripes"}  # no transcript read
+    info = json.loads((corpus / "lm" / "lm.json").read_text())
+    assert info["sources"] == [str(corpus / "training_text.txt")]
+
+    argv = ["lm", "build", str(corpus), "--order", "2", "--no-corpus-text", "--sets", "dev"]
+    assert run(*argv) == 0
+    words = set((corpus / "lm" / "unigrams.txt").read_text().split())
+    assert "smith" in words and "zebras" not in words

@@ -24,15 +24,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _register_build(actions: argparse._SubParsersAction) -> None:
     parser = actions.add_parser(
         "build",
-        help="estimate a word n-gram (modified Kneser-Ney, KenLM) from a corpus's transcripts",
-        description="Normalises the transcripts as the tokenizer does, estimates an N-gram "
+        help="estimate a word n-gram (modified Kneser-Ney, KenLM) from a corpus's text",
+        description="Reads a synthetic corpus's training text (else its training "
+        "transcripts), normalises it as the tokenizer does, estimates an N-gram "
         "with modified Kneser-Ney smoothing (KenLM lmplz) and writes lm.arpa, lm.bin "
         "(KenLM binary), unigrams.txt and lm.json into CORPUS_DIR/lm unless --out.",
     )
     parser.add_argument("corpus", metavar="CORPUS_DIR")
     parser.add_argument("--order", type=positive_int, default=3, help="n-gram order (default 3)")
     parser.add_argument(
-        "--sets", default="train", help="comma-separated sets whose transcripts to use"
+        "--sets",
+        help="comma-separated sets whose transcripts to use (default: train, when the corpus "
+        "has no training text)",
+    )
+    parser.add_argument(
+        "--no-corpus-text",
+        action="store_true",
+        help="leave out a synthetic corpus's training text (training_text.txt: every "
+        "sentence its training sets could have read, no dev or test sentence)",
     )
     parser.add_argument(
         "--text", nargs="+", default=[], metavar="FILE", help="more text, one sentence a line"
@@ -79,8 +88,12 @@ def _register_tune(actions: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from omnirouter.evaluate.lm import build_corpus_lm
 
-    sets = [name.strip() for name in args.sets.split(",") if name.strip()]
-    info, files = build_corpus_lm(args.corpus, args.out, args.order, sets, args.text)
+    sets = None
+    if args.sets is not None:
+        sets = [name.strip() for name in args.sets.split(",") if name.strip()]
+    info, files = build_corpus_lm(
+        args.corpus, args.out, args.order, sets, args.text, corpus_text=not args.no_corpus_text
+    )
     counts = ", ".join(f"{count} {n + 1}-grams" for n, count in enumerate(info.ngram_counts))
     print(
         f"{info.order}-gram, {info.smoothing}: {info.sentences} sentences, {info.words} words, "

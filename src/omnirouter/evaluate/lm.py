@@ -206,27 +206,36 @@ def build_corpus_lm(
     corpus_dir: str | Path,
     out_dir: str | Path | None = None,
     order: int = 3,
-    sets: Sequence[str] = ("train",),
+    sets: Sequence[str] | None = None,
     text_files: Sequence[str | Path] = (),
+    corpus_text: bool = True,
 ) -> tuple[LmInfo, LmFiles]:
-    """`omnirouter lm build`: an LM of a corpus's transcripts (its training set unless `sets`
-    says otherwise) and of any extra text files (one sentence a line), in <corpus>/lm unless
-    `out_dir` says otherwise."""
+    """`omnirouter lm build`: an LM of a corpus's text, in <corpus>/lm unless `out_dir` says
+    otherwise. Its text: a synthetic corpus's training text (every sentence its training sets
+    could have read, `TRAINING_TEXT_FILE`) unless `corpus_text` is False; the transcripts of
+    `sets` (default: the training set, when there is no training text); and any extra text
+    files (one sentence a line)."""
     from omnirouter.data.manifests import cut_text, read_set_cuts
+    from omnirouter.data.synth.text import TRAINING_TEXT_FILE
 
-    for text_file in text_files:
-        if not Path(text_file).is_file():
+    training_text = Path(corpus_dir) / TRAINING_TEXT_FILE
+    files = [training_text] if corpus_text and training_text.is_file() else []
+    files += [Path(text_file) for text_file in text_files]
+    for text_file in files:
+        if not text_file.is_file():
             raise LanguageModelError(f"no text file {text_file}")
+    if sets is None:
+        sets = () if corpus_text and training_text.is_file() else ("train",)
     out = Path(out_dir) if out_dir is not None else Path(corpus_dir) / LM_DIR
     cuts = read_set_cuts(corpus_dir, list(sets)) if sets else []
 
     def texts() -> Iterable[str]:
         yield from (cut_text(cut) for cut in cuts)
-        for text_file in text_files:
-            with Path(text_file).open(encoding="utf-8") as stream:
+        for text_file in files:
+            with text_file.open(encoding="utf-8") as stream:
                 yield from stream
 
-    sources = [f"{corpus_dir}:{name}" for name in sets] + [str(path) for path in text_files]
+    sources = [f"{corpus_dir}:{name}" for name in sets] + [str(path) for path in files]
     return build_lm(texts(), out, order, sources), LmFiles(out)
 
 

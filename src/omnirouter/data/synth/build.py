@@ -8,7 +8,8 @@
    utterances in their style, `style.py`, and with their pauses, `pauses.py`);
 4. apply the training conditions (`conditions.py`) and the test sets' acoustic effects whose
    output is missing;
-5. write `cuts_<set>.jsonl.gz` for every set whose plan changed, then `corpus.json`.
+5. write `cuts_<set>.jsonl.gz` for every set whose plan changed, then `corpus.json` and the
+   training text (`text.TRAINING_TEXT_FILE`, what an LM may learn from).
 
 A re-run finds every file in place and only re-reads the plan; a killed run loses at most the
 files being written (they are written under temporary names and renamed when complete).
@@ -55,7 +56,8 @@ from omnirouter.data.synth.tasks import (
     Task,
     run_tasks,
 )
-from omnirouter.data.synth.text import sentence_pool
+from omnirouter.data.synth.text import TRAINING_TEXT_FILE, sentence_pool, training_text
+from omnirouter.jsonio import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,8 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
     extra["build_history"] = [*previous.history, build][-BUILD_HISTORY:]
     info = CorpusInfo(config.name, tuple(set_infos), config.description, extra)
     write_corpus_info(corpus_dir, info)
+    text = "".join(f"{sentence}\n" for sentence in training_text(config))
+    write_text(corpus_dir / TRAINING_TEXT_FILE, text)
     return info
 
 

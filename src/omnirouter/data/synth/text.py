@@ -18,7 +18,11 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from omnirouter.data.synth.config import TextConfig, TextSource, TextSplit
+from omnirouter.data.synth.config import Role, SynthConfig, TextConfig, TextSource, TextSplit
+
+# In a synthetic corpus: every sentence the training sets could have read, one a line (more
+# text than their transcripts, and none of a dev or test set's), for `omnirouter lm build`.
+TRAINING_TEXT_FILE = "training_text.txt"
 
 # A sentence ends at . ! or ? followed by space and a capital letter or an opening quote.
 _SENTENCE_END = re.compile(r"([.!?][\"')\]]*)\s+(?=[\"'(\[]*[A-Z])")
@@ -171,3 +175,17 @@ def sentence_pool(source: TextSource, split: TextSplit, config: TextConfig) -> t
     if split is TextSplit.all:
         return sentences
     return tuple(sentence for sentence in sentences if split_of(sentence, config) is split)
+
+
+def training_text(config: SynthConfig) -> list[str]:
+    """The sentences of `TRAINING_TEXT_FILE`: the whole split (train, or all) of the source
+    each training set reads, each source and split once, in configuration order."""
+    pools = {
+        (set_config.text_source, set_config.text_split): None
+        for set_config in config.sets
+        if set_config.role is Role.train and not set_config.is_effect_set
+    }
+    sentences: dict[str, None] = {}
+    for source, split in pools:
+        sentences.update(dict.fromkeys(sentence_pool(source, split, config.text)))
+    return list(sentences)
