@@ -92,6 +92,7 @@ def test_every_report_file_is_written(experiment: Experiment) -> None:
     # The folder is commit-able: no checkpoints, no audio.
     assert not [path for path in report.rglob("*") if path.suffix in (".pt", ".wav", ".npz")]
     headings = ("Findings", "Corpus", "Models", "Word error rates", "Character error rates")
+    headings += ("Decoding with a word LM",)
     beyond = ("Expert offloading: caching and prefetching", "Routed proposals per frame")
     for heading in (*headings, "Training", *beyond, "Software"):
         assert f"## {heading}" in readme
@@ -113,7 +114,8 @@ def test_first_run_does_every_task_once(experiment: Experiment) -> None:
     # tiny.yaml trains two runs at a time in worker processes: they finish in any order.
     assert sorted(by_stage["train"]) == sorted(RUN_LABELS)
     assert by_stage["eval"] == RUN_LABELS
-    assert by_stage["corpus"] == ["corpus", "features"]  # tiny.yaml reads stored features
+    assert by_stage["corpus"] == ["corpus", "lm", "features"]  # tiny.yaml reads stored features
+    assert by_stage["lm"] == ["dense/seed0", "switch/seed0", "omni/seed0"]  # first seeds
     from lhotse import CutSet
 
     for name in ("train", "dev"):
@@ -232,3 +234,35 @@ def test_findings_order_the_models_by_their_measured_wer(experiment: Experiment)
     measured = finding.split("Here: ", 1)[1]
     positions = sorted(averages, key=lambda name: measured.index(f" {name} "))
     assert [averages[name] for name in positions] == sorted(averages.values(), reverse=True)
+
+
+def test_lm_tables_hold_each_first_seed_greedy_and_tuned_beam_search(
+    experiment: Experiment,
+) -> None:
+    root = experiment.root
+    numbers = json.loads((experiment.outputs.report_dir / "experiment.json").read_text())
+    lm = numbers["lm_decoding"]
+    assert lm["sources"] == [str(root / "corpus" / "training_text.txt")]
+    tuning = json.loads((root / "corpus" / "lm" / "tuning.json").read_text())
+    readme = experiment.outputs.readme.read_text()
+    section = readme[readme.index("## Decoding with a word LM") :]
+    assert [model["model"] for model in lm["models"]] == ["dense", "switch", "omni"]
+    for model in lm["models"]:
+        label = f"{model['model']}/seed0"
+        table = json.loads((root / "exp" / label / "eval-lm" / "wer.json").read_text())
+        assert table["extra"]["search"] == model["search"] == "lexicon"
+        assert table["extra"]["beam_size"] == 8
+        tuned = tuning[f"../../exp/{label}"]["lexicon"]
+        assert tuned["set_name"] == "dev"
+        assert (model["lm_weight"], model["word_score"]) == (
+            tuned["lm_weight"],
+            tuned["word_score"],
+        )
+        assert tuned["lm_weight"] in (0.5, 1.0) and tuned["word_score"] in (0.0, 1.0)
+        beam = {row["set_name"]: row["wer_percent"] for row in table["rows"]}
+        assert {name: rates["wer_percent"] for name, rates in model["lm"].items()} == beam
+        assert {name: rates["wer_percent"] for name, rates in model["greedy"].items()} == (
+            eval_wers(root, label)
+        )
+        greedy, with_lm = eval_wers(root, label)["test"], beam["test"]
+        assert f"{greedy:.2f} → {with_lm:.2f}" in section

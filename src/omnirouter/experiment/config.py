@@ -87,6 +87,28 @@ class ProposalStudyConfig:
 
 
 @dataclass(frozen=True)
+class LmDecodingConfig:
+    """Beam search with a word n-gram LM beside the greedy results (`omnirouter lm`): the
+    corpus stage builds the LM from the corpus's training text, the lm stage tunes the LM
+    weight and word score of each model's first seed on the dev set and decodes every
+    evaluation set with them. The findings stay on greedy WER, as in the paper."""
+
+    enabled: bool = True
+    order: int = 3  # n-gram order of the LM (KenLM lmplz, modified Kneser-Ney)
+    beam_size: int = 64
+    lexicon: bool = True  # the LM's words only (False: the open-vocabulary search)
+    # The dev-set grid: LM weight (scale of ln P_lm) and score per word.
+    lm_weights: list[float] = field(default_factory=lambda: [0.4, 0.65, 0.9])
+    word_scores: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
+
+    def __post_init__(self) -> None:
+        require(1 <= self.order <= 6, "lm.order", "1 to 6 (KenLM)", self.order)
+        require(self.beam_size >= 1, "lm.beam_size", ">= 1", self.beam_size)
+        require(bool(self.lm_weights), "lm.lm_weights", "a non-empty list", self.lm_weights)
+        require(bool(self.word_scores), "lm.word_scores", "a non-empty list", self.word_scores)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     description: str = ""  # one paragraph for the top of the report
@@ -99,6 +121,7 @@ class ExperimentConfig:
     eval_device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     analysis: ExperimentAnalysisConfig = field(default_factory=ExperimentAnalysisConfig)
     proposals: ProposalStudyConfig = field(default_factory=ProposalStudyConfig)
+    lm: LmDecodingConfig = field(default_factory=LmDecodingConfig)
     cpu_threads: int = 0  # torch threads on CPU while the experiment runs; 0 = torch's default
     # Runs trained at once, each in a process of its own (with cpu_threads threads). On a CPU,
     # small models use one core each far better than two threads share one model; more jobs

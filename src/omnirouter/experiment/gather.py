@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omnirouter.data.corpus import read_corpus_info
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
+from omnirouter.experiment.lm_stage import lm_summary
 from omnirouter.experiment.results import (
     compare_seed_means,
     routing_numbers,
@@ -73,6 +74,7 @@ def gather(
         findings=tuple(findings),
         explanations=tuple(possible_explanations(circumstances)) if differs else (),
         versions=package_versions(),
+        lm=lm_summary(config, runs),
     )
 
 

@@ -29,6 +29,7 @@ STAGES = (
     "tokenizer",
     "train",
     "eval",
+    "lm",
     "analysis",
     "proposals",
     "compare",

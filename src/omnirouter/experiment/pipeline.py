@@ -32,6 +32,15 @@ from omnirouter.evaluate.suite import default_eval_sets
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun, plan_runs
 from omnirouter.experiment.gather import gather
 from omnirouter.experiment.ledger import STAGES, STAGES_FILE, Ledger
+from omnirouter.experiment.lm_stage import (
+    build_experiment_lm,
+    decode_run_with_lm,
+    experiment_lm_dir,
+    lm_decoding_pending,
+    lm_pending,
+    lm_runs,
+    lm_table_path,
+)
 from omnirouter.experiment.report_setup import draw_report_figures, report_setup
 from omnirouter.experiment.results import compare_seed_means
 from omnirouter.experiment.stages import (
@@ -125,6 +134,8 @@ def _run_stages(
             train_stage(runs, ledger, "train" in forced, config.train_jobs, config.cpu_threads)
         with ledger.stage("eval"):
             eval_stage(config, runs, ledger, "eval" in forced)
+        with ledger.stage("lm"):
+            lm_stage(config, runs, ledger, "lm" in forced)
         with ledger.stage("analysis"):
             analysis_dir = analysis_stage(config, runs, ledger, "analysis" in forced, command)
         with ledger.stage("proposals"):
@@ -158,6 +169,13 @@ def corpus_stage(
     else:
         with ledger.run("corpus", "corpus", reason):
             build_experiment_corpus(config.corpus, sets)
+    if config.lm.enabled:
+        lm_reason = "forced" if force else lm_pending(config)
+        if lm_reason is None:
+            ledger.skip("corpus", "lm", f"{experiment_lm_dir(config)} is up to date")
+        else:
+            with ledger.run("corpus", "lm", lm_reason):
+                log.info("LM: %s", build_experiment_lm(config))
     features = stored_feature_config(runs)
     if features is None:
         return
@@ -226,6 +244,22 @@ def eval_stage(
         with ledger.run("eval", run.label, f"{len(sets)} sets; {reason}"):
             # Chosen only when there is work: a report rebuilt where eval_device is missing works.
             evaluate_run(run, sets, str(choose_device(config.eval_device)))
+
+
+def lm_stage(
+    config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
+) -> None:
+    """Beam search with the corpus's LM for the first seed of each model, tuned on dev."""
+    if not config.lm.enabled:
+        return
+    sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
+    for run in lm_runs(runs):
+        reason = "forced" if force else lm_decoding_pending(config, run, sets)
+        if reason is None:
+            ledger.skip("lm", run.label, f"{lm_table_path(run)} is up to date")
+            continue
+        with ledger.run("lm", run.label, f"tuned on dev, {len(sets)} sets; {reason}"):
+            decode_run_with_lm(config, run, sets, str(choose_device(config.eval_device)))
 
 
 def analysis_stage(

@@ -37,6 +37,7 @@ from omnirouter.report.inference_sections import (
     offload_report_section,
     proposal_report_section,
 )
+from omnirouter.report.lm_section import lm_section
 from omnirouter.report.page import (
     Page,
     PageFiles,
@@ -154,6 +155,7 @@ def build_page(results: ExperimentResults, figures: ReportFigures, setup: Report
         corpus_section(results),
         models_section(results, setup.model_changes, setup.recipe),
         *wer_sections(results),
+        *filter(None, [lm_section(results.lm)]),
         training_section(results, figures.training_loss, figures.learning_curve),
         routing_section(results, figures.routing, figures.routing_page, setup.report_dir),
         offload_report_section(figures.offload),

@@ -10,7 +10,35 @@ from pathlib import Path
 from omnirouter.analysis.experiment_summary import ModelSummary, RoutingNumbers, SeedValues
 from omnirouter.data.corpus import CorpusInfo
 from omnirouter.evaluate.compare import CompareTable
+from omnirouter.evaluate.tables import EvalTable
 from omnirouter.report.findings import Finding
+
+
+@dataclass(frozen=True)
+class LmDecoding:
+    """One model's (first seed's) greedy and beam-search-with-LM tables, and its tuning."""
+
+    model: str
+    greedy: EvalTable
+    beam: EvalTable
+    lm_weight: float
+    word_score: float
+    beam_size: int
+    search: str  # "lexicon" or "open"
+    tuned_on: str  # the dev set
+    real_time_factor: float  # the beam search alone on one core (`omnirouter lm tune`)
+
+
+@dataclass(frozen=True)
+class LmSummary:
+    """The corpus's LM (its lm.json) and what each model made of it."""
+
+    order: int
+    sentences: int
+    words: int
+    vocabulary: int
+    sources: tuple[str, ...]
+    models: tuple[LmDecoding, ...]
 
 
 @dataclass(frozen=True)
@@ -29,6 +57,7 @@ class ExperimentResults:
     findings: tuple[Finding, ...]
     explanations: tuple[str, ...]  # given when a finding differs from the paper
     versions: dict[str, str]
+    lm: LmSummary | None = None  # None when no model was decoded with the LM
 
     @property
     def set_roles(self) -> dict[str, str]:
@@ -57,6 +86,37 @@ def results_to_dict(results: ExperimentResults) -> dict[str, object]:
         "findings": [vars(finding) for finding in results.findings],
         "explanations": list(results.explanations),
         "versions": results.versions,
+        "lm_decoding": _lm_dict(results.lm) if results.lm else None,
+    }
+
+
+def _lm_dict(lm: LmSummary) -> dict[str, object]:
+    def rates(table: EvalTable) -> dict[str, object]:
+        return {
+            row.set_name: {"wer_percent": row.wer_percent, "cer_percent": row.cer_percent}
+            for row in table.rows
+        }
+
+    return {
+        "order": lm.order,
+        "sentences": lm.sentences,
+        "words": lm.words,
+        "vocabulary": lm.vocabulary,
+        "sources": list(lm.sources),
+        "models": [
+            {
+                "model": decoding.model,
+                "lm_weight": decoding.lm_weight,
+                "word_score": decoding.word_score,
+                "beam_size": decoding.beam_size,
+                "search": decoding.search,
+                "tuned_on": decoding.tuned_on,
+                "real_time_factor": decoding.real_time_factor,
+                "greedy": rates(decoding.greedy),
+                "lm": rates(decoding.beam),
+            }
+            for decoding in lm.models
+        ],
     }
 
 
