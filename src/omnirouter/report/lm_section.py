@@ -84,15 +84,16 @@ def _row(rows: tuple[EvalRow, ...], name: str) -> EvalRow | None:
 
 
 def _weakest_gain(lm: LmSummary) -> str:
-    """Where the LM helped least: the set with the smallest mean relative WER reduction."""
+    """Where the LM helped least and most: the test sets with the smallest and largest mean
+    relative WER reduction."""
     changes: dict[str, list[float]] = {}
     for decoding in lm.models:
-        for row in decoding.greedy.rows:
+        for row in decoding.greedy.averaged_rows:
             greedy, beam = row.wer_percent, _rate(_row(decoding.beam.rows, row.set_name), "wer")
             if greedy and beam is not None:
                 changes.setdefault(row.set_name, []).append(100 * (beam - greedy) / greedy)
     if not changes:
-        return "No set has both a greedy and an LM WER."
+        return "No test set has both a greedy and an LM WER."
     means = {name: sum(values) / len(values) for name, values in changes.items()}
     weakest = max(means, key=means.__getitem__)
     strongest = min(means, key=means.__getitem__)
