@@ -231,3 +231,12 @@ def test_pool_decodes_as_one_process_does(letters_lm, lexicon):
         decoder.decode(log_probs, processes=2) == one == ["the cat sat", "a rat", "the mat", "on"]
     )
     assert decoder.stats.processes == {1, 2}
+
+
+@pytest.mark.parametrize("lexicon", [True, False])
+def test_an_empty_utterance_decodes_to_nothing(letters_lm, lexicon):
+    empty = np.zeros((0, len(LETTER_PIECES)), dtype=np.float32)
+    log_probs = [empty, spell("the cat", LETTER_PIECES, {}), empty]
+    decoder = BeamDecoder(LETTER_PIECES, letters_lm, BeamConfig(processes=1, lexicon=lexicon))
+    for processes in (1, 2):
+        assert decoder.decode(log_probs, processes=processes) == ["", "the cat", ""]

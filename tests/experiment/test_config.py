@@ -77,7 +77,7 @@ def test_bad_input_is_named(overrides: list[str], named: str) -> None:
 
 def test_forced_stage_includes_every_later_stage() -> None:
     assert forced_stages(None) == frozenset()
-    assert forced_stages("eval") == {"eval", "analysis", "proposals", "compare", "report"}
+    assert forced_stages("eval") == {"eval", "lm", "analysis", "proposals", "compare", "report"}
     assert forced_stages("corpus") == set(STAGES)
     with pytest.raises(ValueError, match="unknown stage"):
         forced_stages("deploy")

@@ -266,3 +266,27 @@ def test_lm_tables_hold_each_first_seed_greedy_and_tuned_beam_search(
         )
         greedy, with_lm = eval_wers(root, label)["test"], beam["test"]
         assert f"{greedy:.2f} → {with_lm:.2f}" in section
+
+
+def test_lm_decoding_is_redone_for_another_grid_beam_or_search(experiment: Experiment) -> None:
+    from omnirouter.experiment.config import plan_runs
+    from omnirouter.experiment.lm_stage import lm_decoding_pending, lm_pending, lm_runs
+
+    config = experiment.config
+    sets = [
+        row["set_name"]
+        for row in json.loads(
+            (experiment.root / "exp" / "dense" / "seed0" / "eval-lm" / "wer.json").read_text()
+        )["rows"]
+    ]
+    run = lm_runs(plan_runs(config))[0]
+    assert lm_pending(config) is None and lm_decoding_pending(config, run, sets) is None
+    changes = {
+        "grid": replace(config.lm, lm_weights=[0.5]),
+        "beam": replace(config.lm, beam_size=16),
+        "search": replace(config.lm, lexicon=False),
+    }
+    for what, lm in changes.items():
+        assert lm_decoding_pending(replace(config, lm=lm), run, sets) is not None, what
+    assert lm_decoding_pending(config, run, sets[:1]) == "decoded other sets"
+    assert lm_pending(replace(config, lm=replace(config.lm, order=2))) is not None

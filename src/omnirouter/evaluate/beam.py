@@ -66,6 +66,7 @@ class BeamConfig:
     beam_size: int = 64  # hypotheses kept after each step
     lm_weight: float = 0.5  # α: scale of the LM's natural-log probability
     word_score: float = 0.0  # β: added per word (counters the LM's pull to short outputs)
+    # The open search's pruning (the lexicon search has its own: lexicon_search.BEAM_THRESHOLD).
     beam_prune_logp: float = -10.0  # drop hypotheses this far (log) below the best
     token_min_logp: float = -5.0  # labels below this log-probability at a step are not tried
     processes: int = 0  # decoding processes; 0: one per core
@@ -169,14 +170,21 @@ def decoder_labels(pieces: Sequence[str]) -> list[str]:
     return labels
 
 
-# The lexicon search and the arrays of the `decode` call in progress, for forked workers (a
-# flashlight decoder cannot be pickled; a forked worker inherits it).
-_FORKED: tuple[LexiconSearch, list[np.ndarray]] | None = None
+# In a forked decoding worker: the lexicon search and the arrays of the `decode` call that
+# started it, handed over by the pool's initializer (a flashlight decoder cannot be pickled;
+# a forked worker's initializer arguments are inherited, not pickled).
+_WORKER_JOB: tuple[LexiconSearch, list[np.ndarray]] | None = None
 
 
-def _decode_forked(index: int) -> str:
-    assert _FORKED is not None
-    search, arrays = _FORKED
+def _start_lexicon_worker(search: LexiconSearch, arrays: list[np.ndarray]) -> None:
+    global _WORKER_JOB
+    _worker_signals()
+    _WORKER_JOB = (search, arrays)
+
+
+def _decode_in_worker(index: int) -> str:
+    assert _WORKER_JOB is not None
+    search, arrays = _WORKER_JOB
     return search.decode(arrays[index])[0]
 
 
@@ -259,31 +267,35 @@ class BeamDecoder:
                     f"{self.vocab_size} labels"
                 )
         workers = min(processes or self.config.num_processes(), max(1, len(arrays)))
+        if not arrays:
+            return []
         if "fork" not in multiprocessing.get_all_start_methods():
             workers = 1
         started = time.perf_counter()
+        # An utterance with no output steps has no transcript; the searches are not asked.
+        spoken = [index for index, array in enumerate(arrays) if len(array)]
+        searched = [arrays[index] for index in spoken]
         if self._lexicon is not None:
-            texts = self._decode_lexicon(arrays, workers)
+            found = self._decode_lexicon(searched, workers)
         else:
-            texts = self._decode_open(arrays, workers)
+            found = self._decode_open(searched, workers)
+        texts = [""] * len(arrays)
+        for index, text in zip(spoken, found, strict=True):
+            texts[index] = text
         self.stats.seconds += time.perf_counter() - started
         self.stats.utterances += len(arrays)
         self.stats.processes.add(workers)
         return texts
 
     def _decode_lexicon(self, arrays: list[np.ndarray], workers: int) -> list[str]:
-        global _FORKED
         assert self._lexicon is not None
         if workers == 1:
             return [self._lexicon.decode(array)[0] for array in arrays]
-        _FORKED = (self._lexicon, arrays)
-        try:
-            with _worker_pool(workers) as pool:
-                # Longest first, so that no worker is left with a long one at the end.
-                order = sorted(range(len(arrays)), key=lambda index: -len(arrays[index]))
-                decoded = pool.map(_decode_forked, order, chunksize=1)
-        finally:
-            _FORKED = None
+        start = (_start_lexicon_worker, (self._lexicon, arrays))
+        with _worker_pool(workers, *start) as pool:
+            # Longest first, so that no worker is left with a long one at the end.
+            order = sorted(range(len(arrays)), key=lambda index: -len(arrays[index]))
+            decoded = pool.map(_decode_in_worker, order, chunksize=1)
         texts = [""] * len(arrays)
         for index, text in zip(order, decoded):
             texts[index] = text
@@ -324,9 +336,12 @@ class BeamDecoder:
 
 
 @contextlib.contextmanager
-def _worker_pool(workers: int) -> Iterator[multiprocessing.pool.Pool]:
+def _worker_pool(
+    workers: int, initializer: Callable[..., None] = _worker_signals, initargs: tuple = ()
+) -> Iterator[multiprocessing.pool.Pool]:
     """A pool of forked decoding workers; ended at once on an error, else left to finish."""
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_signals)
+    context = multiprocessing.get_context("fork")
+    pool = context.Pool(workers, initializer=initializer, initargs=initargs)
     try:
         yield pool
     except BaseException:

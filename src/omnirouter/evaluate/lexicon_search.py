@@ -2,16 +2,19 @@
 
 Every word of the LM is spelled with the tokenizer's pieces (its sentencepiece encoding), and
 the spellings make a trie. A hypothesis grows only along the trie, so every word it ends is an
-LM word; while a word is being spelled, the best unigram score of the words it can still become
-ranks it (the trie's max smearing, a look-ahead), and its n-gram score replaces that when it
-ends. A hypothesis scores
+LM word; while a word is being spelled, the best score P(w | <s>) of the words it can still
+become ranks it (the trie's max smearing, a look-ahead), and its n-gram score replaces that
+when it ends. A hypothesis scores
 
     log Σ_paths P_ctc(path | audio) + lm_weight · ln P_lm(words) + word_score · |words|
 
 with hypotheses that reach the same state merged by summing their probabilities (flashlight's
 `log_add`; it keeps a word's paths that end in a blank apart from those that end in its last
-piece, so the sum covers part of a text's paths: between its best path and all of them). With
-`log_add=False` the first term is the best path's log-probability, exactly. `lm_weight` scales the natural-log probability, as in the open-vocabulary search
+piece, so the sum covers part of a text's paths: between its best path and all of them).
+With `log_add=False` the first term is the best path's log-probability, exactly.
+
+flashlight's decoder was written for models that end words with a silence token: a word's
+last piece cannot be held for more than one step (a CTC repeat), its paths are not searched. `lm_weight` scales the natural-log probability, as in the open-vocabulary search
 (`prefix_search.py`); flashlight's KenLM gives log10, so it is handed `lm_weight · ln 10`.
 
 sentencepiece has no silence piece, and flashlight wants one: the emissions get one more column,
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from omnirouter.data.tokenizer import UNK_ID
+from omnirouter.evaluate.lm import LanguageModelError
 
 if TYPE_CHECKING:
     from omnirouter.evaluate.lm import LoadedLm
@@ -63,7 +67,9 @@ class LexiconSearch:
         from flashlight.lib.text.dictionary import Dictionary
 
         if not spellings:
-            raise ValueError(f"{lm.model_path}: no LM word can be spelled with the tokenizer")
+            raise LanguageModelError(
+                f"{lm.model_path}: no LM word can be spelled with the tokenizer"
+            )
         self.vocab_size = vocab_size
         self.silence_id = vocab_size  # the extra, never-emitted column
         self.words = Dictionary([*spellings, UNKNOWN_WORD])
@@ -77,7 +83,6 @@ class LexiconSearch:
             _, unigram = self.language_model.score(start, index)
             self.trie.insert(pieces, index, unigram)
         self.trie.smear(SmearingMode.MAX)
-        self.settings: LexiconSettings | None = None
         self._decoder = None
 
     def configure(self, settings: LexiconSettings) -> None:
@@ -108,17 +113,16 @@ class LexiconSearch:
             [],  # no transitions (those are ASG's)
             False,  # a word LM, not a token LM
         )
-        self.settings = settings
 
     def decode(self, log_probs_TV: np.ndarray) -> tuple[str, float]:
         """The best word sequence of one utterance and its score (module docstring)."""
         if self._decoder is None:
             raise RuntimeError("configure the search before decoding")
         steps = log_probs_TV.shape[0]
-        emissions = np.full((steps, self.vocab_size + 1), NEVER, dtype=np.float32)
-        emissions[:, : self.vocab_size] = log_probs_TV
         if steps == 0:
             return "", 0.0
+        emissions = np.full((steps, self.vocab_size + 1), NEVER, dtype=np.float32)
+        emissions[:, : self.vocab_size] = log_probs_TV
         results = self._decoder.decode(emissions.ctypes.data, steps, self.vocab_size + 1)
         if not results:
             return "", -math.inf

@@ -1,7 +1,8 @@
 """Word n-gram language models for beam-search decoding: building one, and loading it.
 
 `build_lm` estimates a word n-gram with modified Kneser–Ney smoothing (Chen & Goodman 1998)
-from transcripts normalised exactly as the tokenizer sees them (`normalize_transcript`), with
+from text (a corpus's training text or transcripts, `build_corpus_lm`) normalised exactly as
+the tokenizer sees it (`normalize_transcript`), with
 KenLM's `lmplz`, then writes its binary with `build_binary`. `make install` builds both tools
 from the `kenlm` source package into `.venv/bin`. An LM is a directory:
 
@@ -10,7 +11,7 @@ from the `kenlm` source package into `.venv/bin`. An LM is a directory:
       lm.bin         the same model in KenLM's binary form, what the decoder loads
       unigrams.txt   its words, one a line (the decoder tells in-vocabulary words by it)
       lm.json        how it was built: order, smoothing, toolkit, sources, n-gram counts
-      tuning.json    decoder weights tuned on a dev set, per model (`omnirouter lm tune`)
+      tuning.json    decoder weights tuned on a dev set, per model and search (`lm tune`)
 """
 
 from __future__ import annotations

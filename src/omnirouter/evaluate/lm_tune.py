@@ -133,7 +133,6 @@ def tune_lm(
     lm_weights: Sequence[float] = LM_WEIGHTS,
     word_scores: Sequence[float] = WORD_SCORES,
     lexicon: bool = True,
-    processes: int = 0,
 ) -> TuningResult:
     """`omnirouter lm tune`: the grid search of the module docstring; the result is stored
     in the LM's tuning.json and returned."""
@@ -143,7 +142,7 @@ def tune_lm(
     decoder = BeamDecoder.from_tokenizer(
         loaded.tokenizer,
         files.directory,
-        BeamConfig(beam_size=beam_size, lexicon=lexicon, processes=processes),
+        BeamConfig(beam_size=beam_size, lexicon=lexicon),
     )
 
     def score(hypotheses: Sequence[str]) -> tuple[float, float]:

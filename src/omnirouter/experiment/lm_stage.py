@@ -7,21 +7,22 @@ tunes each model's beam search on the dev set and decodes every evaluation set w
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 from omnirouter.config import load_config
 from omnirouter.data.synth.config import SynthConfig
-from omnirouter.data.synth.text import TRAINING_TEXT_FILE, training_text
-from omnirouter.evaluate.beam import BeamRequest, model_key
-from omnirouter.evaluate.lm import LM_DIR, build_corpus_lm, lm_files
+from omnirouter.data.synth.text import TRAINING_TEXT_FILE, write_training_text
+from omnirouter.evaluate.beam import BeamRequest, model_key, search_name
+from omnirouter.evaluate.lm import LM_DIR, LmFiles, build_corpus_lm, lm_files
 from omnirouter.evaluate.lm_tune import tune_lm
 from omnirouter.evaluate.suite import LM_EVAL_DIR, evaluate_checkpoint
 from omnirouter.evaluate.tables import EVAL_DIR, EVAL_TABLE_STEM, read_eval_table
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
 from omnirouter.experiment.training_runs import newest_checkpoint_time
-from omnirouter.jsonio import read_json, write_text
+from omnirouter.jsonio import read_json
 from omnirouter.report.experiment_results import LmDecoding, LmSummary
 from omnirouter.report.tables import write_eval_table_pages
 
@@ -30,28 +31,37 @@ def experiment_lm_dir(config: ExperimentConfig) -> Path:
     return Path(config.corpus.corpus_dir) / LM_DIR
 
 
-def lm_pending(config: ExperimentConfig) -> str | None:
-    """Why the corpus's LM must be built, or None."""
-    files = lm_files(experiment_lm_dir(config))
-    if not files.binary.is_file() or not files.info.is_file():
-        return f"{files.binary} is missing"
-    order = read_json(files.info, "LM description").get("order")
-    if order != config.lm.order:
-        return f"it is a {order}-gram, lm.order is {config.lm.order}"
-    return None
-
-
-def build_experiment_lm(config: ExperimentConfig) -> str:
-    """Build the corpus's LM; returns a line saying what it is. A synthetic corpus built before
-    it wrote its training text gets it first, from the synth config."""
+def write_missing_training_text(config: ExperimentConfig) -> None:
+    """A synthetic corpus built before the synth build wrote its training text gets it now,
+    from the experiment's synth config."""
     corpus_dir = Path(config.corpus.corpus_dir)
     if config.corpus.synth_config and not (corpus_dir / TRAINING_TEXT_FILE).is_file():
         synth = load_config(
             SynthConfig, [config.corpus.synth_config], config.corpus.synth_overrides
         )
-        text = "".join(f"{sentence}\n" for sentence in training_text(synth))
-        write_text(corpus_dir / TRAINING_TEXT_FILE, text)
-    info, files = build_corpus_lm(corpus_dir, order=config.lm.order)
+        write_training_text(synth, corpus_dir)
+
+
+def lm_pending(config: ExperimentConfig) -> str | None:
+    """Why the corpus's LM must be built (again), or None."""
+    files = lm_files(experiment_lm_dir(config))
+    if not files.binary.is_file() or not files.info.is_file():
+        return f"{files.binary} is missing"
+    info = read_json(files.info, "LM description")
+    if info.get("order") != config.lm.order:
+        return f"it is a {info.get('order')}-gram, lm.order is {config.lm.order}"
+    text = Path(config.corpus.corpus_dir) / TRAINING_TEXT_FILE
+    if text.is_file():
+        if not any(Path(source).name == TRAINING_TEXT_FILE for source in info.get("sources", [])):
+            return f"it was built from other text than {text}"
+        if text.stat().st_mtime > files.binary.stat().st_mtime:
+            return f"{text} is newer"
+    return None
+
+
+def build_experiment_lm(config: ExperimentConfig) -> str:
+    """Build the corpus's LM; returns a line saying what it is."""
+    info, files = build_corpus_lm(config.corpus.corpus_dir, order=config.lm.order)
     return (
         f"{info.order}-gram of {info.sentences} sentences, {info.words} words, vocabulary "
         f"{info.vocabulary}: {files.directory}"
@@ -78,21 +88,33 @@ def lm_decoding_pending(
     if not path.is_file():
         return "not decoded with the LM"
     written = path.stat().st_mtime
+    files = lm_files(experiment_lm_dir(config))
     if written < newest_checkpoint_time(run.exp_dir):
         return "its checkpoints are newer than its LM decoding"
-    if written < lm_files(experiment_lm_dir(config)).binary.stat().st_mtime:
+    if written < files.binary.stat().st_mtime:
         return "the LM is newer than its LM decoding"
     table = read_eval_table(path)
     if {row.set_name for row in table.rows} != set(sets):
         return "decoded other sets"
-    wanted = {"beam_size": config.lm.beam_size, "search": _search(config)}
-    if any(table.extra.get(key) != value for key, value in wanted.items()):
-        return "decoded with other settings"
+    search = search_name(config.lm.lexicon)
+    if table.extra.get("search") != search:
+        return "decoded with the other search"
+    tuned = _tuning(files, run, search)
+    grid = {(point["lm_weight"], point["word_score"]) for point in tuned.get("grid", [])}
+    wanted = set(itertools.product(config.lm.lm_weights, config.lm.word_scores))
+    if tuned.get("set_name") != run.config.data.dev_set or grid != wanted:
+        return "tuned on another set or grid"
+    if tuned.get("beam_size") != config.lm.beam_size:
+        return "tuned with another beam"
     return None
 
 
-def _search(config: ExperimentConfig) -> str:
-    return "lexicon" if config.lm.lexicon else "open"
+def _tuning(files: LmFiles, run: PlannedRun, search: str) -> dict:
+    """The run's entry in the LM's tuning.json for `search`, or {}."""
+    if not files.tuning.is_file():
+        return {}
+    entry = read_json(files.tuning, "LM tuning file").get(model_key(run.exp_dir, files), {})
+    return entry.get(search, {}) if isinstance(entry, dict) else {}
 
 
 def decode_run_with_lm(
@@ -130,7 +152,6 @@ def lm_summary(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> LmSummar
     files = lm_files(experiment_lm_dir(config))
     if not config.lm.enabled or not files.info.is_file():
         return None
-    tuning = read_json(files.tuning, "LM tuning file") if files.tuning.is_file() else {}
     decodings = []
     for run in lm_runs(runs):
         greedy_path = run.exp_dir / EVAL_DIR / f"{EVAL_TABLE_STEM}.json"
@@ -138,7 +159,7 @@ def lm_summary(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> LmSummar
             continue
         beam = read_eval_table(lm_table_path(run))
         search = str(beam.extra.get("search", "open"))
-        tuned = tuning.get(model_key(run.exp_dir, files), {}).get(search, {})
+        tuned = _tuning(files, run, search)
         decodings.append(
             LmDecoding(
                 model=run.model,

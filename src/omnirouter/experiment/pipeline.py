@@ -1,5 +1,5 @@
-"""`omnirouter experiment`: corpus → tokenizer → train → eval → analysis → proposals → compare
-→ report.
+"""`omnirouter experiment`: corpus (and its LM) → tokenizer → train → eval → lm → analysis →
+proposals → compare → report.
 
 Every stage first asks whether its work is already done (see `stages` and `training_runs`) and skips it
 if so, so a re-run of the same command continues an interrupted experiment and redoes nothing
@@ -40,6 +40,7 @@ from omnirouter.experiment.lm_stage import (
     lm_pending,
     lm_runs,
     lm_table_path,
+    write_missing_training_text,
 )
 from omnirouter.experiment.report_setup import draw_report_figures, report_setup
 from omnirouter.experiment.results import compare_seed_means
@@ -170,6 +171,7 @@ def corpus_stage(
         with ledger.run("corpus", "corpus", reason):
             build_experiment_corpus(config.corpus, sets)
     if config.lm.enabled:
+        write_missing_training_text(config)
         lm_reason = "forced" if force else lm_pending(config)
         if lm_reason is None:
             ledger.skip("corpus", "lm", f"{experiment_lm_dir(config)} is up to date")

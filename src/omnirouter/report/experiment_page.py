@@ -155,7 +155,7 @@ def build_page(results: ExperimentResults, figures: ReportFigures, setup: Report
         corpus_section(results),
         models_section(results, setup.model_changes, setup.recipe),
         *wer_sections(results),
-        *filter(None, [lm_section(results.lm)]),
+        *([lm_section(results.lm)] if results.lm is not None else []),
         training_section(results, figures.training_loss, figures.learning_curve),
         routing_section(results, figures.routing, figures.routing_page, setup.report_dir),
         offload_report_section(figures.offload),

@@ -13,9 +13,7 @@ SEARCHES = {
 }
 
 
-def lm_section(lm: LmSummary | None) -> Section | None:
-    if lm is None:
-        return None
+def lm_section(lm: LmSummary) -> Section:
     first = lm.models[0]
     intro = Paragraph(
         f"CTC beam search {SEARCHES.get(first.search, first.search)}, beam {first.beam_size}, "
@@ -97,10 +95,9 @@ def _weakest_gain(lm: LmSummary) -> str:
     means = {name: sum(values) / len(values) for name, values in changes.items()}
     weakest = max(means, key=means.__getitem__)
     strongest = min(means, key=means.__getitem__)
-    verb = "raises" if means[weakest] > 0 else "lowers"
     return (
-        f"The LM {verb} WER least on {weakest} ({signed_percent(means[weakest])} on average "
-        f"over the models) and lowers it most on {strongest} "
+        f"Relative WER change with the LM, mean over the models: least help on {weakest} "
+        f"({signed_percent(means[weakest])}), most on {strongest} "
         f"({signed_percent(means[strongest])}). Text the LM never saw, or speech whose greedy "
         "transcript is far from any word it knows, gains least."
     )

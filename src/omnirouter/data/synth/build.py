@@ -56,8 +56,7 @@ from omnirouter.data.synth.tasks import (
     Task,
     run_tasks,
 )
-from omnirouter.data.synth.text import TRAINING_TEXT_FILE, sentence_pool, training_text
-from omnirouter.jsonio import write_text
+from omnirouter.data.synth.text import sentence_pool, write_training_text
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +107,7 @@ def build_corpus(config: SynthConfig, out_dir: str | Path, jobs: int | None = No
     extra["build_history"] = [*previous.history, build][-BUILD_HISTORY:]
     info = CorpusInfo(config.name, tuple(set_infos), config.description, extra)
     write_corpus_info(corpus_dir, info)
-    text = "".join(f"{sentence}\n" for sentence in training_text(config))
-    write_text(corpus_dir / TRAINING_TEXT_FILE, text)
+    write_training_text(config, corpus_dir)
     return info
 
 

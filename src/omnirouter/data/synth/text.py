@@ -179,13 +179,30 @@ def sentence_pool(source: TextSource, split: TextSplit, config: TextConfig) -> t
 
 def training_text(config: SynthConfig) -> list[str]:
     """The sentences of `TRAINING_TEXT_FILE`: the whole split (train, or all) of the source
-    each training set reads, each source and split once, in configuration order."""
-    pools = {
-        (set_config.text_source, set_config.text_split): None
-        for set_config in config.sets
-        if set_config.role is Role.train and not set_config.is_effect_set
-    }
+    each training set reads, each source and split once, in configuration order, less any
+    sentence a dev or test set may read (a source read whole by both, say)."""
+    synthesised = [set_config for set_config in config.sets if not set_config.is_effect_set]
+
+    def pools(training: bool) -> dict[tuple[TextSource, TextSplit], None]:
+        return {
+            (set_config.text_source, set_config.text_split): None
+            for set_config in synthesised
+            if (set_config.role is Role.train) == training
+        }
+
+    held_out: set[str] = set()
+    for source, split in pools(training=False):
+        held_out.update(sentence_pool(source, split, config.text))
     sentences: dict[str, None] = {}
-    for source, split in pools:
-        sentences.update(dict.fromkeys(sentence_pool(source, split, config.text)))
+    for source, split in pools(training=True):
+        pool = sentence_pool(source, split, config.text)
+        sentences.update(dict.fromkeys(sentence for sentence in pool if sentence not in held_out))
     return list(sentences)
+
+
+def write_training_text(config: SynthConfig, corpus_dir: str | Path) -> Path:
+    """Write `TRAINING_TEXT_FILE` into the corpus, one sentence a line."""
+    from omnirouter.jsonio import write_text
+
+    text = "".join(f"{sentence}\n" for sentence in training_text(config))
+    return write_text(Path(corpus_dir) / TRAINING_TEXT_FILE, text)
