@@ -266,15 +266,15 @@ class BeamDecoder:
                     f"log-probs of shape {array.shape} do not fit a vocabulary of "
                     f"{self.vocab_size} labels"
                 )
-        workers = min(processes or self.config.num_processes(), max(1, len(arrays)))
         if not arrays:
             return []
-        if "fork" not in multiprocessing.get_all_start_methods():
-            workers = 1
         started = time.perf_counter()
         # An utterance with no output steps has no transcript; the searches are not asked.
         spoken = [index for index, array in enumerate(arrays) if len(array)]
         searched = [arrays[index] for index in spoken]
+        workers = min(processes or self.config.num_processes(), max(1, len(searched)))
+        if "fork" not in multiprocessing.get_all_start_methods():
+            workers = 1
         if self._lexicon is not None:
             found = self._decode_lexicon(searched, workers)
         else:

@@ -220,13 +220,14 @@ def build_corpus_lm(
     from omnirouter.data.synth.text import TRAINING_TEXT_FILE
 
     training_text = Path(corpus_dir) / TRAINING_TEXT_FILE
-    files = [training_text] if corpus_text and training_text.is_file() else []
+    read_training_text = corpus_text and training_text.is_file()
+    files = [training_text] if read_training_text else []
     files += [Path(text_file) for text_file in text_files]
     for text_file in files:
         if not text_file.is_file():
             raise LanguageModelError(f"no text file {text_file}")
     if sets is None:
-        sets = () if corpus_text and training_text.is_file() else ("train",)
+        sets = () if read_training_text else ("train",)
     out = Path(out_dir) if out_dir is not None else Path(corpus_dir) / LM_DIR
     cuts = read_set_cuts(corpus_dir, list(sets)) if sets else []
 

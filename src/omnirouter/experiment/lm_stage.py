@@ -15,12 +15,13 @@ from pathlib import Path
 from omnirouter.config import load_config
 from omnirouter.data.synth.config import SynthConfig
 from omnirouter.data.synth.text import TRAINING_TEXT_FILE, write_training_text
-from omnirouter.evaluate.beam import BeamRequest, model_key, search_name
-from omnirouter.evaluate.lm import LM_DIR, LmFiles, build_corpus_lm, lm_files
+from omnirouter.evaluate.beam import BeamRequest, search_name, tuned_values
+from omnirouter.evaluate.lm import LM_DIR, build_corpus_lm, lm_files
 from omnirouter.evaluate.lm_tune import tune_lm
 from omnirouter.evaluate.suite import LM_EVAL_DIR, evaluate_checkpoint
-from omnirouter.evaluate.tables import EVAL_DIR, EVAL_TABLE_STEM, read_eval_table
+from omnirouter.evaluate.tables import EVAL_TABLE_STEM, read_eval_table
 from omnirouter.experiment.config import ExperimentConfig, PlannedRun
+from omnirouter.experiment.stages import eval_table_path, first_seed_runs
 from omnirouter.experiment.training_runs import newest_checkpoint_time
 from omnirouter.jsonio import read_json
 from omnirouter.report.experiment_results import LmDecoding, LmSummary
@@ -70,10 +71,7 @@ def build_experiment_lm(config: ExperimentConfig) -> str:
 
 def lm_runs(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
     """The first seed of each model: the runs decoded with the LM."""
-    first: dict[str, PlannedRun] = {}
-    for run in runs:
-        first.setdefault(run.model, run)
-    return list(first.values())
+    return list(first_seed_runs(runs).values())
 
 
 def lm_table_path(run: PlannedRun) -> Path:
@@ -99,7 +97,7 @@ def lm_decoding_pending(
     search = search_name(config.lm.lexicon)
     if table.extra.get("search") != search:
         return "decoded with the other search"
-    tuned = _tuning(files, run, search)
+    tuned = tuned_values(files, run.exp_dir, config.lm.lexicon) or {}
     grid = {(point["lm_weight"], point["word_score"]) for point in tuned.get("grid", [])}
     wanted = set(itertools.product(config.lm.lm_weights, config.lm.word_scores))
     if tuned.get("set_name") != run.config.data.dev_set or grid != wanted:
@@ -107,14 +105,6 @@ def lm_decoding_pending(
     if tuned.get("beam_size") != config.lm.beam_size:
         return "tuned with another beam"
     return None
-
-
-def _tuning(files: LmFiles, run: PlannedRun, search: str) -> dict:
-    """The run's entry in the LM's tuning.json for `search`, or {}."""
-    if not files.tuning.is_file():
-        return {}
-    entry = read_json(files.tuning, "LM tuning file").get(model_key(run.exp_dir, files), {})
-    return entry.get(search, {}) if isinstance(entry, dict) else {}
 
 
 def decode_run_with_lm(
@@ -154,12 +144,12 @@ def lm_summary(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> LmSummar
         return None
     decodings = []
     for run in lm_runs(runs):
-        greedy_path = run.exp_dir / EVAL_DIR / f"{EVAL_TABLE_STEM}.json"
+        greedy_path = eval_table_path(run)
         if not lm_table_path(run).is_file() or not greedy_path.is_file():
             continue
         beam = read_eval_table(lm_table_path(run))
         search = str(beam.extra.get("search", "open"))
-        tuned = _tuning(files, run, search)
+        tuned = tuned_values(files, run.exp_dir, lexicon=search == search_name(lexicon=True)) or {}
         decodings.append(
             LmDecoding(
                 model=run.model,

@@ -233,11 +233,16 @@ def train_stage(
             train_run(run, state)
 
 
+def evaluation_sets(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> list[str]:
+    """The sets every model is evaluated on: the configured ones, else dev and every test set."""
+    return list(config.eval_sets) or default_eval_sets(runs[0].config.data)
+
+
 def eval_stage(
     config: ExperimentConfig, runs: Sequence[PlannedRun], ledger: Ledger, force: bool
 ) -> None:
 
-    sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
+    sets = evaluation_sets(config, runs)
     for run in runs:
         reason = "forced" if force else eval_pending(run, sets)
         if reason is None:
@@ -254,7 +259,7 @@ def lm_stage(
     """Beam search with the corpus's LM for the first seed of each model, tuned on dev."""
     if not config.lm.enabled:
         return
-    sets = list(config.eval_sets) or default_eval_sets(runs[0].config.data)
+    sets = evaluation_sets(config, runs)
     for run in lm_runs(runs):
         reason = "forced" if force else lm_decoding_pending(config, run, sets)
         if reason is None:

@@ -194,11 +194,17 @@ def evaluate_run(run: PlannedRun, sets: Sequence[str], device: str) -> Path:
 # ---------------------------------------------------------------- routing analysis
 
 
-def analysed_runs(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
-    """The first-seed run of each analysed model (default: every MoE model)."""
+def first_seed_runs(runs: Sequence[PlannedRun]) -> dict[str, PlannedRun]:
+    """Each model's first-seed run, by model name, in the models' order."""
     first: dict[str, PlannedRun] = {}
     for run in runs:
         first.setdefault(run.model, run)
+    return first
+
+
+def analysed_runs(config: ExperimentConfig, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """The first-seed run of each analysed model (default: every MoE model)."""
+    first = first_seed_runs(runs)
     names = config.analysis.models or [
         name for name, run in first.items() if run.config.model.family is not Family.dense
     ]
